@@ -1,0 +1,44 @@
+"""The ``hand4dgs`` command: the project's own verbs, for what nerfstudio has no verb for.
+
+Training, evaluation, rendering and the viewer are nerfstudio's own tools
+(``ns-train hand4dgs``, ``ns-eval``, ``ns-render``, ``ns-viewer``).
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Union
+
+import tyro
+from rich.console import Console
+from typing_extensions import Annotated
+
+from hand4dgs_ns.cli.synth import Synth
+from hand4dgs_ns.errors import Hand4DGSError
+
+Commands = Union[
+    Annotated[Synth, tyro.conf.subcommand("synth", description="Write a synthetic egocentric two-hand clip.")],
+]
+
+
+def run_user_command(fn) -> None:
+    """Runs a command; a user error prints one red sentence and exits with status 1."""
+    try:
+        fn()
+    except Hand4DGSError as err:
+        Console(stderr=True).print(f"[bold red]error:[/] {err}", highlight=False, soft_wrap=True)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        Console(stderr=True).print("[yellow]interrupted[/]")
+        sys.exit(130)
+
+
+def entrypoint() -> None:
+    """Console-script entry point."""
+    tyro.extras.set_accent_color("bright_yellow")
+    command = tyro.cli(Commands)
+    run_user_command(command.main)
+
+
+if __name__ == "__main__":
+    entrypoint()

@@ -1,0 +1,46 @@
+"""Camera conventions: the one OpenCV <-> OpenGL conversion and pinhole projection.
+
+Inside the package every camera uses OpenCV axes (x right, y down, z forward). nerfstudio's
+``Cameras`` use OpenGL axes (x right, y up, z backward); :func:`opencv_to_opengl_c2w` is
+applied where ``Cameras`` are built and nowhere else.
+"""
+
+from __future__ import annotations
+
+import torch
+from jaxtyping import Float
+from torch import Tensor
+
+_FLIP_YZ = (1.0, -1.0, -1.0, 1.0)
+
+
+def opencv_to_opengl_c2w(c2w: Float[Tensor, "*b 4 4"]) -> Float[Tensor, "*b 4 4"]:
+    """Camera-to-world with OpenCV camera axes -> the same camera with OpenGL axes."""
+    flip = torch.tensor(_FLIP_YZ, dtype=c2w.dtype, device=c2w.device)
+    return c2w * flip  # scales columns: c2w @ diag(1, -1, -1, 1)
+
+
+def opengl_to_opencv_c2w(c2w: Float[Tensor, "*b 4 4"]) -> Float[Tensor, "*b 4 4"]:
+    """Inverse of :func:`opencv_to_opengl_c2w` (the flip is its own inverse)."""
+    return opencv_to_opengl_c2w(c2w)
+
+
+def invert_rigid(t: Float[Tensor, "*b 4 4"]) -> Float[Tensor, "*b 4 4"]:
+    """Inverse of a rigid 4x4 transform without a general matrix inverse."""
+    r = t[..., :3, :3].transpose(-1, -2)
+    out = torch.zeros_like(t)
+    out[..., :3, :3] = r
+    out[..., :3, 3] = -(r @ t[..., :3, 3:4]).squeeze(-1)
+    out[..., 3, 3] = 1.0
+    return out
+
+
+def transform_points(t: Float[Tensor, "*b 4 4"], p: Float[Tensor, "*b n 3"]) -> Float[Tensor, "*b n 3"]:
+    """Apply a 4x4 rigid transform to points (column-vector convention)."""
+    return p @ t[..., :3, :3].transpose(-1, -2) + t[..., None, :3, 3]
+
+
+def project_points(K: Float[Tensor, "*b 3 3"], p_cam: Float[Tensor, "*b n 3"]) -> Float[Tensor, "*b n 2"]:
+    """Pinhole projection of camera-frame points (OpenCV axes) to pixel coordinates."""
+    uvw = p_cam @ K.transpose(-1, -2)
+    return uvw[..., :2] / uvw[..., 2:3].clamp(min=1e-9)
