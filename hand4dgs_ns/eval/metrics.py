@@ -1,0 +1,87 @@
+"""Hand reconstruction metrics (FORMATS.md section 6), pure functions.
+
+Pose metrics take joints in metres (any frame, as long as prediction and ground truth share
+it) in OpenPose order and return millimetres. Image metrics use torchmetrics on each hand's
+box crop.
+"""
+
+from __future__ import annotations
+
+import torch
+from jaxtyping import Bool, Float
+from torch import Tensor
+from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
+
+M_TO_MM = 1000.0
+WRIST = 0
+
+
+def joint_errors_mm(pred: Float[Tensor, "*b 21 3"], gt: Float[Tensor, "*b 21 3"]) -> Float[Tensor, "*b"]:
+    """Per-hand mean joint distance in mm (MPJPE before averaging over hands and frames)."""
+    return (pred - gt).norm(dim=-1).mean(dim=-1) * M_TO_MM
+
+
+def root_aligned(joints: Float[Tensor, "*b 21 3"]) -> Float[Tensor, "*b 21 3"]:
+    """Joints relative to the wrist."""
+    return joints - joints[..., WRIST : WRIST + 1, :]
+
+
+def mpjpe_mm(pred: Float[Tensor, "*b 21 3"], gt: Float[Tensor, "*b 21 3"], valid: Bool[Tensor, "*b"] | None = None) -> Tensor:
+    """MPJPE in mm over the valid hands (NaN when none is valid)."""
+    return _masked_mean(joint_errors_mm(pred, gt), valid)
+
+
+def ra_mpjpe_mm(pred: Float[Tensor, "*b 21 3"], gt: Float[Tensor, "*b 21 3"], valid: Bool[Tensor, "*b"] | None = None) -> Tensor:
+    """Root(wrist)-aligned MPJPE in mm."""
+    return _masked_mean(joint_errors_mm(root_aligned(pred), root_aligned(gt)), valid)
+
+
+def acceleration_error_mm(
+    pred: Float[Tensor, "frames 21 3"], gt: Float[Tensor, "frames 21 3"], valid: Bool[Tensor, "frames"] | None = None
+) -> Tensor:
+    """Acc Err in mm/frame^2: ``a_t = X_{t-1} - 2 X_t + X_{t+1}`` on wrist-aligned joints.
+
+    Averaged over joints and over frames whose two neighbours and itself are valid.
+    """
+    if pred.shape[0] < 3:
+        return torch.tensor(float("nan"))
+    def accel(x):
+        x = root_aligned(x)
+        return x[:-2] - 2 * x[1:-1] + x[2:]
+
+    err = (accel(pred) - accel(gt)).norm(dim=-1).mean(dim=-1) * M_TO_MM
+    ok = None
+    if valid is not None:
+        ok = valid[:-2] & valid[1:-1] & valid[2:]
+    return _masked_mean(err, ok)
+
+
+def crop_image_metrics(
+    pred: Float[Tensor, "H W 3"], gt: Float[Tensor, "H W 3"], boxes: Float[Tensor, "n 4"], min_size: int = 8
+) -> tuple[list[float], list[float]]:
+    """PSNR and SSIM on each box crop (xyxy pixels, clipped to the image).
+
+    Boxes smaller than ``min_size`` pixels on a side are skipped (SSIM's 11x11 window needs
+    room; a hand that small is not "sufficiently visible").
+    """
+    height, width = pred.shape[:2]
+    psnrs, ssims = [], []
+    for box in boxes.tolist():
+        x0, y0 = max(int(box[0]), 0), max(int(box[1]), 0)
+        x1, y1 = min(int(round(box[2])), width), min(int(round(box[3])), height)
+        if x1 - x0 < min_size or y1 - y0 < min_size:
+            continue
+        p = pred[y0:y1, x0:x1].permute(2, 0, 1)[None].clamp(0, 1)
+        g = gt[y0:y1, x0:x1].permute(2, 0, 1)[None]
+        psnrs.append(float(peak_signal_noise_ratio(p, g, data_range=1.0)))
+        kernel = min(11, (min(x1 - x0, y1 - y0) // 2) * 2 - 1)
+        ssims.append(float(structural_similarity_index_measure(p, g, data_range=1.0, kernel_size=kernel)))
+    return psnrs, ssims
+
+
+def _masked_mean(values: Tensor, mask: Tensor | None) -> Tensor:
+    if mask is not None:
+        values = values[mask]
+    if values.numel() == 0:
+        return torch.tensor(float("nan"))
+    return values.mean()
