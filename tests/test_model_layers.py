@@ -1,0 +1,56 @@
+"""Temporal convolution, MLP heads, windows and losses."""
+
+import torch
+
+from hand4dgs_ns.data.windows import window_indices
+from hand4dgs_ns.model.layers import TemporalConv, mlp, squash_tokens
+from hand4dgs_ns.model.losses import LossSchedule, image_loss, masked_target, point_loss
+
+
+def test_window_indices_replicate_edges():
+    idx = window_indices(torch.tensor([0, 5, 9]), torch.tensor([10, 10, 10]), half_width=2)
+    assert idx.tolist() == [[0, 0, 0, 1, 2], [3, 4, 5, 6, 7], [7, 8, 9, 9, 9]]
+    assert window_indices(torch.tensor([0]), torch.tensor([1]), 1).tolist() == [[0, 0, 0]]
+
+
+def test_temporal_conv_mixes_only_the_window_and_keeps_tokens_apart():
+    tc = TemporalConv(in_dim=4, out_dim=3, window=5)
+    x = torch.randn(2, 5, 7, 4)
+    y = tc(x)
+    assert y.shape == (2, 7, 3)
+    x2 = x.clone()
+    x2[:, :, 3] += 1.0  # changing token 3 must not change the other tokens' outputs
+    y2 = tc(x2)
+    torch.testing.assert_close(y2[:, [0, 1, 2, 4, 5, 6]], y[:, [0, 1, 2, 4, 5, 6]])
+
+
+def test_mlp_last_layer_is_zero():
+    net = mlp(10, 32, 5, layers=4)
+    assert len([m for m in net if isinstance(m, torch.nn.Linear)]) == 4
+    assert torch.count_nonzero(net(torch.randn(3, 10))) == 0
+
+
+def test_squash_is_bounded_and_monotone():
+    x = torch.linspace(-10, 10, 201)
+    y = squash_tokens(x, scale=3.0)
+    assert y.abs().max() < 1 and (y[1:] > y[:-1]).all()
+
+
+def test_loss_schedule_and_losses():
+    s = LossSchedule(image_start=100, vertex_decay_steps=50)
+    assert s.vertex_weight(0) == 1 and s.image_weight(99) == 0 and s.image_weight(100) == 1
+    assert s.vertex_weight(125) == 0.5 and s.vertex_weight(1000) == 0
+    pred = torch.zeros(2, 2, 21, 3)
+    target = torch.zeros(2, 2, 21, 3)
+    target[0, 0] = 0.01
+    target[1, 1] = 5.0  # invalid hand: ignored
+    valid = torch.tensor([[True, True], [True, False]])
+    torch.testing.assert_close(point_loss(pred, target, valid), torch.tensor(3e-4 / 3))
+    img = torch.rand(2, 16, 16, 3)
+    mask = torch.zeros(2, 16, 16, 1)
+    mask[:, 4:12, 4:12] = 1
+    bg = torch.tensor([[1.0, 1, 1], [0, 0, 0]])
+    target_img = masked_target(img, mask, bg)
+    assert torch.all(target_img[0, 0, 0] == 1) and torch.all(target_img[1, 0, 0] == 0)
+    loss, l1, s = image_loss(target_img, target_img, 0.2)
+    assert float(loss) < 1e-6 and float(s) > 0.999
