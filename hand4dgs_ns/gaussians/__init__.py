@@ -1,0 +1,18 @@
+"""Mesh-guided Gaussians: fixed (face, barycentric) placements and attributes from a posed mesh."""
+
+from hand4dgs_ns.gaussians.layout import MeshGaussianLayout, make_layout
+from hand4dgs_ns.gaussians.mesh_gaussians import (
+    face_frames,
+    gaussian_means,
+    gaussian_quats,
+    interpolate_vertex_attributes,
+)
+
+__all__ = [
+    "MeshGaussianLayout",
+    "face_frames",
+    "gaussian_means",
+    "gaussian_quats",
+    "interpolate_vertex_attributes",
+    "make_layout",
+]

@@ -1,0 +1,57 @@
+"""Gaussian attributes from a posed mesh: positions, rotations and interpolated embeddings.
+
+Pure, differentiable functions batched over leading dims. A Gaussian's rotation is the
+frame of its face: local x = the face's first edge, local z = the face normal, so a scale
+that is small in z makes the Gaussian a flat disc lying in the surface. Quaternions are wxyz.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from jaxtyping import Float, Int
+from torch import Tensor
+
+from hand4dgs_ns.gaussians.layout import MeshGaussianLayout
+from hand4dgs_ns.geometry.rotations import matrix_to_quaternion
+
+
+def interpolate_vertex_attributes(
+    attr: Float[Tensor, "*b V C"], faces: Int[Tensor, "F 3"], layout: MeshGaussianLayout
+) -> Float[Tensor, "*b G C"]:
+    """Barycentric interpolation of any per-vertex attribute to the Gaussians of ``layout``."""
+    corner_ids = faces[layout.face_ids]  # (G, 3)
+    corners = attr[..., corner_ids, :]  # (*b, G, 3, C)
+    weights = layout.barycentrics.to(dtype=attr.dtype, device=attr.device)
+    return torch.einsum("gk,...gkc->...gc", weights, corners)
+
+
+def gaussian_means(
+    verts: Float[Tensor, "*b V 3"], faces: Int[Tensor, "F 3"], layout: MeshGaussianLayout
+) -> Float[Tensor, "*b G 3"]:
+    """Gaussian centres: barycentric interpolation of the posed vertices."""
+    return interpolate_vertex_attributes(verts, faces, layout)
+
+
+def face_frames(verts: Float[Tensor, "*b V 3"], faces: Int[Tensor, "F 3"]) -> Float[Tensor, "*b F 3 3"]:
+    """Orthonormal frame per face; columns are tangent, bitangent, normal.
+
+    tangent = normalised first edge (v1 - v0), normal = normalised (v1 - v0) x (v2 - v0)
+    (right-handed with the face's vertex order), bitangent = normal x tangent.
+    """
+    v0 = verts[..., faces[:, 0], :]
+    v1 = verts[..., faces[:, 1], :]
+    v2 = verts[..., faces[:, 2], :]
+    e1 = v1 - v0
+    tangent = F.normalize(e1, dim=-1)
+    normal = F.normalize(torch.cross(e1, v2 - v0, dim=-1), dim=-1)
+    bitangent = torch.cross(normal, tangent, dim=-1)
+    return torch.stack([tangent, bitangent, normal], dim=-1)
+
+
+def gaussian_quats(
+    verts: Float[Tensor, "*b V 3"], faces: Int[Tensor, "F 3"], layout: MeshGaussianLayout
+) -> Float[Tensor, "*b G 4"]:
+    """wxyz rotation of every Gaussian: its face's frame, so local z is the face normal."""
+    quats = matrix_to_quaternion(face_frames(verts, faces))  # one per face, then shared
+    return quats[..., layout.face_ids, :]

@@ -1,0 +1,66 @@
+"""gsplat 1.4.0 rasterisation of a different set of Gaussians for every camera.
+
+``gsplat.rasterization`` in 1.4.0 renders one shared set of Gaussians into C cameras, while
+here every frame has its own posed hands. The unpacked ([C, N, ...]) layout of gsplat's
+lower-level functions is exactly "camera c sees its own N Gaussians", so each camera's
+Gaussians are projected with ``fully_fused_projection`` (one small launch per camera; the
+kernel cannot take per-camera centres), the results are stacked to [B, N, ...], and tile
+intersection, sorting and rasterisation run once for the whole batch. This avoids B full
+``rasterization`` calls (and the B x B work of projecting every set into every camera).
+Unpacked rather than packed: with hands filling the frame nearly every Gaussian is visible,
+so packing would only add its prefix-sum and gather passes. Measured on an H100 (two open
+hands, 67K Gaussians, 640x480, forward+backward): 8 cameras 3.9 ms here against 10.6 ms for
+8 unpacked ``rasterization`` calls and 13.1 ms for 8 packed ones; 32 cameras 16.7 vs 57.0 ms.
+"""
+
+from __future__ import annotations
+
+import math
+
+import gsplat
+import torch
+from jaxtyping import Float
+from torch import Tensor
+
+from hand4dgs_ns.render.output import EPS2D, FAR_PLANE, NEAR_PLANE, TILE_SIZE, RenderOutput
+
+
+def _rasterize_gsplat(
+    means: Float[Tensor, "B N 3"],
+    quats: Float[Tensor, "B N 4"],
+    scales: Float[Tensor, "B N 3"],
+    opacities: Float[Tensor, "B N"],
+    colors: Float[Tensor, "B N 3"],
+    viewmats: Float[Tensor, "B 4 4"],
+    Ks: Float[Tensor, "B 3 3"],
+    width: int,
+    height: int,
+    backgrounds: Float[Tensor, "B 3"] | None = None,
+) -> RenderOutput:
+    """gsplat's CUDA kernels, expected depth in a fourth channel (its "RGB+ED" mode)."""
+    batch = means.shape[0]
+    means, quats, scales = means.contiguous(), quats.contiguous(), scales.contiguous()
+    viewmats, Ks = viewmats.contiguous(), Ks.contiguous()
+    projected = [
+        gsplat.fully_fused_projection(
+            means[b], None, quats[b], scales[b], viewmats[b : b + 1], Ks[b : b + 1], width, height,
+            eps2d=EPS2D, near_plane=NEAR_PLANE, far_plane=FAR_PLANE, packed=False,
+        )
+        for b in range(batch)
+    ]
+    radii, means2d, depths, conics = (torch.cat([p[i] for p in projected]) for i in range(4))
+
+    features = torch.cat([colors, depths[..., None]], dim=-1)
+    if backgrounds is not None:
+        backgrounds = torch.cat([backgrounds, torch.zeros_like(backgrounds[:, :1])], dim=-1)
+    tiles_x, tiles_y = math.ceil(width / TILE_SIZE), math.ceil(height / TILE_SIZE)
+    _, isect_ids, flatten_ids = gsplat.isect_tiles(
+        means2d, radii, depths, TILE_SIZE, tiles_x, tiles_y, packed=False, n_cameras=batch
+    )
+    isect_offsets = gsplat.isect_offset_encode(isect_ids, batch, tiles_x, tiles_y)
+    render, alpha = gsplat.rasterize_to_pixels(
+        means2d, conics, features, opacities.contiguous(), width, height, TILE_SIZE,
+        isect_offsets, flatten_ids, backgrounds=backgrounds, packed=False,
+    )
+    depth = render[..., 3:4] / torch.clamp(alpha, min=1e-10)
+    return RenderOutput(rgb=render[..., :3], alpha=alpha, depth=depth)
