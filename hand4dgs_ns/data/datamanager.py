@@ -1,0 +1,246 @@
+"""Datamanager for Hand-4DGS: batches of frames with their hand targets; the model's frame inputs.
+
+Each training step draws several frames of one sequence (frames of one sequence share an
+image size, so they render in one batched call). The batch carries what the losses and
+metrics compare against: the frame, its hand mask, boxes, pseudo-labels and (for evaluation
+only) ground truth. The backbone inputs of every frame (crops or cached tokens) are built once
+through the on-disk feature cache and handed to the model (see :mod:`hand4dgs_ns.data.frame_inputs`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Literal, Optional, Tuple, Type
+
+import numpy as np
+import torch
+from nerfstudio.cameras.cameras import Cameras
+from nerfstudio.configs.dataparser_configs import AnnotatedDataParserUnion
+from nerfstudio.data.datamanagers.base_datamanager import DataManager, DataManagerConfig
+from nerfstudio.data.datasets.base_dataset import InputDataset
+from nerfstudio.data.utils.dataloaders import FixedIndicesEvalDataloader
+from PIL import Image
+from rich.progress import track
+from torch.nn import Parameter
+
+from hand4dgs_ns.data.feature_cache import FeatureCache, hand_features_for_sequence
+from hand4dgs_ns.data.frame_inputs import INPUTS_KEY, FrameInputs
+from hand4dgs_ns.dataparsers.hand_metadata import HandSequencesMetadata, SequenceTensors, hand_metadata
+from hand4dgs_ns.dataparsers.sequence_dataparser import SequenceDataParserConfig
+from hand4dgs_ns.errors import Hand4DGSError
+from hand4dgs_ns.paths import cache_root
+from hand4dgs_ns.preprocess.backbones import BackboneName, make_backbone
+
+
+@dataclass
+class HandDataManagerConfig(DataManagerConfig):
+    """Frames of hand videos with their targets, plus every frame's backbone inputs."""
+
+    _target: Type = field(default_factory=lambda: HandDataManager)
+    dataparser: AnnotatedDataParserUnion = field(default_factory=SequenceDataParserConfig)
+    """Which dataparser reads the videos."""
+    frames_per_step: int = 4
+    """Frames per training step (all from one sequence)."""
+    backbone: BackboneName = "small-cnn"
+    """Hand feature backbone: 'small-cnn' trains with the model on cached crops; 'hamer-vit-h' is
+    HaMeR's frozen ViT-H whose tokens are cached once (needs --pipeline.datamanager.hamer-checkpoint)."""
+    hamer_checkpoint: Optional[Path] = None
+    """HaMeR checkpoint file (for the hamer-vit-h backbone)."""
+    cache_dir: Optional[Path] = None
+    """Where crops and tokens are cached (default: the user cache folder, see hand4dgs_ns.paths)."""
+    seed: int = 0
+    """Seed of the frame sampling."""
+
+
+@dataclass(frozen=True)
+class _SequenceImages:
+    """The cached frames of one sequence and one split, on the training device."""
+
+    frames: torch.Tensor  # (n,) frame indices within the sequence
+    dataset_index: torch.Tensor  # (n,) index of each frame in the split's dataset
+    images: torch.Tensor  # (n, H, W, 3) uint8
+    masks: torch.Tensor  # (n, H, W) uint8 labels: 0 background, 1 left, 2 right
+
+
+class HandDataManager(DataManager):
+    """Serves frame batches for training and single frames for evaluation."""
+
+    config: HandDataManagerConfig
+
+    def __init__(
+        self,
+        config: HandDataManagerConfig,
+        device: torch.device | str = "cpu",
+        test_mode: Literal["test", "val", "inference"] = "val",
+        world_size: int = 1,
+        local_rank: int = 0,
+        **kwargs,
+    ):
+        self.config = config
+        self.device = torch.device(device)
+        self.test_mode = test_mode
+        self.world_size = world_size
+        self.local_rank = local_rank
+        self.test_split = "test" if test_mode in ("test", "inference") else "val"
+        if self.config.data is not None:
+            self.config.dataparser.data = Path(self.config.data)
+        self.dataparser = self.config.dataparser.setup()
+        self.includes_time = self.dataparser.includes_time
+        self.train_dataparser_outputs = self.dataparser.get_dataparser_outputs(split="train")
+        self.train_dataset = InputDataset(self.train_dataparser_outputs)
+        self.eval_dataset = InputDataset(self.dataparser.get_dataparser_outputs(split=self.test_split))
+        self.hands: HandSequencesMetadata = hand_metadata(self.train_dataset.metadata)
+        inputs = build_frame_inputs(self.hands.sequences, self.config)
+        for dataset in (self.train_dataset, self.eval_dataset):
+            dataset.metadata[INPUTS_KEY] = inputs
+        self.frame_inputs = inputs
+        self._generator = torch.Generator().manual_seed(self.config.seed)
+        self._train: dict[int, _SequenceImages] = {}
+        self._eval: dict[int, _SequenceImages] = {}
+        super().__init__()  # calls setup_train / setup_eval unless test_mode is "inference"
+
+    # ---- setup -------------------------------------------------------------------------
+    def setup_train(self) -> None:
+        self._train = self._cache_split(self.train_dataset, "train")
+
+    def setup_eval(self) -> None:
+        self._eval = self._cache_split(self.eval_dataset, "eval")
+        self.fixed_indices_eval_dataloader = FixedIndicesEvalDataloader(input_dataset=self.eval_dataset, device=self.device)
+
+    def _cache_split(self, dataset: InputDataset, split: str) -> dict[int, _SequenceImages]:
+        meta = hand_metadata(dataset.metadata)
+        per_sequence: dict[int, _SequenceImages] = {}
+        order = np.argsort(meta.sequence_index.numpy(), kind="stable")
+        for s in meta.sequence_index.unique().tolist():
+            rows = [int(i) for i in order if int(meta.sequence_index[i]) == s]
+            sequence = self.hands.sequences[s]
+            frames = meta.frame_index[rows]
+            if sequence.mask_paths is None:
+                raise Hand4DGSError(
+                    f"Sequence {sequence.root} has no masks/ folder: hand masks are needed for the image loss; "
+                    "write them (0 background, 1 left, 2 right) or convert the dataset with hand4dgs."
+                )
+            images, masks = [], []
+            for f in track(frames.tolist(), description=f"Caching {split} frames of {sequence.name}", transient=True):
+                images.append(_read_rgb(sequence.image_paths[f]))
+                masks.append(_read_mask(sequence.mask_paths[f]))
+            per_sequence[s] = _SequenceImages(
+                frames=frames.to(self.device),
+                dataset_index=torch.tensor(rows, device=self.device),
+                images=torch.from_numpy(np.stack(images)).to(self.device),
+                masks=torch.from_numpy(np.stack(masks)).to(self.device),
+            )
+        return per_sequence
+
+    # ---- batches -----------------------------------------------------------------------
+    def next_train(self, step: int) -> Tuple[Cameras, Dict]:
+        self.train_count += 1
+        sequences = list(self._train)
+        counts = torch.tensor([len(self._train[s].frames) for s in sequences], dtype=torch.float)
+        s = sequences[int(torch.multinomial(counts, 1, generator=self._generator))]
+        cached = self._train[s]
+        n = min(self.config.frames_per_step, len(cached.frames))
+        pick = torch.randperm(len(cached.frames), generator=self._generator)[:n].to(self.device)
+        return self._batch(self.train_dataset, s, cached, pick)
+
+    def next_eval(self, step: int) -> Tuple[Cameras, Dict]:
+        self.eval_count += 1
+        return self.next_eval_image(step)
+
+    def next_eval_image(self, step: int) -> Tuple[Cameras, Dict]:
+        sequences = list(self._eval)
+        s = sequences[int(torch.randint(len(sequences), (1,), generator=self._generator))]
+        cached = self._eval[s]
+        pick = torch.randint(len(cached.frames), (1,), generator=self._generator).to(self.device)
+        return self._batch(self.eval_dataset, s, cached, pick)
+
+    def eval_frames(self):
+        """Every eval frame once, in sequence and frame order, one at a time."""
+        for s, cached in self._eval.items():
+            for i in range(len(cached.frames)):
+                yield self._batch(self.eval_dataset, s, cached, torch.tensor([i], device=self.device))
+
+    def _batch(self, dataset: InputDataset, s: int, cached: _SequenceImages, pick: torch.Tensor) -> Tuple[Cameras, Dict]:
+        cameras = dataset.cameras[cached.dataset_index[pick].cpu()].to(self.device)
+        frames = cached.frames[pick]
+        batch = {
+            "image": cached.images[pick].float() / 255.0,
+            "hand_mask": cached.masks[pick],
+            "sequence_index": torch.full_like(frames, s),
+            "frame_index": frames,
+            **hand_targets(self.hands.sequences[s], frames.cpu(), self.device),
+        }
+        return cameras, batch
+
+    # ---- nerfstudio's bookkeeping ------------------------------------------------------
+    def get_train_rays_per_batch(self) -> int:
+        sequence = self.hands.sequences[0]
+        return self.config.frames_per_step * sequence.width * sequence.height
+
+    def get_eval_rays_per_batch(self) -> int:
+        sequence = self.hands.sequences[0]
+        return sequence.width * sequence.height
+
+    def get_datapath(self) -> Path:
+        return Path(self.config.dataparser.data)
+
+    def get_param_groups(self) -> Dict[str, List[Parameter]]:
+        return {}
+
+
+def hand_targets(sequence: SequenceTensors, frames: torch.Tensor, device: torch.device) -> dict[str, torch.Tensor]:
+    """Boxes, validity, pseudo-labels and (if present) ground truth of some frames of a sequence."""
+    out = {
+        "bbox": sequence.bbox[frames],
+        "valid": sequence.valid[frames],
+        "pseudo_joints": sequence.pseudo_joints[frames],
+    }
+    if sequence.pseudo_verts is not None:
+        out["pseudo_verts"] = sequence.pseudo_verts[frames]
+    if sequence.gt_joints is not None:
+        out["gt_joints"] = sequence.gt_joints[frames]
+        out["gt_valid"] = sequence.gt_valid[frames]
+    return {key: value.to(device) for key, value in out.items()}
+
+
+def build_frame_inputs(sequences: tuple[SequenceTensors, ...], config: HandDataManagerConfig) -> FrameInputs:
+    """Every frame's backbone inputs through the feature cache, plus boxes and ego cameras."""
+    backbone = make_backbone(config.backbone, config.hamer_checkpoint)
+    if not backbone.trainable and torch.cuda.is_available():
+        backbone = backbone.cuda()
+    cache = FeatureCache(config.cache_dir or cache_root() / "features")
+    data = [
+        torch.from_numpy(
+            np.array(hand_features_for_sequence(list(s.image_paths), s.bbox.numpy(), s.valid.numpy(), backbone, cache))
+        )
+        for s in sequences
+    ]
+    lengths = torch.tensor([s.num_frames for s in sequences])
+    return FrameInputs(
+        kind="crops" if backbone.trainable else "tokens",
+        data=torch.cat(data),
+        bbox=torch.cat([s.bbox for s in sequences]),
+        valid=torch.cat([s.valid for s in sequences]),
+        K=torch.cat([s.K for s in sequences]),
+        c2w=torch.cat([s.c2w for s in sequences]),
+        image_hw=torch.tensor([[s.height, s.width] for s in sequences]),
+        offsets=torch.cumsum(lengths, 0) - lengths,
+        lengths=lengths,
+    )
+
+
+def _read_rgb(path: Path) -> np.ndarray:
+    try:
+        with Image.open(path) as im:
+            return np.asarray(im.convert("RGB"))
+    except OSError as err:
+        raise Hand4DGSError(f"Frame {path} cannot be read ({err}): restore the file or rebuild the sequence.") from None
+
+
+def _read_mask(path: Path) -> np.ndarray:
+    try:
+        with Image.open(path) as im:
+            return np.asarray(im)
+    except OSError as err:
+        raise Hand4DGSError(f"Mask {path} cannot be read ({err}): restore the file or rebuild the sequence.") from None

@@ -1,0 +1,55 @@
+"""The ``hand4dgs`` method for ``ns-train`` (registered through the ``nerfstudio.method_configs`` entry point).
+
+Defaults are the paper's per-video schedule: 30K steps, the image loss from step 20K with the
+vertex weight decaying to zero by the end, exponential learning-rate decay.
+"""
+
+from __future__ import annotations
+
+from nerfstudio.configs.base_config import ViewerConfig
+from nerfstudio.engine.optimizers import AdamOptimizerConfig
+from nerfstudio.engine.trainer import TrainerConfig
+from nerfstudio.plugins.types import MethodSpecification
+
+from hand4dgs_ns.data.datamanager import HandDataManagerConfig
+from hand4dgs_ns.model.hand4dgs import Hand4DGSModelConfig
+from hand4dgs_ns.pipeline import Hand4DGSPipelineConfig
+from hand4dgs_ns.schedulers import ExponentialDecayConfig
+
+PER_VIDEO_STEPS = 30000
+
+
+def _adam(lr: float, lr_final: float, max_steps: int) -> dict:
+    return {
+        "optimizer": AdamOptimizerConfig(lr=lr, eps=1e-15),
+        "scheduler": ExponentialDecayConfig(lr_final=lr_final, max_steps=max_steps),
+    }
+
+
+def hand4dgs_trainer(max_steps: int = PER_VIDEO_STEPS) -> TrainerConfig:
+    """The per-video training configuration; ``max_steps`` rescales the whole schedule."""
+    return TrainerConfig(
+        method_name="hand4dgs",
+        steps_per_eval_batch=500,
+        steps_per_eval_image=1000,
+        steps_per_eval_all_images=max_steps,
+        steps_per_save=5000,
+        max_num_iterations=max_steps,
+        mixed_precision=False,
+        pipeline=Hand4DGSPipelineConfig(
+            datamanager=HandDataManagerConfig(),
+            model=Hand4DGSModelConfig(image_loss_from=max_steps * 2 // 3, vertex_decay_steps=max_steps // 3),
+        ),
+        optimizers={
+            "network": _adam(3e-4, 1e-5, max_steps),
+            "gaussians": _adam(3e-3, 1e-4, max_steps),
+        },
+        viewer=ViewerConfig(num_rays_per_chunk=1 << 15),
+        vis="viewer",
+    )
+
+
+hand4dgs_method = MethodSpecification(
+    config=hand4dgs_trainer(),
+    description="Hand-4DGS: feed-forward 3D Gaussian splatting of hands from egocentric video.",
+)

@@ -1,0 +1,291 @@
+"""The Hand-4DGS nerfstudio model: frames in, two hands of mesh-guided Gaussians out.
+
+``get_outputs`` receives only cameras. Which video frame to reconstruct comes from the
+camera's ``metadata`` (``sequence_index``, ``frame_index``, set by the hand dataparsers, kept by
+eval and ``ns-render dataset`` cameras); cameras without it (the viewer's, camera paths) use
+``times`` to pick a frame of ``viewer_sequence``. The hands are predicted in that frame's ego
+camera and rendered from whichever camera was given, so novel views need no extra code.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Literal, Optional, Tuple, Type
+
+import torch
+from nerfstudio.cameras.cameras import Cameras
+from nerfstudio.engine.callbacks import TrainingCallback, TrainingCallbackAttributes, TrainingCallbackLocation
+from nerfstudio.models.base_model import Model, ModelConfig
+from torch import Tensor
+from torch.nn import Parameter
+from typing_extensions import assert_never
+
+from hand4dgs_ns.data.frame_inputs import INPUTS_KEY, FrameInputs
+from hand4dgs_ns.eval.metrics import crop_image_metrics, mpjpe_mm, ra_mpjpe_mm
+from hand4dgs_ns.geometry.cameras import invert_rigid, opengl_to_opencv_c2w, transform_points
+from hand4dgs_ns.hands.template import load_template
+from hand4dgs_ns.model.hand_branch import BranchSizes, HandBranch
+from hand4dgs_ns.model.layers import squash_tokens
+from hand4dgs_ns.model.losses import (
+    LossSchedule,
+    image_loss,
+    masked_target,
+    opacity_loss,
+    point_loss,
+    scale_range_loss,
+)
+from hand4dgs_ns.preprocess.backbones import SmallCNN, SmallCNNConfig
+from hand4dgs_ns.preprocess.crops import normalize_imagenet, normalized_box, uint8_crops_to_input
+from hand4dgs_ns.render import rasterize
+
+SIDES = ("left", "right")
+
+
+@dataclass
+class Hand4DGSModelConfig(ModelConfig):
+    """Hand-4DGS (feed-forward 3D Gaussian splatting of hands). Defaults follow the paper where it gives values."""
+
+    _target: Type = field(default_factory=lambda: Hand4DGSModel)
+    template: Literal["open", "mano"] = "open"
+    """Hand template: 'open' (shipped, no licence needed) or 'mano' (needs --pipeline.model.mano-dir)."""
+    mano_dir: Optional[Path] = None
+    """Folder holding MANO_RIGHT.pkl and MANO_LEFT.pkl (from the MANO website, after registration)."""
+    window: int = 5
+    """Frames in the temporal window (2k+1, odd). 1 is the paper's 'no TC' ablation."""
+    tc_dim: int = 32
+    """Channels per token after the temporal convolution."""
+    token_scale: float = 3.0
+    """Scale of the tanh squashing applied to backbone tokens."""
+    head_width: int = 512
+    """Hidden width of the shape, pose and translation MLPs (paper: 512)."""
+    head_layers: int = 4
+    """Layers of the shape, pose and translation MLPs (paper: 4)."""
+    embed_dim: int = 32
+    """Per-vertex embedding size."""
+    embed_rank: int = 64
+    """Rank of the embedding layer (a low-rank linear map from features to V x embed_dim)."""
+    appearance_width: int = 64
+    """Hidden width of the 2-layer colour and scale MLPs (paper: 64)."""
+    gaussians_per_face: int = 10
+    """Gaussians sampled in each face, besides one per vertex (paper: 10)."""
+    per_gaussian_embeddings: bool = False
+    """Ablation: predict every Gaussian's embedding directly instead of interpolating vertex embeddings."""
+    hand_extent_m: float = 0.18
+    """Typical extent of a hand (metres): the translation prior puts a hand of this size in its box."""
+    seed: int = 0
+    """Seed of the fixed Gaussian placements."""
+    vertex_loss_weight: float = 1000.0
+    """Weight of the vertex loss (mean squared distance in m^2) to the pseudo-labels."""
+    ssim_lambda: float = 0.2
+    """lambda in L1 + lambda (1 - SSIM)."""
+    image_loss_from: int = 20000
+    """First step with the image loss (paper, per-video: 20K of 30K)."""
+    vertex_decay_steps: int = 10000
+    """Steps over which the vertex weight decays linearly to zero once the image loss is on."""
+    scale_range: Tuple[float, float] = (2e-4, 8e-3)
+    """Gaussian scales (metres) outside this range are penalised."""
+    scale_loss_weight: float = 1.0
+    """Weight of the scale-range regulariser."""
+    opacity_loss_weight: float = 0.01
+    """Weight of the opacity-to-one regulariser."""
+    background: Literal["random", "black", "white"] = "random"
+    """Training background: 'random' draws white or black per frame (paper)."""
+    eval_background: Literal["black", "white"] = "black"
+    """Background for evaluation and rendering."""
+    viewer_sequence: int = 0
+    """Sequence shown for cameras without frame metadata (viewer, camera paths)."""
+
+
+@dataclass(frozen=True)
+class HandsPrediction:
+    """Both hands of B frames, world frame; slot 0 left, 1 right."""
+
+    vertices: Tensor  # (B, 2, V, 3)
+    joints: Tensor  # (B, 2, 21, 3)
+    valid: Tensor  # (B, 2)
+    means: Tensor  # (B, 2G, 3) Gaussians of both hands, left first
+    quats: Tensor
+    scales: Tensor
+    opacities: Tensor
+    colors: Tensor
+
+
+class Hand4DGSModel(Model):
+    """Feed-forward 4D hands: backbone tokens -> TC -> hand mesh -> Gaussians -> gsplat."""
+
+    config: Hand4DGSModelConfig
+
+    def populate_modules(self) -> None:
+        metadata = self.kwargs.get("metadata") or {}
+        inputs = metadata.get(INPUTS_KEY)
+        if not isinstance(inputs, FrameInputs):
+            raise ValueError("Hand4DGSModel needs the hand datamanager's frame inputs (use the hand4dgs method's datamanager).")
+        if self.config.window < 1 or self.config.window % 2 == 0:
+            raise ValueError(f"window must be a positive odd number of frames, got {self.config.window}")
+        self.inputs = inputs  # data, not weights: kept out of the state dict
+        self._inputs_device: Optional[torch.device] = None
+        self.step = 0
+        self.schedule = LossSchedule(self.config.image_loss_from, self.config.vertex_decay_steps)
+        if inputs.kind == "crops":
+            h, w = inputs.data.shape[-2:]
+            self.backbone: Optional[SmallCNN] = SmallCNN(SmallCNNConfig(input_hw=(int(h), int(w))))
+            num_tokens, token_dim = self.backbone.num_tokens, self.backbone.token_dim
+        else:
+            self.backbone = None
+            num_tokens, token_dim = int(inputs.data.shape[-2]), int(inputs.data.shape[-1])
+        c = self.config
+        sizes = BranchSizes(
+            window=c.window, tc_dim=c.tc_dim, head_width=c.head_width, head_layers=c.head_layers, embed_dim=c.embed_dim,
+            embed_rank=c.embed_rank, appearance_width=c.appearance_width, gaussians_per_face=c.gaussians_per_face,
+            per_gaussian_embeddings=c.per_gaussian_embeddings, hand_extent_m=c.hand_extent_m, seed=c.seed,
+        )
+        self.branches = torch.nn.ModuleList(
+            HandBranch(load_template(c.template, side, c.mano_dir), num_tokens, token_dim, sizes) for side in SIDES
+        )
+
+    # ---- optimisation ------------------------------------------------------------------
+    def get_param_groups(self) -> Dict[str, List[Parameter]]:
+        gaussians = [p for b in self.branches for p in (b.log_scale_base, b.opacity_logit)]
+        ids = {id(p) for p in gaussians}
+        network = [p for p in self.parameters() if id(p) not in ids and p is not self.device_indicator_param]
+        return {"network": network, "gaussians": gaussians}
+
+    def get_training_callbacks(self, attrs: TrainingCallbackAttributes) -> List[TrainingCallback]:
+        def set_step(step: int) -> None:
+            self.step = step
+
+        return [TrainingCallback([TrainingCallbackLocation.BEFORE_TRAIN_ITERATION], set_step, update_every_num_iters=1)]
+
+    # ---- prediction --------------------------------------------------------------------
+    def _device_inputs(self) -> FrameInputs:
+        if self._inputs_device != self.device:
+            self.inputs = self.inputs.to(self.device)
+            self._inputs_device = self.device
+        return self.inputs
+
+    def frame_ids(self, camera: Cameras) -> Tuple[Tensor, Tensor]:
+        """(sequence, frame) of each camera: from metadata, else from ``times`` on the viewer sequence."""
+        meta = camera.metadata or {}
+        n = int(camera.camera_to_worlds.reshape(-1, 3, 4).shape[0])
+        if "frame_index" in meta and "sequence_index" in meta:
+            return meta["sequence_index"].reshape(n).long().to(self.device), meta["frame_index"].reshape(n).long().to(self.device)
+        inputs = self._device_inputs()
+        s = min(max(self.config.viewer_sequence, 0), len(inputs.lengths) - 1)
+        length = int(inputs.lengths[s])
+        times = camera.times.reshape(n) if camera.times is not None else torch.zeros(n)
+        frames = torch.round(times.to(self.device).clamp(0, 1) * (length - 1)).long()
+        return torch.full_like(frames, s), frames
+
+    def predict_hands(self, sequence: Tensor, frame: Tensor) -> HandsPrediction:
+        """Both hands of the given frames (any number, any sequences) in the world frame."""
+        inputs = self._device_inputs()
+        half = self.config.window // 2
+        rows = inputs.rows(sequence, frame)
+        window = inputs.window_rows(sequence, frame, half)  # (B, W)
+        bbox, valid, K, c2w = inputs.bbox[rows], inputs.valid[rows], inputs.K[rows], inputs.c2w[rows]
+        hw = inputs.image_hw[sequence]
+        box_norm = normalized_box(bbox, hw[:, 1:2].float(), hw[:, 0:1].float())
+        verts, joints, gaussians = [], [], []
+        for slot, branch in enumerate(self.branches):
+            tokens = self._tokens(inputs.data[window, slot])  # (B, W, N, C)
+            mesh = branch(tokens, box_norm[:, slot], bbox[:, slot], K)
+            v_world = transform_points(c2w, mesh.vertices)
+            verts.append(v_world)
+            joints.append(transform_points(c2w, mesh.joints))
+            g = branch.gaussians(v_world, mesh.embeddings)
+            gaussians.append((g.means, g.quats, g.scales, g.opacities * valid[:, slot, None].float(), g.colors))
+        means, quats, scales, opac, colors = (torch.cat(parts, dim=1) for parts in zip(*gaussians))
+        return HandsPrediction(torch.stack(verts, 1), torch.stack(joints, 1), valid, means, quats, scales, opac, colors)
+
+    def _tokens(self, raw: Tensor) -> Tensor:
+        """Backbone tokens for raw window inputs (B, W, ...) -> (B, W, N, C), squashed."""
+        b, w = raw.shape[:2]
+        if self.backbone is not None:
+            crops = normalize_imagenet(uint8_crops_to_input(raw.reshape(b * w, *raw.shape[2:])))
+            tokens = self.backbone(crops)
+        else:
+            tokens = raw.reshape(b * w, *raw.shape[2:]).float()
+        return squash_tokens(tokens, self.config.token_scale).reshape(b, w, *tokens.shape[1:])
+
+    # ---- rendering ---------------------------------------------------------------------
+    def get_outputs(self, camera: Cameras) -> Dict[str, Tensor]:  # type: ignore[override]
+        camera = camera.to(self.device)
+        sequence, frame = self.frame_ids(camera)
+        hands = self.predict_hands(sequence, frame)
+        c2w_gl = torch.cat(
+            [camera.camera_to_worlds.reshape(-1, 3, 4), camera.camera_to_worlds.new_tensor([0, 0, 0, 1]).expand(len(frame), 1, 4)], 1
+        )
+        viewmats = invert_rigid(opengl_to_opencv_c2w(c2w_gl))
+        Ks = camera.get_intrinsics_matrices().reshape(-1, 3, 3).to(self.device)
+        width, height = int(camera.width.reshape(-1)[0]), int(camera.height.reshape(-1)[0])
+        background = self._backgrounds(len(frame))
+        out = rasterize(hands.means, hands.quats, hands.scales, hands.opacities, hands.colors, viewmats, Ks, width, height, background)
+        return {
+            "rgb": out.rgb,
+            "accumulation": out.alpha,
+            "depth": out.depth,
+            "background": background,
+            "vertices": hands.vertices,
+            "joints": hands.joints,
+            "valid": hands.valid,
+            "scales": hands.scales,
+            "opacities": hands.opacities,
+        }
+
+    def _backgrounds(self, n: int) -> Tensor:
+        mode = self.config.background if self.training else self.config.eval_background
+        if mode == "random":
+            return torch.randint(0, 2, (n, 1), device=self.device).float().expand(n, 3)
+        if mode == "black":
+            return torch.zeros(n, 3, device=self.device)
+        if mode == "white":
+            return torch.ones(n, 3, device=self.device)
+        assert_never(mode)
+
+    @torch.no_grad()
+    def get_outputs_for_camera(self, camera: Cameras, obb_box=None) -> Dict[str, Tensor]:
+        """One camera's images (H, W, C), for eval, ``ns-render`` and the viewer."""
+        outputs = self.get_outputs(camera.reshape((1,)) if camera.shape != (1,) else camera)
+        return {key: outputs[key][0] for key in ("rgb", "accumulation", "depth")}
+
+    # ---- losses and metrics ------------------------------------------------------------
+    def get_loss_dict(self, outputs, batch, metrics_dict=None) -> Dict[str, Tensor]:
+        c = self.config
+        valid = batch["valid"]
+        target_verts = batch.get("pseudo_verts")
+        if target_verts is not None and target_verts.shape[-2] == outputs["vertices"].shape[-2]:
+            vertex = point_loss(outputs["vertices"], target_verts, valid)
+        else:  # pseudo-labels in another topology: supervise the joints
+            vertex = point_loss(outputs["joints"], batch["pseudo_joints"], valid)
+        losses = {"vertex_loss": c.vertex_loss_weight * self.schedule.vertex_weight(self.step) * vertex}
+        if self.schedule.image_weight(self.step) > 0:
+            hand = (batch["hand_mask"] > 0).float()[..., None]
+            target = masked_target(batch["image"], hand, outputs["background"])
+            losses["image_loss"] = image_loss(outputs["rgb"], target, c.ssim_lambda)[0]
+            losses["scale_loss"] = c.scale_loss_weight * scale_range_loss(outputs["scales"], *c.scale_range)
+            losses["opacity_loss"] = c.opacity_loss_weight * opacity_loss(outputs["opacities"][outputs["opacities"] > 0])
+        return losses
+
+    def get_metrics_dict(self, outputs, batch) -> Dict[str, Tensor]:
+        metrics = {"pseudo_mpjpe_mm": mpjpe_mm(outputs["joints"].detach(), batch["pseudo_joints"], batch["valid"])}
+        if "gt_joints" in batch:
+            metrics["gt_mpjpe_mm"] = mpjpe_mm(outputs["joints"].detach(), batch["gt_joints"], batch["gt_valid"])
+        return metrics
+
+    def get_image_metrics_and_images(self, outputs, batch) -> Tuple[Dict[str, float], Dict[str, Tensor]]:
+        """Hand-crop PSNR/SSIM of one frame and, with ground truth, its pose errors."""
+        image = batch["image"].reshape(-1, *batch["image"].shape[-3:])[0].to(self.device)
+        mask = (batch["hand_mask"].reshape(-1, *batch["hand_mask"].shape[-2:])[0] > 0).float()[..., None].to(self.device)
+        rgb = outputs["rgb"]
+        background = rgb.new_tensor(0.0 if self.config.eval_background == "black" else 1.0).expand(3)
+        target = image * mask + background * (1 - mask)
+        boxes = batch["bbox"].reshape(-1, 2, 4)[0][batch["valid"].reshape(-1, 2)[0]]
+        psnrs, ssims = crop_image_metrics(rgb, target, boxes)
+        metrics: Dict[str, float] = {}
+        if psnrs:
+            metrics["psnr"] = float(sum(psnrs) / len(psnrs))
+            metrics["ssim"] = float(sum(ssims) / len(ssims))
+        images = {"img": torch.cat([target, rgb.clamp(0, 1)], dim=1), "accumulation": outputs["accumulation"]}
+        return metrics, images
+

@@ -1,0 +1,172 @@
+"""One hand's branch of Hand-4DGS: window tokens -> hand mesh -> mesh-guided Gaussians.
+
+The paper keeps separate temporal convolutions and MLPs for the left and the right hand; the
+model holds one :class:`HandBranch` per side. Everything here is in the frame's camera frame
+(OpenCV axes, metres) until :meth:`HandBranch.gaussians` receives world-frame vertices.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from jaxtyping import Float
+from torch import Tensor, nn
+
+from hand4dgs_ns.gaussians import (
+    MeshGaussianLayout,
+    gaussian_means,
+    gaussian_quats,
+    interpolate_vertex_attributes,
+    make_layout,
+)
+from hand4dgs_ns.geometry.rotations import rotation_6d_to_matrix
+from hand4dgs_ns.hands.lbs import hand_forward
+from hand4dgs_ns.hands.template import HandTemplate
+from hand4dgs_ns.model.layers import TemporalConv, mlp
+
+_IDENTITY_6D = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
+
+
+@dataclass(frozen=True)
+class BranchSizes:
+    """Network sizes of one hand branch (defaults from the paper where it gives them)."""
+
+    window: int
+    """Frames in the temporal window (2k+1); 1 disables temporal context."""
+    tc_dim: int
+    """Output channels of the temporal convolution per token."""
+    head_width: int
+    """Hidden width of the shape, pose and translation MLPs (paper: 512)."""
+    head_layers: int
+    """Layers of the shape, pose and translation MLPs (paper: 4)."""
+    embed_dim: int
+    """Per-vertex embedding size."""
+    embed_rank: int
+    """Rank of the embedding layer's weight (a low-rank linear map keeps a V x D output cheap)."""
+    appearance_width: int
+    """Hidden width of the colour and scale MLPs (paper: 64, 2 layers)."""
+    gaussians_per_face: int
+    """Gaussians sampled inside each face, in addition to one per vertex (paper: 10)."""
+    per_gaussian_embeddings: bool
+    """Ablation: predict each Gaussian's embedding directly instead of interpolating vertex ones."""
+    hand_extent_m: float
+    """Typical size of a hand's image box in metres, for the box-based depth prior."""
+    seed: int
+    """Seed of the fixed barycentric samples."""
+
+
+@dataclass(frozen=True)
+class HandMesh:
+    """A batch of predicted hands in the camera frame."""
+
+    vertices: Float[Tensor, "b v 3"]
+    joints: Float[Tensor, "b 21 3"]
+    embeddings: Float[Tensor, "b g d"]
+    """Per-Gaussian embeddings (interpolated from vertex embeddings unless ablated)."""
+
+
+@dataclass(frozen=True)
+class HandGaussians:
+    """World-frame Gaussians of a batch of hands (quaternions wxyz, scales in metres)."""
+
+    means: Float[Tensor, "b g 3"]
+    quats: Float[Tensor, "b g 4"]
+    scales: Float[Tensor, "b g 3"]
+    opacities: Float[Tensor, "b g"]
+    colors: Float[Tensor, "b g 3"]
+
+
+class HandBranch(nn.Module):
+    """TC layer, MANO-style heads, vertex embeddings and the Gaussian decoders for one hand."""
+
+    def __init__(self, template: HandTemplate, num_tokens: int, token_dim: int, sizes: BranchSizes):
+        super().__init__()
+        self.sizes = sizes
+        self.template = template
+        layout = make_layout(template.faces, template.num_vertices, per_face=sizes.gaussians_per_face, seed=sizes.seed)
+        self.num_gaussians = int(layout.face_ids.shape[0])
+        # Fixed per model: buffers (persistent so a checkpoint renders exactly what was trained).
+        self.register_buffer("face_ids", layout.face_ids)
+        self.register_buffer("barycentrics", layout.barycentrics)
+
+        feat = num_tokens * sizes.tc_dim
+        self.tc = TemporalConv(token_dim, sizes.tc_dim, sizes.window)
+        self.shape_head = mlp(feat, sizes.head_width, template.num_betas, sizes.head_layers)
+        self.pose_head = mlp(feat, sizes.head_width, template.num_joints * 6, sizes.head_layers)
+        self.transl_head = mlp(feat + 4, sizes.head_width, 3, sizes.head_layers)
+        embed_count = self.num_gaussians if sizes.per_gaussian_embeddings else template.num_vertices
+        # "A 1-layer MLP gives a per-vertex embedding": one linear map, factorised through a
+        # low rank so its V*D outputs do not need a (features x V*D) weight.
+        self.embed = nn.Sequential(nn.Linear(feat, sizes.embed_rank), nn.Linear(sizes.embed_rank, embed_count * sizes.embed_dim))
+        self.color_mlp = mlp(sizes.embed_dim, sizes.appearance_width, 3, 2)
+        self.scale_mlp = mlp(sizes.embed_dim, sizes.appearance_width, 3, 2)
+        self.log_scale_base = nn.Parameter(_initial_log_scales(template, layout))
+        self.opacity_logit = nn.Parameter(torch.full((self.num_gaussians,), 3.0))
+
+    @property
+    def layout(self) -> MeshGaussianLayout:
+        return MeshGaussianLayout(face_ids=self.face_ids, barycentrics=self.barycentrics)
+
+    def forward(
+        self,
+        tokens: Float[Tensor, "b window n c"],
+        box_norm: Float[Tensor, "b 4"],
+        box_xyxy: Float[Tensor, "b 4"],
+        K: Float[Tensor, "b 3 3"],
+    ) -> HandMesh:
+        """Predicts the hand mesh in the camera frame from a window of backbone tokens."""
+        b = tokens.shape[0]
+        feat = self.tc(tokens).reshape(b, -1)
+        template = self.template
+        betas = self.shape_head(feat)
+        d6 = self.pose_head(feat).reshape(b, template.num_joints, 6) + feat.new_tensor(_IDENTITY_6D)
+        rot = rotation_6d_to_matrix(d6)
+        transl = box_translation(self.transl_head(torch.cat([feat, box_norm], dim=-1)), box_xyxy, K, self.sizes.hand_extent_m)
+        out = hand_forward(template, rot[:, 0], rot[:, 1:], betas, transl)
+        emb = self.embed(feat).reshape(b, -1, self.sizes.embed_dim)
+        if not self.sizes.per_gaussian_embeddings:
+            emb = interpolate_vertex_attributes(emb, template.faces, self.layout)
+        return HandMesh(vertices=out.vertices, joints=out.joints, embeddings=emb)
+
+    def gaussians(self, vertices_world: Float[Tensor, "b v 3"], embeddings: Float[Tensor, "b g d"]) -> HandGaussians:
+        """Mesh-guided Gaussians on world-frame vertices (paper, section 3.2)."""
+        layout = self.layout
+        faces = self.template.faces
+        log_scales = self.log_scale_base + torch.tanh(self.scale_mlp(embeddings))
+        opac = torch.sigmoid(self.opacity_logit).expand(vertices_world.shape[0], -1)
+        return HandGaussians(
+            means=gaussian_means(vertices_world, faces, layout),
+            quats=gaussian_quats(vertices_world, faces, layout),
+            scales=log_scales.exp(),
+            opacities=opac,
+            colors=torch.sigmoid(self.color_mlp(embeddings)),
+        )
+
+
+def box_translation(
+    residual: Float[Tensor, "b 3"], box_xyxy: Float[Tensor, "b 4"], K: Float[Tensor, "b 3 3"], hand_extent_m: float
+) -> Float[Tensor, "b 3"]:
+    """Hand translation (camera frame) from a residual on a box-based prior.
+
+    The prior back-projects the box centre at the depth where a hand of ``hand_extent_m``
+    would fill the box; the head predicts ``(dx, dy)`` in units of depth and a log-depth
+    factor, so a zero residual (the zero-initialised head) already places the hand in the box.
+    """
+    centre = 0.5 * (box_xyxy[:, :2] + box_xyxy[:, 2:])
+    size = (box_xyxy[:, 2:] - box_xyxy[:, :2]).amax(dim=-1).clamp(min=4.0)
+    focal = 0.5 * (K[:, 0, 0] + K[:, 1, 1])
+    depth = focal * hand_extent_m / size * torch.exp(residual[:, 2])
+    xy = (centre - K[:, :2, 2]) / K[:, [0, 1], [0, 1]] * depth[:, None] + residual[:, :2] * depth[:, None]
+    return torch.cat([xy, depth[:, None]], dim=-1)
+
+
+def _initial_log_scales(template: HandTemplate, layout: MeshGaussianLayout) -> Tensor:
+    """Base scales from the rest mesh: Gaussians of a face share its area; thin along the normal."""
+    v = template.v_template.float()
+    f = template.faces
+    area = 0.5 * torch.cross(v[f[:, 1]] - v[f[:, 0]], v[f[:, 2]] - v[f[:, 0]], dim=-1).norm(dim=-1)
+    per_face = max(int(layout.face_ids.shape[0]) - template.num_vertices, 0) / max(f.shape[0], 1) + 1.0
+    radius = torch.sqrt(area[layout.face_ids] / (math.pi * per_face)).clamp(min=1e-4)
+    return torch.stack([radius.log(), radius.log(), (0.3 * radius).log()], dim=-1)

@@ -1,0 +1,109 @@
+"""The Hand-4DGS pipeline: nerfstudio's vanilla pipeline plus hand-pose evaluation.
+
+``ns-eval`` calls :meth:`Hand4DGSPipeline.get_average_eval_image_metrics`; besides PSNR/SSIM on
+hand crops of the held-out frames it reports, for every sequence with held-out frames and
+ground truth, MPJPE, RA-MPJPE and Acc Err of the model over all of that sequence's frames (the
+network is feed-forward, so every frame is a prediction; ground truth is never used for
+training) and the same metrics for the pseudo-labels, so each report reads "pseudo-label ->
+model".
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, Optional, Type
+
+import torch
+import torchvision.utils as vutils
+from nerfstudio.pipelines.base_pipeline import VanillaPipeline, VanillaPipelineConfig
+from rich.progress import track
+
+from hand4dgs_ns.data.datamanager import HandDataManager, HandDataManagerConfig
+from hand4dgs_ns.eval.metrics import acceleration_error_mm, joint_errors_mm, root_aligned
+from hand4dgs_ns.model.hand4dgs import Hand4DGSModel, Hand4DGSModelConfig
+
+POSE_CHUNK = 64
+
+
+@dataclass
+class Hand4DGSPipelineConfig(VanillaPipelineConfig):
+    """Hand datamanager + Hand-4DGS model, with hand-pose evaluation."""
+
+    _target: Type = field(default_factory=lambda: Hand4DGSPipeline)
+    datamanager: HandDataManagerConfig = field(default_factory=HandDataManagerConfig)
+    model: Hand4DGSModelConfig = field(default_factory=Hand4DGSModelConfig)
+
+
+class Hand4DGSPipeline(VanillaPipeline):
+    """Vanilla pipeline whose full evaluation adds pose metrics."""
+
+    datamanager: HandDataManager
+    _model: Hand4DGSModel
+
+    @torch.no_grad()
+    def get_average_eval_image_metrics(
+        self, step: Optional[int] = None, output_path: Optional[Path] = None, get_std: bool = False
+    ) -> Dict[str, float]:
+        self.eval()
+        if output_path is not None:
+            output_path.mkdir(parents=True, exist_ok=True)
+        per_image: Dict[str, list] = {"psnr": [], "ssim": []}
+        frames = list(self.datamanager.eval_frames())
+        for idx, (camera, batch) in enumerate(track(frames, description="Evaluating held-out frames", transient=True)):
+            outputs = self.model.get_outputs_for_camera(camera)
+            metrics, images = self.model.get_image_metrics_and_images(outputs, batch)
+            for key in per_image:
+                if key in metrics:
+                    per_image[key].append(metrics[key])
+            if output_path is not None:
+                for key, image in images.items():
+                    vutils.save_image(image.permute(2, 0, 1).cpu(), output_path / f"eval_{key}_{idx:04d}.png")
+        results: Dict[str, float] = {"num_eval_images": float(len(frames))}
+        for key, values in per_image.items():
+            if values:
+                t = torch.tensor(values)
+                results[key] = float(t.mean())
+                if get_std:
+                    results[f"{key}_std"] = float(t.std()) if len(values) > 1 else 0.0
+        results.update(self.pose_metrics())
+        self.train()
+        return results
+
+    @torch.no_grad()
+    def pose_metrics(self) -> Dict[str, float]:
+        """MPJPE, RA-MPJPE, Acc Err (mm) of model and pseudo-labels on the eval sequences with ground truth."""
+        eval_sequences = sorted(set(self.datamanager.eval_dataset.metadata["hand4dgs"].sequence_index.tolist()))
+        sums: Dict[str, list] = {}
+        for s in eval_sequences:
+            sequence = self.datamanager.hands.sequences[s]
+            if sequence.gt_joints is None:
+                continue
+            predicted = self.predict_sequence_joints(s).cpu()
+            for name, joints in (("", predicted), ("pseudo_", sequence.pseudo_joints)):
+                for key, value in sequence_pose_errors(joints, sequence.gt_joints, sequence.gt_valid & sequence.valid).items():
+                    sums.setdefault(name + key, []).append(value)
+        return {key: float(torch.tensor(v).nanmean()) for key, v in sums.items() if not all(math.isnan(x) for x in v)}
+
+    def predict_sequence_joints(self, s: int) -> torch.Tensor:
+        """(F, 2, 21, 3) world-frame joints of every frame of sequence ``s``."""
+        n = self.datamanager.hands.sequences[s].num_frames
+        out = []
+        for start in range(0, n, POSE_CHUNK):
+            frame = torch.arange(start, min(start + POSE_CHUNK, n), device=self.device)
+            out.append(self.model.predict_hands(torch.full_like(frame, s), frame).joints)
+        return torch.cat(out)
+
+
+def sequence_pose_errors(joints: torch.Tensor, gt: torch.Tensor, valid: torch.Tensor) -> Dict[str, float]:
+    """Per-sequence errors over both hands: mean MPJPE / RA-MPJPE (mm), Acc Err (mm/frame^2)."""
+    err = joint_errors_mm(joints, gt)[valid]
+    ra = joint_errors_mm(root_aligned(joints), root_aligned(gt))[valid]
+    acc = [acceleration_error_mm(joints[:, h], gt[:, h], valid[:, h]) for h in range(2)]
+    acc = [float(a) for a in acc if not math.isnan(float(a))]
+    return {
+        "mpjpe_mm": float(err.mean()) if err.numel() else math.nan,
+        "ra_mpjpe_mm": float(ra.mean()) if ra.numel() else math.nan,
+        "acc_err_mm": sum(acc) / len(acc) if acc else math.nan,
+    }
