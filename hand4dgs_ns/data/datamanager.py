@@ -15,9 +15,11 @@ from typing import Dict, List, Literal, Optional, Tuple, Type
 
 import numpy as np
 import torch
+import tyro
 from nerfstudio.cameras.cameras import Cameras
 from nerfstudio.configs.dataparser_configs import AnnotatedDataParserUnion
-from nerfstudio.data.datamanagers.base_datamanager import DataManager, DataManagerConfig
+from nerfstudio.data.datamanagers.base_datamanager import DataManager
+from nerfstudio.data.datamanagers.full_images_datamanager import FullImageDatamanagerConfig
 from nerfstudio.data.datasets.base_dataset import InputDataset
 from nerfstudio.data.utils.dataloaders import FixedIndicesEvalDataloader
 from PIL import Image
@@ -34,10 +36,26 @@ from hand4dgs_ns.preprocess.backbones import BackboneName, make_backbone
 
 
 @dataclass
-class HandDataManagerConfig(DataManagerConfig):
-    """Frames of hand videos with their targets, plus every frame's backbone inputs."""
+class HandDataManagerConfig(FullImageDatamanagerConfig):
+    """Frames of hand videos with their targets, plus every frame's backbone inputs.
+
+    Derives from ``FullImageDatamanagerConfig`` only because ``ns-render dataset`` accepts no
+    other datamanager configs; the inherited options this datamanager does not use are hidden.
+    """
 
     _target: Type = field(default_factory=lambda: HandDataManager)
+    masks_on_gpu: tyro.conf.Suppress[bool] = False
+    images_on_gpu: tyro.conf.Suppress[bool] = False
+    camera_res_scale_factor: tyro.conf.Suppress[float] = 1.0
+    eval_num_images_to_sample_from: tyro.conf.Suppress[int] = -1
+    eval_num_times_to_repeat_images: tyro.conf.Suppress[int] = -1
+    eval_image_indices: tyro.conf.Suppress[Optional[Tuple[int, ...]]] = (0,)
+    cache_images: tyro.conf.Suppress[Literal["cpu", "gpu"]] = "gpu"
+    cache_images_type: tyro.conf.Suppress[Literal["uint8", "float32"]] = "uint8"
+    max_thread_workers: tyro.conf.Suppress[Optional[int]] = None
+    train_cameras_sampling_strategy: tyro.conf.Suppress[Literal["random", "fps"]] = "random"
+    train_cameras_sampling_seed: tyro.conf.Suppress[int] = 42
+    fps_reset_every: tyro.conf.Suppress[int] = 100
     dataparser: AnnotatedDataParserUnion = field(default_factory=SequenceDataParserConfig)
     """Which dataparser reads the videos."""
     frames_per_step: int = 4
