@@ -13,10 +13,12 @@ import tyro
 from rich.console import Console
 from typing_extensions import Annotated
 
+from hand4dgs_ns.cli.demo import Demo
 from hand4dgs_ns.cli.synth import Synth
 from hand4dgs_ns.errors import Hand4DGSError
 
 Commands = Union[
+    Annotated[Demo, tyro.conf.subcommand("demo", description="Synthesise the default clip, train on it, evaluate.")],
     Annotated[Synth, tyro.conf.subcommand("synth", description="Write a synthetic egocentric two-hand clip.")],
 ]
 

@@ -60,6 +60,9 @@ class HandDataManagerConfig(FullImageDatamanagerConfig):
     """Which dataparser reads the videos."""
     frames_per_step: int = 4
     """Frames per training step (all from one sequence)."""
+    image_scale: float = 1.0
+    """Scale of the frames the model renders and is compared with (e.g. 0.5 for a CPU); boxes and
+    the hand predictions keep the full-resolution frame's pixels."""
     backbone: BackboneName = "small-cnn"
     """Hand feature backbone: 'small-cnn' trains with the model on cached crops; 'hamer-vit-h' is
     HaMeR's frozen ViT-H whose tokens are cached once (needs --pipeline.datamanager.hamer-checkpoint)."""
@@ -108,6 +111,9 @@ class HandDataManager(DataManager):
         self.train_dataparser_outputs = self.dataparser.get_dataparser_outputs(split="train")
         self.train_dataset = InputDataset(self.train_dataparser_outputs)
         self.eval_dataset = InputDataset(self.dataparser.get_dataparser_outputs(split=self.test_split))
+        if self.config.image_scale != 1.0:
+            for dataset in (self.train_dataset, self.eval_dataset):
+                dataset.cameras.rescale_output_resolution(self.config.image_scale)
         self.hands: HandSequencesMetadata = hand_metadata(self.train_dataset.metadata)
         inputs = build_frame_inputs(self.hands.sequences, self.config)
         for dataset in (self.train_dataset, self.eval_dataset):
@@ -140,9 +146,11 @@ class HandDataManager(DataManager):
                     "write them (0 background, 1 left, 2 right) or convert the dataset with hand4dgs."
                 )
             images, masks = [], []
+            # Truncated like nerfstudio's Cameras.rescale_output_resolution, so images match their cameras.
+            size = (int(sequence.width * self.config.image_scale), int(sequence.height * self.config.image_scale))
             for f in track(frames.tolist(), description=f"Caching {split} frames of {sequence.name}", transient=True):
-                images.append(_read_rgb(sequence.image_paths[f]))
-                masks.append(_read_mask(sequence.mask_paths[f]))
+                images.append(_read_image(sequence.image_paths[f], "Frame", size, Image.Resampling.BOX, "RGB"))
+                masks.append(_read_image(sequence.mask_paths[f], "Mask", size, Image.Resampling.NEAREST, None))
             per_sequence[s] = _SequenceImages(
                 frames=frames.to(self.device),
                 dataset_index=torch.tensor(rows, device=self.device),
@@ -189,6 +197,7 @@ class HandDataManager(DataManager):
             "frame_index": frames,
             **hand_targets(self.hands.sequences[s], frames.cpu(), self.device),
         }
+        batch["bbox_image"] = batch["bbox"] * self.config.image_scale  # boxes in the rendered image's pixels
         return cameras, batch
 
     # ---- nerfstudio's bookkeeping ------------------------------------------------------
@@ -248,17 +257,13 @@ def build_frame_inputs(sequences: tuple[SequenceTensors, ...], config: HandDataM
     )
 
 
-def _read_rgb(path: Path) -> np.ndarray:
+def _read_image(path: Path, what: str, size: tuple[int, int], resample: Image.Resampling, mode: str | None) -> np.ndarray:
+    """A frame or mask as an array, resized to ``size`` (width, height) when needed."""
     try:
         with Image.open(path) as im:
-            return np.asarray(im.convert("RGB"))
-    except OSError as err:
-        raise Hand4DGSError(f"Frame {path} cannot be read ({err}): restore the file or rebuild the sequence.") from None
-
-
-def _read_mask(path: Path) -> np.ndarray:
-    try:
-        with Image.open(path) as im:
+            im = im.convert(mode) if mode else im
+            if im.size != size:
+                im = im.resize(size, resample)
             return np.asarray(im)
     except OSError as err:
-        raise Hand4DGSError(f"Mask {path} cannot be read ({err}): restore the file or rebuild the sequence.") from None
+        raise Hand4DGSError(f"{what} {path} cannot be read ({err}): restore the file or rebuild the sequence.") from None

@@ -280,7 +280,7 @@ class Hand4DGSModel(Model):
         rgb = outputs["rgb"]
         background = rgb.new_tensor(0.0 if self.config.eval_background == "black" else 1.0).expand(3)
         target = image * mask + background * (1 - mask)
-        boxes = batch["bbox"].reshape(-1, 2, 4)[0][batch["valid"].reshape(-1, 2)[0]]
+        boxes = batch["bbox_image"].reshape(-1, 2, 4)[0][batch["valid"].reshape(-1, 2)[0]]
         psnrs, ssims = crop_image_metrics(rgb, target, boxes)
         metrics: Dict[str, float] = {}
         if psnrs:

@@ -22,7 +22,7 @@ from hand4dgs_ns.gaussians import (
     make_layout,
 )
 from hand4dgs_ns.geometry.rotations import rotation_6d_to_matrix
-from hand4dgs_ns.hands.lbs import hand_forward
+from hand4dgs_ns.hands.lbs import HandLayer, hand_forward
 from hand4dgs_ns.hands.template import HandTemplate
 from hand4dgs_ns.model.layers import TemporalConv, mlp
 
@@ -84,12 +84,13 @@ class HandBranch(nn.Module):
     def __init__(self, template: HandTemplate, num_tokens: int, token_dim: int, sizes: BranchSizes):
         super().__init__()
         self.sizes = sizes
-        self.template = template
+        self.hand = HandLayer(template)  # template tensors as buffers: they follow .to(device)
         layout = make_layout(template.faces, template.num_vertices, per_face=sizes.gaussians_per_face, seed=sizes.seed)
         self.num_gaussians = int(layout.face_ids.shape[0])
         # Fixed per model: buffers (persistent so a checkpoint renders exactly what was trained).
         self.register_buffer("face_ids", layout.face_ids)
         self.register_buffer("barycentrics", layout.barycentrics)
+        self.register_buffer("rest_centre", template.v_template.float().mean(dim=0), persistent=False)
 
         feat = num_tokens * sizes.tc_dim
         self.tc = TemporalConv(token_dim, sizes.tc_dim, sizes.window)
@@ -119,12 +120,14 @@ class HandBranch(nn.Module):
         """Predicts the hand mesh in the camera frame from a window of backbone tokens."""
         b = tokens.shape[0]
         feat = self.tc(tokens).reshape(b, -1)
-        template = self.template
+        template = self.hand.template
         betas = self.shape_head(feat)
         d6 = self.pose_head(feat).reshape(b, template.num_joints, 6) + feat.new_tensor(_IDENTITY_6D)
         rot = rotation_6d_to_matrix(d6)
-        transl = box_translation(self.transl_head(torch.cat([feat, box_norm], dim=-1)), box_xyxy, K, self.sizes.hand_extent_m)
-        out = hand_forward(template, rot[:, 0], rot[:, 1:], betas, transl)
+        box_point = box_translation(self.transl_head(torch.cat([feat, box_norm], dim=-1)), box_xyxy, K, self.sizes.hand_extent_m)
+        # The box prior locates the hand's centre; the template is skinned about its wrist.
+        centre = (rot[:, 0] @ self.rest_centre)
+        out = hand_forward(template, rot[:, 0], rot[:, 1:], betas, box_point - centre)
         emb = self.embed(feat).reshape(b, -1, self.sizes.embed_dim)
         if not self.sizes.per_gaussian_embeddings:
             emb = interpolate_vertex_attributes(emb, template.faces, self.layout)
@@ -133,7 +136,7 @@ class HandBranch(nn.Module):
     def gaussians(self, vertices_world: Float[Tensor, "b v 3"], embeddings: Float[Tensor, "b g d"]) -> HandGaussians:
         """Mesh-guided Gaussians on world-frame vertices (paper, section 3.2)."""
         layout = self.layout
-        faces = self.template.faces
+        faces = self.hand.faces
         log_scales = self.log_scale_base + torch.tanh(self.scale_mlp(embeddings))
         opac = torch.sigmoid(self.opacity_logit).expand(vertices_world.shape[0], -1)
         return HandGaussians(
@@ -148,7 +151,7 @@ class HandBranch(nn.Module):
 def box_translation(
     residual: Float[Tensor, "b 3"], box_xyxy: Float[Tensor, "b 4"], K: Float[Tensor, "b 3 3"], hand_extent_m: float
 ) -> Float[Tensor, "b 3"]:
-    """Hand translation (camera frame) from a residual on a box-based prior.
+    """The hand's centre (camera frame) from a residual on a box-based prior.
 
     The prior back-projects the box centre at the depth where a hand of ``hand_extent_m``
     would fill the box; the head predicts ``(dx, dy)`` in units of depth and a log-depth
