@@ -40,8 +40,11 @@ GRAD_REL_MAX = 1e-2
 GRAD_REL_MEAN = 1e-3
 
 
-def _random_scene(batch: int, n: int, width: int, height: int, seed: int) -> dict:
-    """Random Gaussians 1-3 m in front of randomly placed cameras, all partly in view."""
+def _random_scene(batch: int, n: int, width: int, height: int, seed: int, shared_k: bool = False) -> dict:
+    """Random Gaussians 1-3 m in front of randomly placed cameras, all partly in view.
+
+    ``shared_k`` gives every camera the same intrinsics (the batched single-projection path).
+    """
     g = torch.Generator().manual_seed(seed)
     d = torch.float64
     cam_rot = axis_angle_to_matrix(0.5 * torch.randn(batch, 3, generator=g, dtype=d))
@@ -52,6 +55,8 @@ def _random_scene(batch: int, n: int, width: int, height: int, seed: int) -> dic
     ks[:, 0, 2] = width / 2 + 4 * torch.randn(batch, generator=g, dtype=d)
     ks[:, 1, 2] = height / 2 + 4 * torch.randn(batch, generator=g, dtype=d)
     ks[:, 2, 2] = 1.0
+    if shared_k:
+        ks[:], focal[:] = ks[0], focal[0]
     # Points in camera frames (slightly wider than the view), moved to the world.
     depth = 1.0 + 2.0 * torch.rand(batch, n, 1, generator=g, dtype=d)
     xy = (torch.rand(batch, n, 2, generator=g, dtype=d) - 0.5) * 1.2 * torch.tensor([width, height], dtype=d)
@@ -83,6 +88,7 @@ SCENES = {
     "random B1 N600": lambda: _random_scene(1, 600, 96, 72, seed=0),
     "random B3 N2000": lambda: _random_scene(3, 2000, 100, 75, seed=1),
     "random B4 N20000": lambda: _random_scene(4, 20000, 160, 120, seed=2),
+    "random B4 N20000 shared K": lambda: _random_scene(4, 20000, 160, 120, seed=5, shared_k=True),
     "hands B1": lambda: _hand_scene(1, 160, 120, seed=3),
     "hands B4": lambda: _hand_scene(4, 200, 150, seed=4),
 }

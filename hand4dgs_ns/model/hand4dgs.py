@@ -95,6 +95,9 @@ class Hand4DGSModelConfig(ModelConfig):
     """Background for evaluation and rendering."""
     viewer_sequence: int = 0
     """Sequence shown for cameras without frame metadata (viewer, camera paths)."""
+    compile: bool = False
+    """torch.compile the hand branches: fuses their many small ops (GPU training is launch-bound);
+    the first steps are slower while it compiles."""
 
 
 @dataclass(frozen=True)
@@ -143,6 +146,10 @@ class Hand4DGSModel(Model):
         self.branches = torch.nn.ModuleList(
             HandBranch(load_template(c.template, side, c.mano_dir), num_tokens, token_dim, sizes) for side in SIDES
         )
+        if c.compile:
+            for branch in self.branches:
+                branch.forward = torch.compile(branch.forward)
+                branch.gaussians = torch.compile(branch.gaussians)
 
     # ---- optimisation ------------------------------------------------------------------
     def get_param_groups(self) -> Dict[str, List[Parameter]]:

@@ -7,6 +7,8 @@ Gaussians are projected with ``fully_fused_projection`` (one small launch per ca
 kernel cannot take per-camera centres), the results are stacked to [B, N, ...], and tile
 intersection, sorting and rasterisation run once for the whole batch. This avoids B full
 ``rasterization`` calls (and the B x B work of projecting every set into every camera).
+When the cameras share intrinsics (a training batch from one video), the projection itself
+is a single launch too (:func:`_project_shared_intrinsics`).
 Unpacked rather than packed: with hands filling the frame nearly every Gaussian is visible,
 so packing would only add its prefix-sum and gather passes. Measured on an H100 (two open
 hands, 67K Gaussians, 640x480, forward+backward): 8 cameras 3.9 ms here against 10.6 ms for
@@ -41,14 +43,17 @@ def _rasterize_gsplat(
     batch = means.shape[0]
     means, quats, scales = means.contiguous(), quats.contiguous(), scales.contiguous()
     viewmats, Ks = viewmats.contiguous(), Ks.contiguous()
-    projected = [
-        gsplat.fully_fused_projection(
-            means[b], None, quats[b], scales[b], viewmats[b : b + 1], Ks[b : b + 1], width, height,
-            eps2d=EPS2D, near_plane=NEAR_PLANE, far_plane=FAR_PLANE, packed=False,
-        )
-        for b in range(batch)
-    ]
-    radii, means2d, depths, conics = (torch.cat([p[i] for p in projected]) for i in range(4))
+    if torch.equal(Ks, Ks[:1].expand_as(Ks)):
+        radii, means2d, depths, conics = _project_shared_intrinsics(means, quats, scales, viewmats, Ks[:1], width, height)
+    else:
+        projected = [
+            gsplat.fully_fused_projection(
+                means[b], None, quats[b], scales[b], viewmats[b : b + 1], Ks[b : b + 1], width, height,
+                eps2d=EPS2D, near_plane=NEAR_PLANE, far_plane=FAR_PLANE, packed=False,
+            )
+            for b in range(batch)
+        ]
+        radii, means2d, depths, conics = (torch.cat([p[i] for p in projected]) for i in range(4))
 
     features = torch.cat([colors, depths[..., None]], dim=-1)
     if backgrounds is not None:
@@ -64,3 +69,39 @@ def _rasterize_gsplat(
     )
     depth = render[..., 3:4] / torch.clamp(alpha, min=1e-10)
     return RenderOutput(rgb=render[..., :3], alpha=alpha, depth=depth)
+
+
+_TRIU_ROWS = (0, 0, 0, 1, 1, 2)
+_TRIU_COLS = (0, 1, 2, 1, 2, 2)
+
+
+def _project_shared_intrinsics(
+    means: Float[Tensor, "B N 3"],
+    quats: Float[Tensor, "B N 4"],
+    scales: Float[Tensor, "B N 3"],
+    viewmats: Float[Tensor, "B 4 4"],
+    K: Float[Tensor, "1 3 3"],
+    width: int,
+    height: int,
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Projects every camera's own Gaussians in ONE launch when the cameras share intrinsics.
+
+    Each camera's Gaussians are first moved into that camera's frame (centres and 3D
+    covariances, in torch, so gradients still reach the view matrices); all B x N of them
+    are then projected by one identity camera and reshaped back to gsplat's unpacked
+    [B, N, ...] layout. The frames of a training batch come from one video, so they do share
+    intrinsics; this replaces B small projection launches (and their backward passes).
+    """
+    batch, n = means.shape[:2]
+    rot, trans = viewmats[:, None, :3, :3], viewmats[:, None, :3, 3]
+    means_cam = (rot @ means[..., None]).squeeze(-1) + trans
+    covars, _ = gsplat.quat_scale_to_covar_preci(
+        quats.reshape(-1, 4), scales.reshape(-1, 3), compute_covar=True, compute_preci=False, triu=False
+    )
+    covars_cam = rot @ covars.reshape(batch, n, 3, 3) @ rot.transpose(-1, -2)
+    identity = torch.eye(4, device=means.device, dtype=means.dtype)[None]
+    radii, means2d, depths, conics, _ = gsplat.fully_fused_projection(
+        means_cam.reshape(-1, 3), covars_cam[..., _TRIU_ROWS, _TRIU_COLS].reshape(-1, 6), None, None,
+        identity, K.contiguous(), width, height, eps2d=EPS2D, near_plane=NEAR_PLANE, far_plane=FAR_PLANE, packed=False,
+    )
+    return tuple(x.reshape(batch, n, *x.shape[2:]) for x in (radii, means2d, depths, conics))
