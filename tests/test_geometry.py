@@ -17,6 +17,7 @@ from hand4dgs_ns.geometry.rotations import (
     axis_angle_to_matrix,
     matrix_to_quaternion,
     matrix_to_rotation_6d,
+    quaternion_multiply,
     quaternion_to_matrix,
     rotation_6d_to_matrix,
 )
@@ -88,3 +89,9 @@ def test_invert_rigid_and_projection():
     K = torch.tensor([[100.0, 0, 50], [0, 100, 40], [0, 0, 1]])
     uv = project_points(K, torch.tensor([[0.0, 0.0, 1.0], [0.5, -0.2, 2.0]]))
     torch.testing.assert_close(uv, torch.tensor([[50.0, 40.0], [75.0, 30.0]]))
+
+
+def test_quaternion_multiply_composes_rotations():
+    a, b = random_rotations(10, seed=5), random_rotations(10, seed=6)
+    qa, qb = matrix_to_quaternion(a), matrix_to_quaternion(b)
+    torch.testing.assert_close(quaternion_to_matrix(quaternion_multiply(qa, qb)), a @ b)

@@ -1,4 +1,4 @@
-"""The one skinning path: any bone count, gradients, batching, the module wrapper, shape checks."""
+"""The one skinning path: equal to smplx's lbs, any bone count, gradients, batching, the module wrapper, shape checks."""
 
 from __future__ import annotations
 
@@ -6,11 +6,16 @@ import math
 
 import pytest
 import torch
+from smplx.lbs import lbs
 
 from hand4dgs_ns.geometry.rotations import axis_angle_to_matrix
 from hand4dgs_ns.hands import HandLayer, HandTemplate, hand_forward, hand_forward_axis_angle, load_open_hand
+from hand4dgs_ns.hands.lbs import kinematic_levels, linear_blend_skinning
 
 F64 = torch.float64
+MANO_PARENTS = (-1, 0, 1, 2, 0, 4, 5, 0, 7, 8, 0, 10, 11, 0, 13, 14)
+# Levels of sizes 1, 3, 5, 1 whose parents are all, an unordered selection of, and one of the previous level.
+BRANCHY_PARENTS = (-1, 0, 0, 0, 2, 2, 1, 3, 3, 4)
 
 
 def stick_template(dtype=F64) -> HandTemplate:
@@ -33,6 +38,33 @@ def stick_template(dtype=F64) -> HandTemplate:
         tip_vertex_ids=torch.tensor([3, 3, 3, 3, 3]),
         openpose_map=torch.tensor([0] + [1, 2, 3, 4] * 5),
         hands_mean=torch.zeros(6, dtype=dtype),
+    )
+
+
+def random_template(parents: tuple[int, ...], seed: int, num_vertices: int = 40, num_betas: int = 6) -> HandTemplate:
+    """A float64 template with random (normalised) weights and regressor and non-zero pose
+    correctives, on any tree with at least 16 joints (the OpenPose map needs J + 5 >= 21)."""
+    g = torch.Generator().manual_seed(seed)
+    j, v = len(parents), num_vertices
+
+    def rand(*shape: int) -> torch.Tensor:
+        return torch.rand(*shape, generator=g, dtype=F64)
+
+    weights = rand(v, j) ** 4
+    regressor = rand(j, v) ** 4
+    return HandTemplate(
+        name="random",
+        side="right",
+        v_template=0.1 * torch.randn(v, 3, generator=g, dtype=F64),
+        shapedirs=0.01 * torch.randn(v, 3, num_betas, generator=g, dtype=F64),
+        posedirs=0.01 * torch.randn((j - 1) * 9, v * 3, generator=g, dtype=F64),
+        J_regressor=regressor / regressor.sum(dim=1, keepdim=True),
+        weights=weights / weights.sum(dim=1, keepdim=True),
+        parents=torch.tensor(parents),
+        faces=torch.randint(0, v, (10, 3), generator=g),
+        tip_vertex_ids=torch.randperm(v, generator=g)[:5],
+        openpose_map=torch.randperm(j + 5, generator=g)[:21],
+        hands_mean=torch.zeros((j - 1) * 3, dtype=F64),
     )
 
 
@@ -64,6 +96,57 @@ def test_any_bone_count_known_answer():
 @pytest.fixture(scope="module")
 def right_hand() -> HandTemplate:
     return load_open_hand("right").to(dtype=F64)
+
+
+@pytest.mark.parametrize("batch", [1, 5])
+@pytest.mark.parametrize("which", ["open", "mano_like", "branchy"])
+def test_skinning_equals_smplx_lbs_with_gradients(right_hand, which, batch):
+    t = {"open": right_hand, "mano_like": random_template(MANO_PARENTS, seed=3), "branchy": random_template(BRANCHY_PARENTS + (0,) * 6, seed=4)}[which]
+    assert t.has_pose_correctives == (which != "open")
+    g = torch.Generator().manual_seed(batch)
+    rotations = axis_angle_to_matrix(0.6 * torch.randn(batch, t.num_joints, 3, generator=g, dtype=F64)).requires_grad_()
+    betas = torch.randn(batch, t.num_betas - 1, generator=g, dtype=F64).requires_grad_()
+    ours = linear_blend_skinning(t, rotations, betas)
+    theirs = lbs(betas, rotations, t.v_template, t.shapedirs[..., :-1], t.posedirs, t.J_regressor, t.parents, t.weights, pose2rot=False)
+    # A random scalar function of both outputs, so every vertex and joint carries gradient.
+    weights = [torch.randn(x.shape, generator=g, dtype=F64) for x in theirs]
+    grads = []
+    for vertices, joints in (ours, theirs):
+        torch.testing.assert_close(vertices, theirs[0], atol=1e-10, rtol=0)
+        torch.testing.assert_close(joints, theirs[1], atol=1e-10, rtol=0)
+        scalar = (vertices * weights[0]).sum() + (joints * weights[1]).sum()
+        grads.append(torch.autograd.grad(scalar, (rotations, betas)))
+    assert grads[0][0].abs().max() > 1e-3 and grads[0][1].abs().max() > 1e-3
+    for ours_grad, theirs_grad in zip(*grads):
+        torch.testing.assert_close(ours_grad, theirs_grad, atol=1e-10, rtol=0)
+
+
+def test_kinematic_levels_group_joints_by_depth():
+    open_levels = kinematic_levels(load_open_hand("right").parents)
+    assert open_levels.sizes == (1, 5, 5, 5, 4)
+    assert open_levels.level_order.tolist() == [0, 1, 4, 8, 12, 16, 2, 5, 9, 13, 17, 3, 6, 10, 14, 18, 7, 11, 15, 19]
+    # The thumb has one bone fewer: the deepest level, the long fingers' last bones, hangs from
+    # the last four joints of the level before.
+    assert open_levels.parent_slots == (None, None, None, slice(1, 5))
+    assert kinematic_levels(torch.tensor(MANO_PARENTS)).sizes == (1, 5, 5, 5)
+    branchy = kinematic_levels(torch.tensor(BRANCHY_PARENTS))
+    assert branchy.sizes == (1, 3, 5, 1)
+    assert branchy.parent_slots[0] is None and branchy.parent_slots[1].tolist() == [1, 1, 0, 2, 2] and branchy.parent_slots[2] == slice(0, 1)
+    assert branchy.level_order[branchy.joint_order].tolist() == list(range(len(BRANCHY_PARENTS)))
+    for bad in ((0, 0, 1), (-1, 2, 0), (-1, 0, -1)):
+        with pytest.raises(ValueError, match="parents"):
+            kinematic_levels(torch.tensor(bad))
+
+
+def test_hand_layer_keeps_one_template_until_moved():
+    layer = HandLayer(load_open_hand("right"))
+    held = layer.template
+    assert layer.template is held and not held.has_pose_correctives
+    levels = held.kinematic_levels
+    assert layer.template.kinematic_levels is levels  # built once, not per call
+    layer.to(F64)
+    moved = layer.template
+    assert moved is not held and moved.v_template.dtype == F64 and layer.template is moved
 
 
 def test_gradcheck_float64(right_hand):
@@ -182,3 +265,17 @@ def test_cuda_matches_cpu():
     torch.testing.assert_close(gpu.joints.cpu(), cpu.joints, atol=1e-5, rtol=0)
     gpu.vertices.square().sum().backward()
     assert all(x.grad is not None and torch.isfinite(x.grad).all() for x in gpu_inputs)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_forward_backward_never_waits_for_the_device():
+    layer = HandLayer(load_open_hand("right")).cuda()
+    inputs = [x.cuda().requires_grad_() for x in identity_inputs(layer.template, 4, dtype=torch.float32)]
+    layer(*inputs).vertices.sum().backward()  # builds the template's kinematic levels (one read of parents)
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        out = layer(*inputs)
+        (out.vertices.square().sum() + out.joints.square().sum()).backward()
+    finally:
+        torch.cuda.set_sync_debug_mode("default")

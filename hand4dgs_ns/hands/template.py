@@ -17,9 +17,10 @@ Conventions (shared by :mod:`hand4dgs_ns.hands.lbs`):
 from __future__ import annotations
 
 import dataclasses
+import functools
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import torch
 from jaxtyping import Float, Int
@@ -27,6 +28,9 @@ from torch import Tensor
 from typing_extensions import assert_never
 
 from hand4dgs_ns.errors import Hand4DGSError
+
+if TYPE_CHECKING:
+    from hand4dgs_ns.hands.lbs import KinematicLevels
 
 HandSide = Literal["left", "right"]
 
@@ -95,6 +99,21 @@ class HandTemplate:
     @property
     def num_betas(self) -> int:
         return self.shapedirs.shape[-1]
+
+    # Cached on the instance (not fields: ``replace``/``to`` give a fresh template that computes
+    # them again). Each reads a tensor on the host once, which waits for a GPU; per call it would
+    # stall every training step.
+    @functools.cached_property
+    def has_pose_correctives(self) -> bool:
+        """Whether ``posedirs`` has any non-zero entry (else skinning skips the correctives)."""
+        return bool(self.posedirs.any())
+
+    @functools.cached_property
+    def kinematic_levels(self) -> KinematicLevels:
+        """``parents`` grouped by tree depth, for the skinning's level-by-level chain."""
+        from hand4dgs_ns.hands.lbs import kinematic_levels  # lbs imports this module
+
+        return kinematic_levels(self.parents)
 
     def to(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> HandTemplate:
         """A copy on ``device`` with floating-point fields cast to ``dtype`` (index fields stay long)."""

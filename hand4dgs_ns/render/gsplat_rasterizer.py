@@ -24,6 +24,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
+from hand4dgs_ns.geometry.rotations import matrix_to_quaternion, quaternion_multiply
 from hand4dgs_ns.render.output import EPS2D, FAR_PLANE, NEAR_PLANE, TILE_SIZE, RenderOutput
 
 
@@ -71,10 +72,6 @@ def _rasterize_gsplat(
     return RenderOutput(rgb=render[..., :3], alpha=alpha, depth=depth)
 
 
-_TRIU_ROWS = (0, 0, 0, 1, 1, 2)
-_TRIU_COLS = (0, 1, 2, 1, 2, 2)
-
-
 def _project_shared_intrinsics(
     means: Float[Tensor, "B N 3"],
     quats: Float[Tensor, "B N 4"],
@@ -86,22 +83,19 @@ def _project_shared_intrinsics(
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """Projects every camera's own Gaussians in ONE launch when the cameras share intrinsics.
 
-    Each camera's Gaussians are first moved into that camera's frame (centres and 3D
-    covariances, in torch, so gradients still reach the view matrices); all B x N of them
-    are then projected by one identity camera and reshaped back to gsplat's unpacked
-    [B, N, ...] layout. The frames of a training batch come from one video, so they do share
+    Each camera's Gaussians are first moved into that camera's frame (centres, and rotations
+    composed with the camera's as quaternions; in torch, so gradients still reach the view
+    matrices); all B x N of them are then projected by one identity camera and reshaped back
+    to gsplat's unpacked [B, N, ...] layout. The frames of a training batch come from one video, so they do share
     intrinsics; this replaces B small projection launches (and their backward passes).
     """
     batch, n = means.shape[:2]
-    rot, trans = viewmats[:, None, :3, :3], viewmats[:, None, :3, 3]
-    means_cam = (rot @ means[..., None]).squeeze(-1) + trans
-    covars, _ = gsplat.quat_scale_to_covar_preci(
-        quats.reshape(-1, 4), scales.reshape(-1, 3), compute_covar=True, compute_preci=False, triu=False
-    )
-    covars_cam = rot @ covars.reshape(batch, n, 3, 3) @ rot.transpose(-1, -2)
+    rot = viewmats[:, :3, :3]
+    means_cam = means @ rot.transpose(1, 2) + viewmats[:, None, :3, 3]
+    quats_cam = quaternion_multiply(matrix_to_quaternion(rot)[:, None], quats)
     identity = torch.eye(4, device=means.device, dtype=means.dtype)[None]
     radii, means2d, depths, conics, _ = gsplat.fully_fused_projection(
-        means_cam.reshape(-1, 3), covars_cam[..., _TRIU_ROWS, _TRIU_COLS].reshape(-1, 6), None, None,
+        means_cam.reshape(-1, 3), None, quats_cam.reshape(-1, 4), scales.reshape(-1, 3),
         identity, K.contiguous(), width, height, eps2d=EPS2D, near_plane=NEAR_PLANE, far_plane=FAR_PLANE, packed=False,
     )
     return tuple(x.reshape(batch, n, *x.shape[2:]) for x in (radii, means2d, depths, conics))
