@@ -92,7 +92,7 @@ class Hand4DGSPipeline(VanillaPipeline):
         out = []
         for start in range(0, n, POSE_CHUNK):
             frame = torch.arange(start, min(start + POSE_CHUNK, n), device=self.device)
-            out.append(self.model.predict_hands(torch.full_like(frame, s), frame).joints)
+            out.append(self.model.predict_hands(torch.full_like(frame, s), frame, with_gaussians=False).joints)
         return torch.cat(out)
 
 

@@ -17,7 +17,6 @@ from hand4dgs_ns.geometry.rotations import (
     axis_angle_to_matrix,
     matrix_to_quaternion,
     matrix_to_rotation_6d,
-    quaternion_multiply,
     quaternion_to_matrix,
     rotation_6d_to_matrix,
 )
@@ -91,7 +90,14 @@ def test_invert_rigid_and_projection():
     torch.testing.assert_close(uv, torch.tensor([[50.0, 40.0], [75.0, 30.0]]))
 
 
-def test_quaternion_multiply_composes_rotations():
-    a, b = random_rotations(10, seed=5), random_rotations(10, seed=6)
-    qa, qb = matrix_to_quaternion(a), matrix_to_quaternion(b)
-    torch.testing.assert_close(quaternion_to_matrix(quaternion_multiply(qa, qb)), a @ b)
+
+def test_kabsch_recovers_a_rotation_and_mean_rotation_averages():
+    from hand4dgs_ns.geometry.alignment import kabsch_rotation, mean_rotation
+
+    r = random_rotations(1, seed=9)[0]
+    pts = torch.randn(21, 3, dtype=torch.float64)
+    torch.testing.assert_close(kabsch_rotation(pts, pts @ r.T + torch.tensor([1.0, 2, 3], dtype=torch.float64)), r)
+    small = axis_angle_to_matrix(torch.tensor([[0.0, 0, 0.1], [0.0, 0, -0.1]], dtype=torch.float64))
+    torch.testing.assert_close(mean_rotation(r @ small), r)
+    # Invalid entries do not count.
+    torch.testing.assert_close(mean_rotation(torch.stack([r, small[0]]), torch.tensor([True, False])), r)

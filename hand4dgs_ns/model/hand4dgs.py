@@ -22,9 +22,12 @@ from torch.nn import Parameter
 from typing_extensions import assert_never
 
 from hand4dgs_ns.data.frame_inputs import INPUTS_KEY, FrameInputs
+from hand4dgs_ns.dataparsers.hand_metadata import METADATA_KEY, HandSequencesMetadata
 from hand4dgs_ns.eval.metrics import crop_image_metrics, mpjpe_mm, ra_mpjpe_mm
+from hand4dgs_ns.geometry.alignment import kabsch_rotation, mean_rotation
 from hand4dgs_ns.geometry.cameras import invert_rigid, opengl_to_opencv_c2w, transform_points
-from hand4dgs_ns.hands.template import load_template
+from hand4dgs_ns.hands.lbs import hand_forward
+from hand4dgs_ns.hands.template import HandTemplate, load_template
 from hand4dgs_ns.model.hand_branch import BranchSizes, HandBranch
 from hand4dgs_ns.model.layers import squash_tokens
 from hand4dgs_ns.model.losses import (
@@ -107,11 +110,11 @@ class HandsPrediction:
     vertices: Tensor  # (B, 2, V, 3)
     joints: Tensor  # (B, 2, 21, 3)
     valid: Tensor  # (B, 2)
-    means: Tensor  # (B, 2G, 3) Gaussians of both hands, left first
-    quats: Tensor
-    scales: Tensor
-    opacities: Tensor
-    colors: Tensor
+    means: Optional[Tensor]  # (B, 2G, 3) Gaussians of both hands, left first; None when not asked for
+    quats: Optional[Tensor]
+    scales: Optional[Tensor]
+    opacities: Optional[Tensor]
+    colors: Optional[Tensor]
 
 
 class Hand4DGSModel(Model):
@@ -146,6 +149,12 @@ class Hand4DGSModel(Model):
         self.branches = torch.nn.ModuleList(
             HandBranch(load_template(c.template, side, c.mano_dir), num_tokens, token_dim, sizes) for side in SIDES
         )
+        hands = metadata.get(METADATA_KEY)
+        if isinstance(hands, HandSequencesMetadata):
+            for slot, branch in enumerate(self.branches):
+                rotation = typical_orientation(branch.hand.template, hands, slot)
+                if rotation is not None:
+                    branch.initialise_orientation(rotation)
         if c.compile:
             for branch in self.branches:
                 branch.forward = torch.compile(branch.forward)
@@ -184,7 +193,7 @@ class Hand4DGSModel(Model):
         frames = torch.round(times.to(self.device).clamp(0, 1) * (length - 1)).long()
         return torch.full_like(frames, s), frames
 
-    def predict_hands(self, sequence: Tensor, frame: Tensor) -> HandsPrediction:
+    def predict_hands(self, sequence: Tensor, frame: Tensor, with_gaussians: bool = True) -> HandsPrediction:
         """Both hands of the given frames (any number, any sequences) in the world frame."""
         inputs = self._device_inputs()
         half = self.config.window // 2
@@ -200,10 +209,11 @@ class Hand4DGSModel(Model):
             v_world = transform_points(c2w, mesh.vertices)
             verts.append(v_world)
             joints.append(transform_points(c2w, mesh.joints))
-            g = branch.gaussians(v_world, mesh.embeddings)
-            gaussians.append((g.means, g.quats, g.scales, g.opacities * valid[:, slot, None].float(), g.colors))
-        means, quats, scales, opac, colors = (torch.cat(parts, dim=1) for parts in zip(*gaussians))
-        return HandsPrediction(torch.stack(verts, 1), torch.stack(joints, 1), valid, means, quats, scales, opac, colors)
+            if with_gaussians:
+                g = branch.gaussians(v_world, mesh.embeddings)
+                gaussians.append((g.means, g.quats, g.scales, g.opacities * valid[:, slot, None].float(), g.colors))
+        parts = [torch.cat(p, dim=1) for p in zip(*gaussians)] if with_gaussians else [None] * 5
+        return HandsPrediction(torch.stack(verts, 1), torch.stack(joints, 1), valid, *parts)
 
     def _tokens(self, raw: Tensor) -> Tensor:
         """Backbone tokens for raw window inputs (B, W, ...) -> (B, W, N, C), squashed."""
@@ -219,7 +229,12 @@ class Hand4DGSModel(Model):
     def get_outputs(self, camera: Cameras) -> Dict[str, Tensor]:  # type: ignore[override]
         camera = camera.to(self.device)
         sequence, frame = self.frame_ids(camera)
-        hands = self.predict_hands(sequence, frame)
+        # The vertex-only phase of training needs no image: skip the Gaussians and the render.
+        render = not self.training or self.schedule.image_weight(self.step) > 0
+        hands = self.predict_hands(sequence, frame, with_gaussians=render)
+        outputs = {"vertices": hands.vertices, "joints": hands.joints, "valid": hands.valid}
+        if not render:
+            return outputs
         c2w_gl = torch.cat(
             [camera.camera_to_worlds.reshape(-1, 3, 4), camera.camera_to_worlds.new_tensor([0, 0, 0, 1]).expand(len(frame), 1, 4)], 1
         )
@@ -229,13 +244,11 @@ class Hand4DGSModel(Model):
         background = self._backgrounds(len(frame))
         out = rasterize(hands.means, hands.quats, hands.scales, hands.opacities, hands.colors, viewmats, Ks, width, height, background)
         return {
+            **outputs,
             "rgb": out.rgb,
             "accumulation": out.alpha,
             "depth": out.depth,
             "background": background,
-            "vertices": hands.vertices,
-            "joints": hands.joints,
-            "valid": hands.valid,
             "scales": hands.scales,
             "opacities": hands.opacities,
         }
@@ -296,3 +309,21 @@ class Hand4DGSModel(Model):
         images = {"img": torch.cat([target, rgb.clamp(0, 1)], dim=1), "accumulation": outputs["accumulation"]}
         return metrics, images
 
+
+def typical_orientation(template: HandTemplate, hands: HandSequencesMetadata, slot: int) -> Optional[Tensor]:
+    """Mean camera-frame orientation of one hand's pseudo-labels on the training frames.
+
+    Each valid frame's pseudo joints are Kabsch-aligned to the template's rest joints; the
+    rotations are averaged. Pseudo-labels are training data, so this uses nothing held out.
+    """
+    rotations, valid = [], []
+    eye = torch.eye(3).expand(1, template.num_joints, 3, 3)
+    rest = hand_forward(template, eye[:, 0], eye[:, 1:], torch.zeros(1, template.num_betas), torch.zeros(1, 3)).joints[0]
+    for s, f in zip(hands.sequence_index.tolist(), hands.frame_index.tolist()):
+        sequence = hands.sequences[s]
+        w2c = invert_rigid(sequence.c2w[f])
+        rotations.append(kabsch_rotation(rest, transform_points(w2c, sequence.pseudo_joints[f, slot])))
+        valid.append(bool(sequence.valid[f, slot]))
+    if not any(valid):
+        return None
+    return mean_rotation(torch.stack(rotations), torch.tensor(valid))

@@ -21,7 +21,7 @@ from hand4dgs_ns.gaussians import (
     interpolate_vertex_attributes,
     make_layout,
 )
-from hand4dgs_ns.geometry.rotations import rotation_6d_to_matrix
+from hand4dgs_ns.geometry.rotations import matrix_to_rotation_6d, rotation_6d_to_matrix
 from hand4dgs_ns.hands.lbs import HandLayer, hand_forward
 from hand4dgs_ns.hands.template import HandTemplate
 from hand4dgs_ns.model.layers import TemporalConv, mlp
@@ -105,6 +105,17 @@ class HandBranch(nn.Module):
         self.scale_mlp = mlp(sizes.embed_dim, sizes.appearance_width, 3, 2)
         self.log_scale_base = nn.Parameter(_initial_log_scales(template, layout))
         self.opacity_logit = nn.Parameter(torch.full((self.num_gaussians,), 3.0))
+
+    def initialise_orientation(self, rotation: Float[Tensor, "3 3"]) -> None:
+        """Starts the global-orientation output at ``rotation`` (camera frame) instead of identity.
+
+        Only the last layer's bias changes (its weights stay zero), like HaMeR starting its
+        regressor from mean parameters: training begins from the data's typical orientation.
+        """
+        last = self.pose_head[-1]
+        prior = matrix_to_rotation_6d(rotation.to(last.bias)) - last.bias.new_tensor(_IDENTITY_6D)
+        with torch.no_grad():
+            last.bias[:6] = prior
 
     @property
     def layout(self) -> MeshGaussianLayout:

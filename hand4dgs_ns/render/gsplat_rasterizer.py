@@ -24,7 +24,6 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from hand4dgs_ns.geometry.rotations import matrix_to_quaternion, quaternion_multiply
 from hand4dgs_ns.render.output import EPS2D, FAR_PLANE, NEAR_PLANE, TILE_SIZE, RenderOutput
 
 
@@ -83,19 +82,30 @@ def _project_shared_intrinsics(
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """Projects every camera's own Gaussians in ONE launch when the cameras share intrinsics.
 
-    Each camera's Gaussians are first moved into that camera's frame (centres, and rotations
-    composed with the camera's as quaternions; in torch, so gradients still reach the view
-    matrices); all B x N of them are then projected by one identity camera and reshaped back
-    to gsplat's unpacked [B, N, ...] layout. The frames of a training batch come from one video, so they do share
-    intrinsics; this replaces B small projection launches (and their backward passes).
+    Each camera's Gaussians are first moved into that camera's frame (centres, and 3D
+    covariances ``R Sigma R^T``, in torch, so gradients still reach the view matrices exactly
+    as in gsplat's own projection); all B x N of them are then projected by one identity camera
+    and reshaped back to gsplat's unpacked [B, N, ...] layout. The frames of a training batch
+    come from one video, so they share intrinsics; this replaces B small projection launches
+    (and their backward passes). Both rotations are applied as large batched matmuls over
+    (3, N*3) blocks: per-Gaussian 3x3 matmuls would be a batch of tiny GEMMs, slow on GPUs.
     """
     batch, n = means.shape[:2]
     rot = viewmats[:, :3, :3]
     means_cam = means @ rot.transpose(1, 2) + viewmats[:, None, :3, 3]
-    quats_cam = quaternion_multiply(matrix_to_quaternion(rot)[:, None], quats)
+    covars, _ = gsplat.quat_scale_to_covar_preci(
+        quats.reshape(-1, 4), scales.reshape(-1, 3), compute_covar=True, compute_preci=False, triu=False
+    )
+    covars = covars.reshape(batch, n, 3, 3)
+    left = (rot @ covars.transpose(1, 2).reshape(batch, 3, n * 3)).reshape(batch, 3, n, 3).transpose(1, 2)
+    covars_cam = (left.reshape(batch, n * 3, 3) @ rot.transpose(1, 2)).reshape(batch, n, 3, 3)
     identity = torch.eye(4, device=means.device, dtype=means.dtype)[None]
     radii, means2d, depths, conics, _ = gsplat.fully_fused_projection(
-        means_cam.reshape(-1, 3), None, quats_cam.reshape(-1, 4), scales.reshape(-1, 3),
+        means_cam.reshape(-1, 3), covars_cam[..., _TRIU_ROWS, _TRIU_COLS].reshape(-1, 6), None, None,
         identity, K.contiguous(), width, height, eps2d=EPS2D, near_plane=NEAR_PLANE, far_plane=FAR_PLANE, packed=False,
     )
     return tuple(x.reshape(batch, n, *x.shape[2:]) for x in (radii, means2d, depths, conics))
+
+
+_TRIU_ROWS = (0, 0, 0, 1, 1, 2)
+_TRIU_COLS = (0, 1, 2, 1, 2, 2)
