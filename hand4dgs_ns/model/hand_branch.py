@@ -137,7 +137,7 @@ class HandBranch(nn.Module):
         rot = rotation_6d_to_matrix(d6)
         box_point = box_translation(self.transl_head(torch.cat([feat, box_norm], dim=-1)), box_xyxy, K, self.sizes.hand_extent_m)
         # The box prior locates the hand's centre; the template is skinned about its wrist.
-        centre = (rot[:, 0] @ self.rest_centre)
+        centre = rot[:, 0] @ self.rest_centre
         out = hand_forward(template, rot[:, 0], rot[:, 1:], betas, box_point - centre)
         emb = self.embed(feat).reshape(b, -1, self.sizes.embed_dim)
         if not self.sizes.per_gaussian_embeddings:
