@@ -21,6 +21,7 @@ from nerfstudio.pipelines.base_pipeline import VanillaPipeline, VanillaPipelineC
 from rich.progress import track
 
 from hand4dgs_ns.data.datamanager import HandDataManager, HandDataManagerConfig
+from hand4dgs_ns.dataparsers.hand_metadata import hand_metadata
 from hand4dgs_ns.eval.metrics import acceleration_error_mm, joint_errors_mm, root_aligned
 from hand4dgs_ns.model.hand4dgs import Hand4DGSModel, Hand4DGSModelConfig
 
@@ -74,7 +75,7 @@ class Hand4DGSPipeline(VanillaPipeline):
     @torch.no_grad()
     def pose_metrics(self) -> Dict[str, float]:
         """MPJPE, RA-MPJPE, Acc Err (mm) of model and pseudo-labels on the eval sequences with ground truth."""
-        eval_sequences = sorted(set(self.datamanager.eval_dataset.metadata["hand4dgs"].sequence_index.tolist()))
+        eval_sequences = sorted(set(hand_metadata(self.datamanager.eval_dataset.metadata).sequence_index.tolist()))
         sums: Dict[str, list] = {}
         for s in eval_sequences:
             sequence = self.datamanager.hands.sequences[s]
