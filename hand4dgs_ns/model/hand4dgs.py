@@ -204,7 +204,7 @@ class Hand4DGSModel(Model):
         box_norm = normalized_box(bbox, hw[:, 1:2].float(), hw[:, 0:1].float())
         verts, joints, gaussians = [], [], []
         for slot, branch in enumerate(self.branches):
-            tokens = self._tokens(inputs.data[window, slot])  # (B, W, N, C)
+            tokens = self._tokens(inputs.data[:, slot], window)  # (B, W, N, C)
             mesh = branch(tokens, box_norm[:, slot], bbox[:, slot], K)
             v_world = transform_points(c2w, mesh.vertices)
             verts.append(v_world)
@@ -215,15 +215,19 @@ class Hand4DGSModel(Model):
         parts = [torch.cat(p, dim=1) for p in zip(*gaussians)] if with_gaussians else [None] * 5
         return HandsPrediction(torch.stack(verts, 1), torch.stack(joints, 1), valid, *parts)
 
-    def _tokens(self, raw: Tensor) -> Tensor:
-        """Backbone tokens for raw window inputs (B, W, ...) -> (B, W, N, C), squashed."""
-        b, w = raw.shape[:2]
+    def _tokens(self, data: Tensor, window: Tensor) -> Tensor:
+        """Squashed backbone tokens of the window rows ``window`` (B, W) of one hand's ``data`` -> (B, W, N, C).
+
+        Neighbouring frames share most of their windows, so each distinct frame goes through the
+        backbone once (consecutive frames at evaluation: about W times fewer backbone passes).
+        """
+        rows, inverse = torch.unique(window, return_inverse=True)
+        raw = data[rows]
         if self.backbone is not None:
-            crops = normalize_imagenet(uint8_crops_to_input(raw.reshape(b * w, *raw.shape[2:])))
-            tokens = self.backbone(crops)
+            tokens = self.backbone(normalize_imagenet(uint8_crops_to_input(raw)))
         else:
-            tokens = raw.reshape(b * w, *raw.shape[2:]).float()
-        return squash_tokens(tokens, self.config.token_scale).reshape(b, w, *tokens.shape[1:])
+            tokens = raw.float()
+        return squash_tokens(tokens, self.config.token_scale)[inverse]
 
     # ---- rendering ---------------------------------------------------------------------
     def get_outputs(self, camera: Cameras) -> Dict[str, Tensor]:  # type: ignore[override]
