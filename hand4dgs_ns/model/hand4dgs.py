@@ -23,7 +23,7 @@ from typing_extensions import assert_never
 
 from hand4dgs_ns.data.frame_inputs import INPUTS_KEY, FrameInputs
 from hand4dgs_ns.dataparsers.hand_metadata import METADATA_KEY, HandSequencesMetadata
-from hand4dgs_ns.eval.metrics import crop_image_metrics, mpjpe_mm, ra_mpjpe_mm
+from hand4dgs_ns.eval.metrics import crop_image_metrics, mpjpe_mm
 from hand4dgs_ns.geometry.alignment import kabsch_rotation, mean_rotation
 from hand4dgs_ns.geometry.cameras import invert_rigid, opengl_to_opencv_c2w, transform_points
 from hand4dgs_ns.hands.lbs import hand_forward
