@@ -12,11 +12,14 @@ from nerfstudio.engine.trainer import TrainerConfig
 from nerfstudio.plugins.types import MethodSpecification
 
 from hand4dgs_ns.data.datamanager import HandDataManagerConfig
+from hand4dgs_ns.errors import install_excepthook
 from hand4dgs_ns.model.hand4dgs import Hand4DGSModelConfig
 from hand4dgs_ns.pipeline import Hand4DGSPipelineConfig
 from hand4dgs_ns.schedulers import ExponentialDecayConfig
 
 PER_VIDEO_STEPS = 30000
+
+install_excepthook()  # user errors inside ns-train/ns-eval print one sentence, not a traceback
 
 
 def _adam(lr: float, lr_final: float, max_steps: int) -> dict:

@@ -528,7 +528,7 @@ class SequenceWriter:
         if not (self.out.exists() or self.out.is_symlink()):
             return
         if not self.overwrite:
-            raise _error(self.out, "already exists", "choose another output folder or pass overwrite=True")
+            raise _error(self.out, "already exists", "choose another output folder, or allow replacing it (--overwrite on the command line)")
         if not self.out.is_dir() or not (is_sequence_folder(self.out) or not any(self.out.iterdir())):
             raise _error(
                 self.out, "exists and is not a sequence folder", "choose another output folder or remove it yourself"

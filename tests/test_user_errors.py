@@ -1,0 +1,35 @@
+"""A user error ends with one sentence naming the file, a non-zero exit and no traceback."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+BIN = Path(sys.executable).parent
+
+
+def _run(args: list[str], tmp_path: Path) -> subprocess.CompletedProcess:
+    env = dict(os.environ, HAND4DGS_CACHE_DIR=str(tmp_path / "cache"), COLUMNS="200")
+    return subprocess.run(args, capture_output=True, text=True, env=env, timeout=300)
+
+
+def test_ns_train_with_a_missing_folder(tmp_path):
+    missing = tmp_path / "no-such-clip"
+    out = _run([str(BIN / "ns-train"), "hand4dgs", "--data", str(missing), "--machine.device-type", "cpu",
+                "--vis", "tensorboard", "--output-dir", str(tmp_path / "out")], tmp_path)
+    assert out.returncode != 0
+    assert "Traceback" not in out.stderr
+    last = out.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: ") and str(missing) in last
+
+
+def test_hand4dgs_synth_refuses_to_overwrite(tmp_path):
+    target = tmp_path / "existing"
+    target.mkdir()
+    (target / "keep.txt").write_text("not a sequence")
+    out = _run([str(BIN / "hand4dgs"), "synth", str(target), "--frames", "2", "--width", "64", "--height", "48"], tmp_path)
+    assert out.returncode == 1
+    assert "Traceback" not in out.stderr and str(target) in out.stderr
+    assert (target / "keep.txt").read_text() == "not a sequence" and sorted(p.name for p in target.iterdir()) == ["keep.txt"]
