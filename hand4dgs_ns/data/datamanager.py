@@ -135,9 +135,8 @@ class HandDataManager(DataManager):
     def _cache_split(self, dataset: InputDataset, split: str) -> dict[int, _SequenceImages]:
         meta = hand_metadata(dataset.metadata)
         per_sequence: dict[int, _SequenceImages] = {}
-        order = np.argsort(meta.sequence_index.numpy(), kind="stable")
         for s in meta.sequence_index.unique().tolist():
-            rows = [int(i) for i in order if int(meta.sequence_index[i]) == s]
+            rows = torch.nonzero(meta.sequence_index == s).flatten()
             sequence = self.hands.sequences[s]
             frames = meta.frame_index[rows]
             if sequence.mask_paths is None:
@@ -153,7 +152,7 @@ class HandDataManager(DataManager):
                 masks.append(_read_image(sequence.mask_paths[f], "Mask", size, Image.Resampling.NEAREST, None))
             per_sequence[s] = _SequenceImages(
                 frames=frames.to(self.device),
-                dataset_index=torch.tensor(rows, device=self.device),
+                dataset_index=rows.to(self.device),
                 images=torch.from_numpy(np.stack(images)).to(self.device),
                 masks=torch.from_numpy(np.stack(masks)).to(self.device),
             )

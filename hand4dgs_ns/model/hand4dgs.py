@@ -320,14 +320,13 @@ def typical_orientation(template: HandTemplate, hands: HandSequencesMetadata, sl
     Each valid frame's pseudo joints are Kabsch-aligned to the template's rest joints; the
     rotations are averaged. Pseudo-labels are training data, so this uses nothing held out.
     """
-    rotations, valid = [], []
     eye = torch.eye(3).expand(1, template.num_joints, 3, 3)
     rest = hand_forward(template, eye[:, 0], eye[:, 1:], torch.zeros(1, template.num_betas), torch.zeros(1, 3)).joints[0]
-    for s, f in zip(hands.sequence_index.tolist(), hands.frame_index.tolist()):
-        sequence = hands.sequences[s]
-        w2c = invert_rigid(sequence.c2w[f])
-        rotations.append(kabsch_rotation(rest, transform_points(w2c, sequence.pseudo_joints[f, slot])))
-        valid.append(bool(sequence.valid[f, slot]))
-    if not any(valid):
+    sequence_index, frame_index = hands.sequence_index.tolist(), hands.frame_index.tolist()
+    valid = torch.stack([hands.sequences[s].valid[f, slot] for s, f in zip(sequence_index, frame_index)])
+    if not valid.any():
         return None
-    return mean_rotation(torch.stack(rotations), torch.tensor(valid))
+    c2w = torch.stack([hands.sequences[s].c2w[f] for s, f in zip(sequence_index, frame_index)])
+    joints = torch.stack([hands.sequences[s].pseudo_joints[f, slot] for s, f in zip(sequence_index, frame_index)])
+    rotations = kabsch_rotation(rest.expand_as(joints), transform_points(invert_rigid(c2w), joints))
+    return mean_rotation(rotations, valid)
