@@ -1,0 +1,1 @@
+"""Public hand datasets (H2O, ARCTIC) read into the project's sequences, and HaMeR pseudo-labels."""
