@@ -1,7 +1,13 @@
 """Per-video training benchmark: trains hand4dgs through nerfstudio's Trainer and prints speed,
-memory and the final metrics as one JSON line (plus a short table).
+memory and the final metrics as one JSON line.
 
     python scripts/bench_train.py --data <sequence> --steps 30000 [--window 1] [--per-gaussian-embeddings]
+    python scripts/bench_train.py --data <sequence> --phase-speed 200 [--compile]
+
+``--phase-speed N`` trains nothing: it times N of nerfstudio's training iterations in each
+loss phase (after N warm-up iterations, which include compilation) and prints, per phase, the
+iterations per second and where a step's time goes (batch, forward + loss, backward,
+optimiser), each stage timed with the GPU synchronised around it.
 """
 
 from __future__ import annotations
@@ -46,6 +52,12 @@ class BenchTrain:
     """torch.compile the hand branches."""
     profile_steps: int = 0
     """After training, profile this many extra steps and print the top operators."""
+    compile_mode: str = "default"
+    """torch.compile mode (with --compile)."""
+    phase_speed: int = 0
+    """Instead of training, time this many iterations of each loss phase."""
+    profile_phase: bool = False
+    """With --phase-speed: also profile 5 iterations of each phase (top operators, launch and sync counts)."""
 
     def main(self) -> dict:
         config = hand4dgs_trainer(self.steps)
@@ -66,9 +78,12 @@ class BenchTrain:
         model.per_gaussian_embeddings = self.per_gaussian_embeddings
         model.gaussians_per_face = self.gaussians_per_face
         model.compile = self.compile
+        model.compile_mode = self.compile_mode  # type: ignore[assignment]
         config.set_timestamp()
         trainer = config.setup(local_rank=0, world_size=1)
         trainer.setup()
+        if self.phase_speed:
+            return phase_speed(trainer, self.phase_speed, self.device, self.profile_phase)
         if self.device == "cuda":
             torch.cuda.synchronize()
             torch.cuda.reset_peak_memory_stats()
@@ -98,6 +113,69 @@ class BenchTrain:
         if self.json_out:
             self.json_out.write_text(json.dumps(result, indent=2))
         return result
+
+
+def _sync(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def phase_speed(trainer, n: int, device: str, profile_phase: bool = False) -> dict:
+    """it/s of ``trainer.train_iteration`` in the vertex-only and the image phase, and a per-stage split."""
+    model = trainer.pipeline.model
+    result: dict = {"compile": model.config.compile, "compile_mode": model.config.compile_mode}
+    for phase, first in (("vertex", 0), ("image", model.config.image_loss_from)):
+        for i in range(n):  # warm-up, compilation included
+            model.step = first + i
+            trainer.train_iteration(first + i)
+        _sync(device)
+        start = time.perf_counter()
+        for i in range(n):
+            model.step = first + n + i
+            trainer.train_iteration(first + n + i)
+        _sync(device)
+        result[f"{phase}_it_per_s"] = n / (time.perf_counter() - start)
+        stages = {"batch": 0.0, "forward_loss": 0.0, "backward": 0.0, "optimizer": 0.0}
+        for i in range(n):
+            step = first + 2 * n + i
+            model.step = step
+            t0 = time.perf_counter()
+            camera, batch = trainer.pipeline.datamanager.next_train(step)
+            _sync(device)
+            t1 = time.perf_counter()
+            outputs = model(camera)
+            losses = model.get_loss_dict(outputs, batch)
+            loss = sum(losses.values())
+            _sync(device)
+            t2 = time.perf_counter()
+            loss.backward()
+            _sync(device)
+            t3 = time.perf_counter()
+            trainer.optimizers.optimizer_step_all()
+            trainer.optimizers.zero_grad_all()
+            _sync(device)
+            t4 = time.perf_counter()
+            for key, dt in zip(stages, (t1 - t0, t2 - t1, t3 - t2, t4 - t3)):
+                stages[key] += dt
+        for key, total in stages.items():
+            result[f"{phase}_{key}_ms"] = 1000 * total / n
+        if profile_phase:
+            from torch.profiler import ProfilerActivity
+            from torch.profiler import profile as torch_profile
+
+            with torch_profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+                for i in range(5):
+                    model.step = first + 3 * n + i
+                    trainer.train_iteration(first + 3 * n + i)
+                _sync(device)
+            events = prof.key_averages()
+            print(f"== {phase} phase, 5 iterations: top operators by self CPU time")
+            print(events.table(sort_by="self_cpu_time_total", row_limit=25))
+            print(events.table(sort_by="self_cuda_time_total", row_limit=15))
+            calls = {e.key: e.count for e in events}
+            print({k: calls.get(k, 0) / 5 for k in ("cudaLaunchKernel", "cudaLaunchKernelExC", "cuLaunchKernel", "cudaMemcpyAsync", "cudaStreamSynchronize", "cudaDeviceSynchronize")})
+    print("RESULT " + json.dumps(result))
+    return result
 
 
 def profile(pipeline, steps: int) -> None:

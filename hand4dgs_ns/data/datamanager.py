@@ -76,12 +76,18 @@ class HandDataManagerConfig(FullImageDatamanagerConfig):
 
 @dataclass(frozen=True)
 class _SequenceImages:
-    """The cached frames of one sequence and one split, on the training device."""
+    """The cached frames of one sequence and one split.
 
-    frames: torch.Tensor  # (n,) frame indices within the sequence
-    dataset_index: torch.Tensor  # (n,) index of each frame in the split's dataset
+    Everything a training step indexes lives on the training device and is indexed with a
+    device tensor; the cameras stay on the host (the model reads their frame indices there),
+    so serving a batch never makes the host wait for the GPU.
+    """
+
+    frames: torch.Tensor  # (n,) frame indices within the sequence, on the device
+    dataset_index: torch.Tensor  # (n,) index of each frame in the split's dataset, on the host
     images: torch.Tensor  # (n, H, W, 3) uint8
     masks: torch.Tensor  # (n, H, W) uint8 labels: 0 background, 1 left, 2 right
+    targets: dict  # hand_targets of the n frames, on the device
 
 
 class HandDataManager(DataManager):
@@ -152,9 +158,10 @@ class HandDataManager(DataManager):
                 masks.append(_read_image(sequence.mask_paths[f], "Mask", size, Image.Resampling.NEAREST, None))
             per_sequence[s] = _SequenceImages(
                 frames=frames.to(self.device),
-                dataset_index=rows.to(self.device),
+                dataset_index=rows,
                 images=torch.from_numpy(np.stack(images)).to(self.device),
                 masks=torch.from_numpy(np.stack(masks)).to(self.device),
+                targets=hand_targets(sequence, frames, self.device),
             )
         return per_sequence
 
@@ -166,7 +173,7 @@ class HandDataManager(DataManager):
         s = sequences[int(torch.multinomial(counts, 1, generator=self._generator))]
         cached = self._train[s]
         n = min(self.config.frames_per_step, len(cached.frames))
-        pick = torch.randperm(len(cached.frames), generator=self._generator)[:n].to(self.device)
+        pick = torch.randperm(len(cached.frames), generator=self._generator)[:n]
         return self._batch(self.train_dataset, s, cached, pick)
 
     def next_eval(self, step: int) -> Tuple[Cameras, Dict]:
@@ -177,24 +184,26 @@ class HandDataManager(DataManager):
         sequences = list(self._eval)
         s = sequences[int(torch.randint(len(sequences), (1,), generator=self._generator))]
         cached = self._eval[s]
-        pick = torch.randint(len(cached.frames), (1,), generator=self._generator).to(self.device)
+        pick = torch.randint(len(cached.frames), (1,), generator=self._generator)
         return self._batch(self.eval_dataset, s, cached, pick)
 
     def eval_frames(self):
         """Every eval frame once, in sequence and frame order, one at a time."""
         for s, cached in self._eval.items():
             for i in range(len(cached.frames)):
-                yield self._batch(self.eval_dataset, s, cached, torch.tensor([i], device=self.device))
+                yield self._batch(self.eval_dataset, s, cached, torch.tensor([i]))
 
     def _batch(self, dataset: InputDataset, s: int, cached: _SequenceImages, pick: torch.Tensor) -> Tuple[Cameras, Dict]:
-        cameras = dataset.cameras[cached.dataset_index[pick].cpu()].to(self.device)
-        frames = cached.frames[pick]
+        """Cameras (on the host, which the model reads without waiting for the GPU) and the batch (on the device)."""
+        cameras = dataset.cameras[cached.dataset_index[pick]]
+        on_device = pick.to(self.device, non_blocking=True)
+        frames = cached.frames[on_device]
         batch = {
-            "image": cached.images[pick].float() / 255.0,
-            "hand_mask": cached.masks[pick],
+            "image": cached.images[on_device].float() / 255.0,
+            "hand_mask": cached.masks[on_device],
             "sequence_index": torch.full_like(frames, s),
             "frame_index": frames,
-            **hand_targets(self.hands.sequences[s], frames.cpu(), self.device),
+            **{key: value[on_device] for key, value in cached.targets.items()},
         }
         batch["bbox_image"] = batch["bbox"] * self.config.image_scale  # boxes in the rendered image's pixels
         return cameras, batch

@@ -80,8 +80,10 @@ def crop_image_metrics(
 
 
 def _masked_mean(values: Tensor, mask: Tensor | None) -> Tensor:
-    if mask is not None:
-        values = values[mask]
-    if values.numel() == 0:
-        return torch.tensor(float("nan"))
-    return values.mean()
+    """Mean over ``mask`` (NaN when empty); a weighted sum, so no GPU-to-host wait."""
+    if mask is None:
+        return values.mean() if values.numel() else values.new_tensor(float("nan"))
+    weight = mask.to(values.dtype).expand_as(values)
+    total = weight.sum()
+    mean = (values * weight).sum() / total.clamp(min=1.0)
+    return torch.where(total > 0, mean, torch.full_like(mean, float("nan")))

@@ -11,13 +11,10 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-_FLIP_YZ = (1.0, -1.0, -1.0, 1.0)
-
-
 def opencv_to_opengl_c2w(c2w: Float[Tensor, "*b 4 4"]) -> Float[Tensor, "*b 4 4"]:
     """Camera-to-world with OpenCV camera axes -> the same camera with OpenGL axes."""
-    flip = torch.tensor(_FLIP_YZ, dtype=c2w.dtype, device=c2w.device)
-    return c2w * flip  # scales columns: c2w @ diag(1, -1, -1, 1)
+    # c2w @ diag(1, -1, -1, 1): negate the y and z columns (no constant tensor, so no host-to-GPU copy).
+    return torch.cat([c2w[..., :1], -c2w[..., 1:3], c2w[..., 3:]], dim=-1)
 
 
 def opengl_to_opencv_c2w(c2w: Float[Tensor, "*b 4 4"]) -> Float[Tensor, "*b 4 4"]:

@@ -99,8 +99,10 @@ class Hand4DGSModelConfig(ModelConfig):
     viewer_sequence: int = 0
     """Sequence shown for cameras without frame metadata (viewer, camera paths)."""
     compile: bool = False
-    """torch.compile the hand branches: fuses their many small ops (GPU training is launch-bound);
-    the first steps are slower while it compiles."""
+    """torch.compile both hand branches and their Gaussians: fuses their many small ops (GPU
+    training is launch-bound); the first steps of each phase are slower while it compiles."""
+    compile_mode: Literal["default", "reduce-overhead", "max-autotune-no-cudagraphs"] = "default"
+    """torch.compile mode when compile is on ('reduce-overhead' adds CUDA graphs)."""
 
 
 @dataclass(frozen=True)
@@ -129,7 +131,8 @@ class Hand4DGSModel(Model):
             raise ValueError("Hand4DGSModel needs the hand datamanager's frame inputs (use the hand4dgs method's datamanager).")
         if self.config.window < 1 or self.config.window % 2 == 0:
             raise ValueError(f"window must be a positive odd number of frames, got {self.config.window}")
-        self.inputs = inputs  # data, not weights: kept out of the state dict
+        self.inputs = inputs  # data, not weights: kept out of the state dict; stays on the host
+        self._inputs_on_device = inputs
         self._inputs_device: Optional[torch.device] = None
         self.step = 0
         self.schedule = LossSchedule(self.config.image_loss_from, self.config.vertex_decay_steps)
@@ -155,10 +158,9 @@ class Hand4DGSModel(Model):
                 rotation = typical_orientation(branch.hand.template, hands, slot)
                 if rotation is not None:
                     branch.initialise_orientation(rotation)
-        if c.compile:
-            for branch in self.branches:
-                branch.forward = torch.compile(branch.forward)
-                branch.gaussians = torch.compile(branch.gaussians)
+        # Compiled per batch size and phase (a handful of graphs); the backbone stays eager
+        # because the number of distinct window frames changes from batch to batch.
+        self._compiled_hands = torch.compile(self._hands, mode=c.compile_mode, dynamic=False) if c.compile else None
 
     # ---- optimisation ------------------------------------------------------------------
     def get_param_groups(self) -> Dict[str, List[Parameter]]:
@@ -175,37 +177,62 @@ class Hand4DGSModel(Model):
 
     # ---- prediction --------------------------------------------------------------------
     def _device_inputs(self) -> FrameInputs:
+        """The frame inputs on the model's device (``self.inputs`` stays on the host for indexing)."""
         if self._inputs_device != self.device:
-            self.inputs = self.inputs.to(self.device)
+            self._inputs_on_device = self.inputs.to(self.device)
             self._inputs_device = self.device
-        return self.inputs
+        return self._inputs_on_device
 
     def frame_ids(self, camera: Cameras) -> Tuple[Tensor, Tensor]:
-        """(sequence, frame) of each camera: from metadata, else from ``times`` on the viewer sequence."""
+        """(sequence, frame) of each camera, on the host: from metadata, else from ``times`` on the viewer sequence."""
         meta = camera.metadata or {}
         n = int(camera.camera_to_worlds.reshape(-1, 3, 4).shape[0])
         if "frame_index" in meta and "sequence_index" in meta:
-            return meta["sequence_index"].reshape(n).long().to(self.device), meta["frame_index"].reshape(n).long().to(self.device)
-        inputs = self._device_inputs()
-        s = min(max(self.config.viewer_sequence, 0), len(inputs.lengths) - 1)
-        length = int(inputs.lengths[s])
-        times = camera.times.reshape(n) if camera.times is not None else torch.zeros(n)
-        frames = torch.round(times.to(self.device).clamp(0, 1) * (length - 1)).long()
+            return meta["sequence_index"].reshape(n).long().cpu(), meta["frame_index"].reshape(n).long().cpu()
+        s = min(max(self.config.viewer_sequence, 0), len(self.inputs.lengths) - 1)
+        length = int(self.inputs.lengths[s])
+        times = camera.times.reshape(n).cpu() if camera.times is not None else torch.zeros(n)
+        frames = torch.round(times.clamp(0, 1) * (length - 1)).long()
         return torch.full_like(frames, s), frames
 
     def predict_hands(self, sequence: Tensor, frame: Tensor, with_gaussians: bool = True) -> HandsPrediction:
-        """Both hands of the given frames (any number, any sequences) in the world frame."""
+        """Both hands of the given frames (any number, any sequences) in the world frame.
+
+        Rows and windows are worked out on the host from host indices and sent to the GPU
+        without waiting for it, so a training step never stalls on a host-device round trip.
+        """
         inputs = self._device_inputs()
-        half = self.config.window // 2
-        rows = inputs.rows(sequence, frame)
-        window = inputs.window_rows(sequence, frame, half)  # (B, W)
+        sequence, frame = sequence.cpu(), frame.cpu()
+        rows = self.inputs.rows(sequence, frame)
+        window = self.inputs.window_rows(sequence, frame, self.config.window // 2)  # (B, W)
+        # Neighbouring frames share most of their windows: each distinct frame goes through the
+        # backbone once (consecutive frames at evaluation: about W times fewer backbone passes).
+        distinct, inverse = torch.unique(window, return_inverse=True)
+        rows, distinct, inverse, hw = (
+            t.to(self.device, non_blocking=True) for t in (rows, distinct, inverse, self.inputs.image_hw[sequence])
+        )
         bbox, valid, K, c2w = inputs.bbox[rows], inputs.valid[rows], inputs.K[rows], inputs.c2w[rows]
-        hw = inputs.image_hw[sequence]
         box_norm = normalized_box(bbox, hw[:, 1:2].float(), hw[:, 0:1].float())
+        tokens = tuple(self._tokens(inputs.data[distinct, slot])[inverse] for slot in range(len(SIDES)))  # (B, W, N, C) each
+        predict = self._compiled_hands if self._compiled_hands is not None else self._hands
+        if self._compiled_hands is not None and self.config.compile_mode == "reduce-overhead":
+            torch.compiler.cudagraph_mark_step_begin()  # one prediction per step: earlier outputs may be reused
+        return HandsPrediction(*predict(tokens, box_norm, bbox, valid, K, c2w, with_gaussians))
+
+    def _hands(
+        self,
+        tokens: Tuple[Tensor, ...],
+        box_norm: Tensor,
+        bbox: Tensor,
+        valid: Tensor,
+        K: Tensor,
+        c2w: Tensor,
+        with_gaussians: bool,
+    ) -> Tuple[Optional[Tensor], ...]:
+        """The static-shape part of :meth:`predict_hands` (what ``compile`` compiles): both branches, world frame, Gaussians."""
         verts, joints, gaussians = [], [], []
         for slot, branch in enumerate(self.branches):
-            tokens = self._tokens(inputs.data[:, slot], window)  # (B, W, N, C)
-            mesh = branch(tokens, box_norm[:, slot], bbox[:, slot], K)
+            mesh = branch(tokens[slot], box_norm[:, slot], bbox[:, slot], K)
             v_world = transform_points(c2w, mesh.vertices)
             verts.append(v_world)
             joints.append(transform_points(c2w, mesh.joints))
@@ -213,25 +240,20 @@ class Hand4DGSModel(Model):
                 g = branch.gaussians(v_world, mesh.embeddings)
                 gaussians.append((g.means, g.quats, g.scales, g.opacities * valid[:, slot, None].float(), g.colors))
         parts = [torch.cat(p, dim=1) for p in zip(*gaussians)] if with_gaussians else [None] * 5
-        return HandsPrediction(torch.stack(verts, 1), torch.stack(joints, 1), valid, *parts)
+        return (torch.stack(verts, 1), torch.stack(joints, 1), valid, *parts)
 
-    def _tokens(self, data: Tensor, window: Tensor) -> Tensor:
-        """Squashed backbone tokens of the window rows ``window`` (B, W) of one hand's ``data`` -> (B, W, N, C).
-
-        Neighbouring frames share most of their windows, so each distinct frame goes through the
-        backbone once (consecutive frames at evaluation: about W times fewer backbone passes).
-        """
-        rows, inverse = torch.unique(window, return_inverse=True)
-        raw = data[rows]
+    def _tokens(self, data: Tensor) -> Tensor:
+        """Squashed backbone tokens of some rows of one hand's ``data`` -> (n, N, C)."""
         if self.backbone is not None:
-            tokens = self.backbone(normalize_imagenet(uint8_crops_to_input(raw)))
+            tokens = self.backbone(normalize_imagenet(uint8_crops_to_input(data)))
         else:
-            tokens = raw.float()
-        return squash_tokens(tokens, self.config.token_scale)[inverse]
+            tokens = data.float()
+        return squash_tokens(tokens, self.config.token_scale)
 
     # ---- rendering ---------------------------------------------------------------------
     def get_outputs(self, camera: Cameras) -> Dict[str, Tensor]:  # type: ignore[override]
-        camera = camera.to(self.device)
+        # The camera is used where it is: the datamanager's stay on the host, so everything
+        # below that depends on them is worked out there and sent to the GPU without a wait.
         sequence, frame = self.frame_ids(camera)
         # The vertex-only phase of training needs no image: skip the Gaussians and the render.
         render = not self.training or self.schedule.image_weight(self.step) > 0
@@ -239,14 +261,19 @@ class Hand4DGSModel(Model):
         outputs = {"vertices": hands.vertices, "joints": hands.joints, "valid": hands.valid}
         if not render:
             return outputs
-        c2w_gl = torch.cat(
-            [camera.camera_to_worlds.reshape(-1, 3, 4), camera.camera_to_worlds.new_tensor([0, 0, 0, 1]).expand(len(frame), 1, 4)], 1
-        )
-        viewmats = invert_rigid(opengl_to_opencv_c2w(c2w_gl))
-        Ks = camera.get_intrinsics_matrices().reshape(-1, 3, 3).to(self.device)
+        c2w = camera.camera_to_worlds.reshape(-1, 3, 4)
+        bottom = torch.zeros_like(c2w[:, :1])
+        bottom[..., 3] = 1.0
+        viewmats = invert_rigid(opengl_to_opencv_c2w(torch.cat([c2w, bottom], 1)))
+        Ks = camera.get_intrinsics_matrices().reshape(-1, 3, 3)
+        shared = bool(torch.equal(Ks, Ks[:1].expand_as(Ks)))
+        viewmats, Ks = viewmats.to(self.device, non_blocking=True), Ks.to(self.device, non_blocking=True)
         width, height = int(camera.width.reshape(-1)[0]), int(camera.height.reshape(-1)[0])
         background = self._backgrounds(len(frame))
-        out = rasterize(hands.means, hands.quats, hands.scales, hands.opacities, hands.colors, viewmats, Ks, width, height, background)
+        out = rasterize(
+            hands.means, hands.quats, hands.scales, hands.opacities, hands.colors, viewmats, Ks, width, height, background,
+            shared_intrinsics=shared,
+        )
         return {
             **outputs,
             "rgb": out.rgb,
@@ -288,7 +315,7 @@ class Hand4DGSModel(Model):
             target = masked_target(batch["image"], hand, outputs["background"])
             losses["image_loss"] = image_loss(outputs["rgb"], target, c.ssim_lambda)[0]
             losses["scale_loss"] = c.scale_loss_weight * scale_range_loss(outputs["scales"], *c.scale_range)
-            losses["opacity_loss"] = c.opacity_loss_weight * opacity_loss(outputs["opacities"][outputs["opacities"] > 0])
+            losses["opacity_loss"] = c.opacity_loss_weight * opacity_loss(outputs["opacities"], batch["valid"])
         return losses
 
     def get_metrics_dict(self, outputs, batch) -> Dict[str, Tensor]:

@@ -14,6 +14,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor, nn
 
+from hand4dgs_ns.constants import constant
 from hand4dgs_ns.gaussians import (
     MeshGaussianLayout,
     gaussian_means,
@@ -133,7 +134,7 @@ class HandBranch(nn.Module):
         feat = self.tc(tokens).reshape(b, -1)
         template = self.hand.template
         betas = self.shape_head(feat)
-        d6 = self.pose_head(feat).reshape(b, template.num_joints, 6) + feat.new_tensor(_IDENTITY_6D)
+        d6 = self.pose_head(feat).reshape(b, template.num_joints, 6) + constant(_IDENTITY_6D, feat.device, feat.dtype)
         rot = rotation_6d_to_matrix(d6)
         box_point = box_translation(self.transl_head(torch.cat([feat, box_norm], dim=-1)), box_xyxy, K, self.sizes.hand_extent_m)
         # The box prior locates the hand's centre; the template is skinned about its wrist.
@@ -172,7 +173,8 @@ def box_translation(
     size = (box_xyxy[:, 2:] - box_xyxy[:, :2]).amax(dim=-1).clamp(min=4.0)
     focal = 0.5 * (K[:, 0, 0] + K[:, 1, 1])
     depth = focal * hand_extent_m / size * torch.exp(residual[:, 2])
-    xy = (centre - K[:, :2, 2]) / K[:, [0, 1], [0, 1]] * depth[:, None] + residual[:, :2] * depth[:, None]
+    focal_xy = torch.stack([K[:, 0, 0], K[:, 1, 1]], dim=-1)
+    xy = (centre - K[:, :2, 2]) / focal_xy * depth[:, None] + residual[:, :2] * depth[:, None]
     return torch.cat([xy, depth[:, None]], dim=-1)
 
 

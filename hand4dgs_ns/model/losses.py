@@ -13,7 +13,12 @@ from dataclasses import dataclass
 import torch
 from jaxtyping import Bool, Float
 from pytorch_msssim import ssim
+from pytorch_msssim.ssim import _fspecial_gauss_1d
 from torch import Tensor
+
+from hand4dgs_ns.constants import constant
+
+_SSIM_WINDOW = tuple(float(w) for w in _fspecial_gauss_1d(11, 1.5).flatten())
 
 
 @dataclass(frozen=True)
@@ -58,7 +63,9 @@ def image_loss(
 ) -> tuple[Tensor, Tensor, Tensor]:
     """``L1 + lambda (1 - SSIM)`` (paper, section 3.5); returns (loss, l1, ssim)."""
     l1 = (render - target).abs().mean()
-    s = ssim(render.permute(0, 3, 1, 2), target.permute(0, 3, 1, 2), data_range=1.0, size_average=True)
+    # pytorch_msssim's default window (11 taps, sigma 1.5), made once per device.
+    window = constant(_SSIM_WINDOW, render.device, render.dtype).reshape(1, 1, 1, -1).expand(render.shape[-1], 1, 1, -1)
+    s = ssim(render.permute(0, 3, 1, 2), target.permute(0, 3, 1, 2), data_range=1.0, size_average=True, win=window)
     return l1 + ssim_lambda * (1.0 - s), l1, s
 
 
@@ -67,6 +74,11 @@ def scale_range_loss(scales: Float[Tensor, "*b 3"], min_scale: float, max_scale:
     return (torch.relu(min_scale - scales) + torch.relu(scales - max_scale)).mean() / max_scale
 
 
-def opacity_loss(opacities: Float[Tensor, "*b"]) -> Tensor:
-    """Pushes the mean opacity to one: hands are opaque."""
-    return 1.0 - opacities.mean()
+def opacity_loss(opacities: Float[Tensor, "b 2g"], valid: Bool[Tensor, "b 2"]) -> Tensor:
+    """Pushes the mean opacity of the present hands' Gaussians to one: hands are opaque.
+
+    ``opacities`` holds both hands' Gaussians (left half first); absent hands are masked by a
+    weight rather than by boolean indexing, which would make the GPU wait for the host.
+    """
+    weight = valid.to(opacities.dtype).repeat_interleave(opacities.shape[-1] // valid.shape[-1], dim=-1)
+    return 1.0 - (opacities * weight).sum() / weight.sum().clamp(min=1.0)

@@ -33,6 +33,8 @@ import torch.nn.functional as F
 from jaxtyping import Bool, Float, UInt8
 from torch import Tensor
 
+from hand4dgs_ns.constants import constant
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 HAMER_RESCALE = 2.0
@@ -169,8 +171,8 @@ def crop_hands(
 
 def normalize_imagenet(crops: Float[Tensor, "*b 3 h w"]) -> Float[Tensor, "*b 3 h w"]:
     """[0, 1] RGB -> ImageNet-normalised (HaMeR's ``IMAGE_MEAN`` / ``IMAGE_STD``)."""
-    mean = torch.tensor(IMAGENET_MEAN, device=crops.device, dtype=crops.dtype)[:, None, None]
-    std = torch.tensor(IMAGENET_STD, device=crops.device, dtype=crops.dtype)[:, None, None]
+    mean = constant(tuple(IMAGENET_MEAN), crops.device, crops.dtype)[:, None, None]
+    std = constant(tuple(IMAGENET_STD), crops.device, crops.dtype)[:, None, None]
     return (crops - mean) / std
 
 

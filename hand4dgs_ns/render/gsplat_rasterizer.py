@@ -24,6 +24,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
+from hand4dgs_ns.constants import constant
 from hand4dgs_ns.render.output import EPS2D, FAR_PLANE, NEAR_PLANE, TILE_SIZE, RenderOutput
 
 
@@ -38,12 +39,15 @@ def _rasterize_gsplat(
     width: int,
     height: int,
     backgrounds: Float[Tensor, "B 3"] | None = None,
+    shared_intrinsics: bool | None = None,
 ) -> RenderOutput:
     """gsplat's CUDA kernels, expected depth in a fourth channel (its "RGB+ED" mode)."""
     batch = means.shape[0]
     means, quats, scales = means.contiguous(), quats.contiguous(), scales.contiguous()
     viewmats, Ks = viewmats.contiguous(), Ks.contiguous()
-    if torch.equal(Ks, Ks[:1].expand_as(Ks)):
+    if shared_intrinsics is None:
+        shared_intrinsics = torch.equal(Ks, Ks[:1].expand_as(Ks))  # makes the host wait for the GPU
+    if shared_intrinsics:
         radii, means2d, depths, conics = _project_shared_intrinsics(means, quats, scales, viewmats, Ks[:1], width, height)
     else:
         projected = [
@@ -99,7 +103,7 @@ def _project_shared_intrinsics(
     covars = covars.reshape(batch, n, 3, 3)
     left = (rot @ covars.transpose(1, 2).reshape(batch, 3, n * 3)).reshape(batch, 3, n, 3).transpose(1, 2)
     covars_cam = (left.reshape(batch, n * 3, 3) @ rot.transpose(1, 2)).reshape(batch, n, 3, 3)
-    identity = torch.eye(4, device=means.device, dtype=means.dtype)[None]
+    identity = constant(_IDENTITY_4X4, means.device, means.dtype)[None]
     radii, means2d, depths, conics, _ = gsplat.fully_fused_projection(
         means_cam.reshape(-1, 3), covars_cam[..., _TRIU_ROWS, _TRIU_COLS].reshape(-1, 6), None, None,
         identity, K.contiguous(), width, height, eps2d=EPS2D, near_plane=NEAR_PLANE, far_plane=FAR_PLANE, packed=False,
@@ -107,5 +111,6 @@ def _project_shared_intrinsics(
     return tuple(x.reshape(batch, n, *x.shape[2:]) for x in (radii, means2d, depths, conics))
 
 
+_IDENTITY_4X4 = ((1.0, 0.0, 0.0, 0.0), (0.0, 1.0, 0.0, 0.0), (0.0, 0.0, 1.0, 0.0), (0.0, 0.0, 0.0, 1.0))
 _TRIU_ROWS = (0, 0, 0, 1, 1, 2)
 _TRIU_COLS = (0, 1, 2, 1, 2, 2)

@@ -33,6 +33,7 @@ def rasterize(
     height: int,
     backgrounds: Float[Tensor, "B 3"] | None = None,
     backend: Backend = "auto",
+    shared_intrinsics: bool | None = None,
 ) -> RenderOutput:
     """Render B images, camera b showing Gaussians ``[b]``; differentiable in all but ``Ks``.
 
@@ -47,6 +48,8 @@ def rasterize(
         width, height: image size in pixels.
         backgrounds: colour behind the Gaussians per camera; black when None.
         backend: "auto" picks gsplat for CUDA tensors and the torch reference otherwise.
+        shared_intrinsics: whether all ``Ks`` are equal, if the caller knows (gsplat then projects
+            every camera in one launch); None compares them, which makes the host wait for the GPU.
     """
     _check_inputs(means, quats, scales, opacities, colors, viewmats, Ks, width, height, backgrounds)
     args = (means, quats, scales, opacities, colors, viewmats, Ks, width, height, backgrounds)
@@ -62,7 +65,7 @@ def rasterize(
             )
         from hand4dgs_ns.render.gsplat_rasterizer import _rasterize_gsplat
 
-        return _rasterize_gsplat(*args)
+        return _rasterize_gsplat(*args, shared_intrinsics=shared_intrinsics)
     assert_never(backend)
 
 
