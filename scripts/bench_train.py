@@ -56,6 +56,11 @@ class BenchTrain:
     """torch.compile mode (with --compile)."""
     phase_speed: int = 0
     """Instead of training, time this many iterations of each loss phase."""
+    stop_after: int = 0
+    """Stop (and checkpoint) after this many steps of the --steps schedule; 0 runs it to the end.
+    With --resume, a long schedule runs as several shorter commands."""
+    resume: bool = False
+    """Continue the run in --output-dir from its latest checkpoint."""
     profile_phase: bool = False
     """With --phase-speed: also profile 5 iterations of each phase (top operators, launch and sync counts)."""
 
@@ -79,7 +84,17 @@ class BenchTrain:
         model.gaussians_per_face = self.gaussians_per_face
         model.compile = self.compile
         model.compile_mode = self.compile_mode  # type: ignore[assignment]
-        config.set_timestamp()
+        config.timestamp = "run"  # a fixed run folder, so --resume finds it
+        run_dir = config.get_base_dir()
+        start = 0
+        if self.resume:
+            checkpoints = sorted((run_dir / "nerfstudio_models").glob("step-*.ckpt"))
+            if not checkpoints:
+                raise SystemExit(f"--resume: no checkpoint under {run_dir / 'nerfstudio_models'}")
+            config.load_dir = checkpoints[-1].parent
+            start = int(checkpoints[-1].stem.split("-")[1]) + 1
+        end = min(self.steps, start + self.stop_after) if self.stop_after else self.steps
+        config.max_num_iterations = end - start  # the trainer counts from the checkpoint's step + 1
         trainer = config.setup(local_rank=0, world_size=1)
         trainer.setup()
         if self.phase_speed:
@@ -87,21 +102,22 @@ class BenchTrain:
         if self.device == "cuda":
             torch.cuda.synchronize()
             torch.cuda.reset_peak_memory_stats()
-        start = time.perf_counter()
+        start_time = time.perf_counter()
         trainer.train()
         if self.device == "cuda":
             torch.cuda.synchronize()
-        wall = time.perf_counter() - start
-        metrics = trainer.pipeline.get_average_eval_image_metrics()
+        wall = time.perf_counter() - start_time
+        metrics = trainer.pipeline.get_average_eval_image_metrics() if end == self.steps else {}
         result = {
             "steps": self.steps,
+            "ran_steps": [start, end],
             "window": self.window,
             "per_gaussian_embeddings": self.per_gaussian_embeddings,
             "frames_per_step": self.frames_per_step,
             "gaussians_per_face": self.gaussians_per_face,
             "compile": self.compile,
             "num_gaussians": sum(b.num_gaussians for b in trainer.pipeline.model.branches),
-            "it_per_s": self.steps / wall,
+            "it_per_s": (end - start) / wall,
             "wall_s": wall,
             "peak_gpu_mem_gib": torch.cuda.max_memory_allocated() / 2**30 if self.device == "cuda" else None,
             "device": torch.cuda.get_device_name() if self.device == "cuda" else "cpu",

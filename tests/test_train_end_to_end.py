@@ -9,19 +9,13 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
-BIN = Path(sys.executable).parent
-FAST = [
-    "--machine.device-type", "cpu", "--vis", "tensorboard", "--max-num-iterations", "6",
-    "--steps-per-eval-batch", "3", "--steps-per-eval-image", "4", "--steps-per-eval-all-images", "1000",
-    "--steps-per-save", "1000", "--pipeline.model.image-loss-from", "2", "--pipeline.model.gaussians-per-face", "1",
-    "--pipeline.datamanager.frames-per-step", "2",
-]
+from ns_commands import BIN, FAST
+
 
 
 def _run(args: list[str], env: dict) -> subprocess.CompletedProcess:

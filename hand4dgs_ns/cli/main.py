@@ -13,13 +13,23 @@ import tyro
 from rich.console import Console
 from typing_extensions import Annotated
 
+from hand4dgs_ns.cli.convert import Convert
 from hand4dgs_ns.cli.demo import Demo
+from hand4dgs_ns.cli.preprocess import Preprocess
 from hand4dgs_ns.cli.synth import Synth
 from hand4dgs_ns.errors import Hand4DGSError
 
 Commands = Union[
     Annotated[Demo, tyro.conf.subcommand("demo", description="Synthesise the default clip, train on it, evaluate.")],
     Annotated[Synth, tyro.conf.subcommand("synth", description="Write a synthetic egocentric two-hand clip.")],
+    Annotated[
+        Preprocess,
+        tyro.conf.subcommand("preprocess", description="Run HaMeR on H2O or ARCTIC videos: pseudo-labels, features."),
+    ],
+    Annotated[
+        Convert,
+        tyro.conf.subcommand("convert", description="Write H2O or ARCTIC videos out as sequence folders."),
+    ],
 ]
 
 

@@ -359,7 +359,7 @@ def _read_frames(folder: Path, what: str) -> tuple[list[Path], int, int]:
     return paths, width, height
 
 
-def _check_frames(paths: list[Path], width: int, height: int, description: str) -> None:
+def verify_frames(paths: list[Path], width: int, height: int, description: str) -> None:
     for path in track(paths, description=description, transient=True):
         image = _decode_image(path)
         if image.shape[:2] != (height, width):
@@ -394,7 +394,7 @@ def _read_view(folder: Path, num_frames: int, check_frames: bool) -> SequenceVie
         raise _error(cameras_file, "is missing", "add the view's K and c2w as FORMATS.md section 1 documents")
     cameras = _validated_cameras(_load_npz(cameras_file), cameras_file, num_frames, width, height)
     if check_frames:
-        _check_frames(image_paths, width, height, f"Checking view {folder.name}")
+        verify_frames(image_paths, width, height, f"Checking view {folder.name}")
     return SequenceView(name=folder.name, image_paths=image_paths, cameras=cameras)
 
 
@@ -445,7 +445,7 @@ def read_sequence(path: Path, *, check_frames: bool = False) -> Sequence:
             views[folder.name] = _read_view(folder, num_frames, check_frames)
 
     if check_frames:
-        _check_frames(image_paths, width, height, f"Checking frames of {root.name}")
+        verify_frames(image_paths, width, height, f"Checking frames of {root.name}")
         if mask_paths is not None:
             _check_masks(mask_paths, width, height)
 

@@ -1,4 +1,10 @@
-"""nerfstudio dataparser ``hand4dgs-sequence``: one or many folders in the project's sequence format v1.
+"""nerfstudio dataparsers ``hand4dgs-sequence``, ``h2o`` and ``arctic``: hand videos in any supported layout.
+
+``hand4dgs-sequence`` (the ``hand4dgs`` method's default) reads whatever ``--data`` holds, the
+layout detected by :func:`~hand4dgs_ns.datasets.detect.detect_layout`: sequence folders in the
+project's format v1 as they are, H2O and ARCTIC folders through their readers with the HaMeR
+pseudo-labels attached (:func:`~hand4dgs_ns.datasets.detect.load_sequences`). ``h2o`` and
+``arctic`` are the same parser restricted to that dataset and showing only its options.
 
 Poses are used exactly as stored: no auto-orient, centring or scaling (unlike nerfstudio's own
 dataparsers), because hand pseudo-labels, ground truth and metrics are in metres in the
@@ -16,17 +22,17 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Type
+from typing import ClassVar, Optional, Type
 
 import numpy as np
 import torch
+import tyro
 from jaxtyping import Int
 from nerfstudio.cameras.cameras import Cameras, CameraType
 from nerfstudio.data.dataparsers.base_dataparser import DataParser, DataParserConfig, DataparserOutputs
 from nerfstudio.data.scene_box import SceneBox
-from rich.progress import track
 
-from hand4dgs_ns.data.sequence_format import SequenceCameras, find_sequences, read_sequence
+from hand4dgs_ns.data.sequence_format import SequenceCameras
 from hand4dgs_ns.dataparsers.hand_metadata import (
     METADATA_KEY,
     HandSequencesMetadata,
@@ -34,6 +40,7 @@ from hand4dgs_ns.dataparsers.hand_metadata import (
     SequenceTensors,
 )
 from hand4dgs_ns.dataparsers.splits import EvalMode, split_frames
+from hand4dgs_ns.datasets.detect import DatasetKind, DatasetOptions, DatasetSplit, load_sequences
 from hand4dgs_ns.geometry.cameras import opencv_to_opengl_c2w
 
 
@@ -103,27 +110,101 @@ class _LoadedSequences:
 
 @dataclass
 class SequenceDataParserConfig(DataParserConfig):
-    """Hand videos in the project's sequence format v1 (rgb/, cameras.npz, hands.npz per video)."""
+    """Hand videos: sequence-format folders, H2O or ARCTIC (the layout of --data is detected).
+
+    Dataset videos are named as their readers name them (H2O ``subject4_h1_0``, ARCTIC
+    ``s05_box_grab_01``); those are the names eval-sequences takes. To hold out the paper's test
+    videos in one run, read e.g. all of ``h2o/`` (split 'all') with eval-mode 'sequences' and
+    eval-sequences ``subject4_h1_0 subject4_h1_1 ...``; split 'paper-train' / 'paper-test'
+    instead reads only that part of the paper's split.
+    """
 
     _target: Type = field(default_factory=lambda: SequenceDataParser)
+    layout: ClassVar[Optional[DatasetKind]] = None
+    """The layout --data must have; None detects it."""
     data: Path = Path()
-    """A sequence folder, or a folder of sequence folders."""
+    """A sequence folder or a folder of them, or an H2O or ARCTIC folder at any level of its layout."""
     eval_mode: EvalMode = "interval"
     """How to hold out eval images: 'interval' every n-th frame of each sequence, 'sequences' the
-    whole sequences named in eval-sequences, 'all' every image in both splits."""
+    whole sequences named in eval-sequences, 'all' every image in both splits. On a dataset folder
+    read with split 'all' (e.g. h2o/), 'sequences' holds out the paper's test videos when
+    eval-sequences names them (subject4_h1_0 subject4_h1_1 ...)."""
     eval_interval: int = 8
     """n for eval-mode 'interval': frames 0, n, 2n, ... of every sequence are held out."""
     eval_sequences: tuple[str, ...] = ()
-    """Sequence folder names held out for eval-mode 'sequences'."""
+    """Sequence names held out for eval-mode 'sequences' (the folder name, or for H2O and ARCTIC
+    the video name such as subject4_h1_0 or s05_box_grab_01)."""
     check_frames: bool = False
     """Decode every frame and mask when loading, to find corrupt files before training starts."""
     scene_box_margin: float = 0.1
     """Metres added on every side of the box around the cameras and hands."""
+    mano_dir: Optional[Path] = None
+    """H2O/ARCTIC: folder holding MANO_RIGHT.pkl and MANO_LEFT.pkl (ground truth and hand masks);
+    default: the folder in the environment variable HAND4DGS_MANO_DIR."""
+    hamer_root: Optional[Path] = None
+    """H2O/ARCTIC: folder of per-video HaMeR folders <hamer-root>/<video name>; default: each
+    dataset's own (H2O <seq>/cam4/hamer, ARCTIC data/arctic_data/data/hamer/<sid>/<seq>)."""
+    split: DatasetSplit = "all"
+    """H2O/ARCTIC: which videos to read: 'all' found under --data, or the train or test part of the
+    paper's split among them (not the same as eval-mode, which splits the videos read)."""
+    arctic_subjects: tuple[str, ...] = ()
+    """ARCTIC: keep these subjects (e.g. s05); all when empty."""
+    arctic_sequences: tuple[str, ...] = ()
+    """ARCTIC: keep these sequences, by name (box_grab_01) or with their subject (s05/box_grab_01); all when empty."""
+    arctic_cropped: bool = False
+    """ARCTIC: read cropped_images (840x600) instead of the full 2800x2000 images."""
+    arctic_trim: int = 100
+    """ARCTIC: annotated frames dropped at each end of a video (the paper drops 100)."""
+    h2o_detections: Optional[Path] = None
+    """H2O, one video only: an .npz of detected boxes (bbox (F,2,4), valid (F,2)) used instead of
+    boxes around the projected ground-truth joints."""
+    box_margin: float = 0.2
+    """H2O/ARCTIC: boxes around projected ground-truth joints grow by this share of their size per side."""
+    cache_dir: Optional[Path] = None
+    """H2O/ARCTIC: where undistorted ARCTIC frames and hand masks are kept; default: the package's cache folder."""
+
+    def dataset_options(self) -> DatasetOptions:
+        """The options for reading H2O and ARCTIC folders."""
+        return DatasetOptions(
+            mano_dir=self.mano_dir,
+            hamer_root=self.hamer_root,
+            split=self.split,
+            arctic_subjects=tuple(self.arctic_subjects),
+            arctic_sequences=tuple(self.arctic_sequences),
+            arctic_cropped=self.arctic_cropped,
+            arctic_trim=self.arctic_trim,
+            h2o_detections=self.h2o_detections,
+            box_margin=self.box_margin,
+            cache_dir=self.cache_dir,
+        )
+
+
+@dataclass
+class H2ODataParserConfig(SequenceDataParserConfig):
+    """H2O videos (egocentric cam4, static cam0-3 as novel views) with their HaMeR pseudo-labels."""
+
+    layout: ClassVar[Optional[DatasetKind]] = "h2o"
+    data: Path = Path()
+    """An H2O folder: the root, a subject, an action or a sequence folder, or a sequence's cam4."""
+    arctic_subjects: tyro.conf.Suppress[tuple[str, ...]] = ()
+    arctic_sequences: tyro.conf.Suppress[tuple[str, ...]] = ()
+    arctic_cropped: tyro.conf.Suppress[bool] = False
+    arctic_trim: tyro.conf.Suppress[int] = 100
+
+
+@dataclass
+class ArcticDataParserConfig(SequenceDataParserConfig):
+    """ARCTIC videos (egocentric view 0, static views 1-8 as novel views) with their HaMeR pseudo-labels."""
+
+    layout: ClassVar[Optional[DatasetKind]] = "arctic"
+    data: Path = Path()
+    """An ARCTIC folder: the root, data/arctic_data/data, raw_seqs/ or images/, a subject or a sequence folder."""
+    h2o_detections: tyro.conf.Suppress[Optional[Path]] = None
 
 
 @dataclass
 class SequenceDataParser(DataParser):
-    """Reads sequence folders into nerfstudio cameras plus the hand data of every sequence."""
+    """Reads hand videos (sequence folders, H2O or ARCTIC) into nerfstudio cameras plus the hand data of every video."""
 
     config: SequenceDataParserConfig
     includes_time: bool = True
@@ -135,11 +216,12 @@ class SequenceDataParser(DataParser):
     def _load(self) -> _LoadedSequences:
         # Both splits come from the same parser: read and validate the folders once.
         if self._loaded is None:
-            folders = find_sequences(self.config.data)
-            # rich < 14 cannot nest progress bars; with check_frames each sequence shows its own.
-            if not self.config.check_frames:
-                folders = track(folders, description="Reading sequences", transient=True)
-            read = [read_sequence(folder, check_frames=self.config.check_frames) for folder in folders]
+            read = load_sequences(
+                self.config.data,
+                self.config.dataset_options(),
+                check_frames=self.config.check_frames,
+                kind=self.config.layout,
+            )
             views = tuple(
                 NovelView(
                     sequence_index=s,

@@ -15,6 +15,7 @@ import codecs
 import copyreg
 import importlib
 import pickle
+import os
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,14 @@ from hand4dgs_ns.errors import Hand4DGSError
 from hand4dgs_ns.hands.template import HandSide, HandTemplate
 
 MANO_URL = "https://mano.is.tue.mpg.de"
+MANO_DIR_ENV = "HAND4DGS_MANO_DIR"
+"""Environment variable naming the folder of the MANO files, used wherever no folder is passed."""
+
+
+def mano_dir_from_env() -> Path | None:
+    """The folder in ``$HAND4DGS_MANO_DIR``, or None when it is not set."""
+    value = os.environ.get(MANO_DIR_ENV)
+    return Path(value).expanduser() if value else None
 MANO_TIP_VERTEX_IDS = (744, 320, 443, 554, 671)  # thumb, index, middle, ring, pinky
 # MANO joints (wrist, index1-3, middle1-3, pinky1-3, ring1-3, thumb1-3) + tips 16-20 -> OpenPose.
 MANO_TO_OPENPOSE = (0, 13, 14, 15, 16, 1, 2, 3, 17, 4, 5, 6, 18, 10, 11, 12, 19, 7, 8, 9, 20)

@@ -27,6 +27,7 @@ from hand4dgs_ns.eval.metrics import crop_image_metrics, mpjpe_mm
 from hand4dgs_ns.geometry.alignment import kabsch_rotation, mean_rotation
 from hand4dgs_ns.geometry.cameras import invert_rigid, opengl_to_opencv_c2w, transform_points
 from hand4dgs_ns.hands.lbs import hand_forward
+from hand4dgs_ns.hands.mano import mano_dir_from_env
 from hand4dgs_ns.hands.template import HandTemplate, load_template
 from hand4dgs_ns.model.hand_branch import BranchSizes, HandBranch
 from hand4dgs_ns.model.layers import squash_tokens
@@ -53,7 +54,8 @@ class Hand4DGSModelConfig(ModelConfig):
     template: Literal["open", "mano"] = "open"
     """Hand template: 'open' (shipped, no licence needed) or 'mano' (needs --pipeline.model.mano-dir)."""
     mano_dir: Optional[Path] = None
-    """Folder holding MANO_RIGHT.pkl and MANO_LEFT.pkl (from the MANO website, after registration)."""
+    """Folder holding MANO_RIGHT.pkl and MANO_LEFT.pkl (from the MANO website, after registration);
+    default: the folder in the environment variable HAND4DGS_MANO_DIR."""
     window: int = 5
     """Frames in the temporal window (2k+1, odd). 1 is the paper's 'no TC' ablation."""
     tc_dim: int = 32
@@ -150,7 +152,8 @@ class Hand4DGSModel(Model):
             per_gaussian_embeddings=c.per_gaussian_embeddings, hand_extent_m=c.hand_extent_m, seed=c.seed,
         )
         self.branches = torch.nn.ModuleList(
-            HandBranch(load_template(c.template, side, c.mano_dir), num_tokens, token_dim, sizes) for side in SIDES
+            HandBranch(load_template(c.template, side, c.mano_dir or mano_dir_from_env()), num_tokens, token_dim, sizes)
+            for side in SIDES
         )
         hands = metadata.get(METADATA_KEY)
         if isinstance(hands, HandSequencesMetadata):
