@@ -2,7 +2,7 @@
 memory and the final metrics as one JSON line.
 
     python scripts/bench_train.py --data <sequence> --steps 30000 [--window 1] [--per-gaussian-embeddings]
-    python scripts/bench_train.py --data <sequence> --phase-speed 200 [--compile]
+    python scripts/bench_train.py --data <sequence> --phase-speed 200 [--no-cuda-graphs] [--compile]
 
 ``--phase-speed N`` trains nothing: it times N of nerfstudio's training iterations in each
 loss phase (after N warm-up iterations, which include compilation) and prints, per phase, the
@@ -54,6 +54,10 @@ class BenchTrain:
     """After training, profile this many extra steps and print the top operators."""
     compile_mode: str = "default"
     """torch.compile mode (with --compile)."""
+    cuda_graphs: bool = True
+    """Replay the network's forward and backward as CUDA graphs (the model's default); --no-cuda-graphs for eager."""
+    with_evals: bool = False
+    """Keep the method's evaluation cadence during training (off: training steps only)."""
     phase_speed: int = 0
     """Instead of training, time this many iterations of each loss phase."""
     stop_after: int = 0
@@ -70,8 +74,9 @@ class BenchTrain:
         config.machine.device_type = self.device
         config.machine.seed = self.seed
         config.vis = "tensorboard"
-        config.steps_per_eval_batch = 0
-        config.steps_per_eval_image = 0
+        if not self.with_evals:
+            config.steps_per_eval_batch = 0
+            config.steps_per_eval_image = 0
         config.steps_per_eval_all_images = self.steps + 1
         config.steps_per_save = self.steps
         config.logging.local_writer.enable = False
@@ -84,6 +89,7 @@ class BenchTrain:
         model.gaussians_per_face = self.gaussians_per_face
         model.compile = self.compile
         model.compile_mode = self.compile_mode  # type: ignore[assignment]
+        model.cuda_graphs = self.cuda_graphs
         config.timestamp = "run"  # a fixed run folder, so --resume finds it
         run_dir = config.get_base_dir()
         start = 0
@@ -116,6 +122,7 @@ class BenchTrain:
             "frames_per_step": self.frames_per_step,
             "gaussians_per_face": self.gaussians_per_face,
             "compile": self.compile,
+            "cuda_graphs": self.cuda_graphs,
             "num_gaussians": sum(b.num_gaussians for b in trainer.pipeline.model.branches),
             "it_per_s": (end - start) / wall,
             "wall_s": wall,
@@ -139,7 +146,7 @@ def _sync(device: str) -> None:
 def phase_speed(trainer, n: int, device: str, profile_phase: bool = False) -> dict:
     """it/s of ``trainer.train_iteration`` in the vertex-only and the image phase, and a per-stage split."""
     model = trainer.pipeline.model
-    result: dict = {"compile": model.config.compile, "compile_mode": model.config.compile_mode}
+    result: dict = {"compile": model.config.compile, "compile_mode": model.config.compile_mode, "cuda_graphs": model.config.cuda_graphs}
     for phase, first in (("vertex", 0), ("image", model.config.image_loss_from)):
         for i in range(n):  # warm-up, compilation included
             model.step = first + i

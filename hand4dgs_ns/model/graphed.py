@@ -1,0 +1,63 @@
+"""CUDA graphs for the network part of a training step (backbone, both hand branches, Gaussians).
+
+A training step launches about a thousand small kernels, and on a GPU the host's time to launch
+them, not the GPU's time to run them, sets the pace. :func:`torch.cuda.make_graphed_callables`
+records the forward and the backward of the network once and replays each as a single launch;
+autograd still connects the replayed backward to the eager renderer and losses around it.
+
+Graphs need fixed shapes and no host-GPU round trips, so the graphed network takes the window
+rows of every frame and runs the backbone on all of them (no de-duplication of frames shared
+by neighbouring windows); one graph is recorded per batch size and loss phase.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Iterator
+
+import torch
+from torch import Tensor, nn
+
+if TYPE_CHECKING:
+    from hand4dgs_ns.model.hand4dgs import Hand4DGSModel
+
+
+class NetworkStep(nn.Module):
+    """Window rows in, both hands (and their Gaussians) out: the part of a step that is graphed.
+
+    The model's backbone and branches are used, not owned: they are kept out of this module's
+    submodules so they stay in the model's state dict only, and :meth:`parameters` lists them
+    for the graph's backward.
+    """
+
+    def __init__(self, model: Hand4DGSModel, with_gaussians: bool):
+        super().__init__()
+        object.__setattr__(self, "model", model)  # not registered as a submodule
+        self.with_gaussians = with_gaussians
+
+    def parameters(self, recurse: bool = True) -> Iterator[nn.Parameter]:
+        """The parameters the outputs depend on (the graph's backward must reach every one of them)."""
+        if self.model.backbone is not None:
+            yield from self.model.backbone.parameters(recurse)
+        for branch in self.model.branches:
+            for module in (branch.tc, branch.shape_head, branch.pose_head, branch.transl_head):
+                yield from module.parameters(recurse)
+            if self.with_gaussians:  # the appearance of the Gaussians only matters once they are rendered
+                for module in (branch.embed, branch.color_mlp, branch.scale_mlp):
+                    yield from module.parameters(recurse)
+                yield from (branch.log_scale_base, branch.opacity_logit)
+
+    def forward(self, window: Tensor, rows: Tensor, box_norm: Tensor) -> tuple[Tensor, ...]:
+        model = self.model
+        inputs = model._device_inputs()
+        b, w = window.shape
+        flat = window.reshape(-1)
+        tokens = tuple(model._tokens(inputs.data[flat, slot]).reshape(b, w, *model.token_shape) for slot in range(2))
+        bbox, valid, K, c2w = inputs.bbox[rows], inputs.valid[rows], inputs.K[rows], inputs.c2w[rows]
+        outputs = model._hands(tokens, box_norm, bbox, valid, K, c2w, self.with_gaussians)
+        return tuple(t for i, t in enumerate(outputs) if i != 2 and t is not None)  # valid is not an output
+
+
+def graphed_network(model: Hand4DGSModel, window: Tensor, rows: Tensor, box_norm: Tensor, with_gaussians: bool) -> NetworkStep:
+    """A :class:`NetworkStep` whose forward and backward replay CUDA graphs recorded on these inputs' shapes."""
+    step = NetworkStep(model, with_gaussians)
+    return torch.cuda.make_graphed_callables(step, (window, rows, box_norm), num_warmup_iters=3)
