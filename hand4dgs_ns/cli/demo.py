@@ -33,7 +33,7 @@ class DemoSettings:
     image_scale: float
 
 
-CPU_SETTINGS = DemoSettings(steps=2000, frames_per_step=4, gaussians_per_face=1, image_scale=0.5)
+CPU_SETTINGS = DemoSettings(steps=3000, frames_per_step=4, gaussians_per_face=1, image_scale=0.5)
 """A few minutes on a laptop-class CPU: fewer Gaussians, half-resolution renders."""
 CUDA_SETTINGS = DemoSettings(steps=30000, frames_per_step=8, gaussians_per_face=10, image_scale=1.0)
 """The paper's per-video schedule at full resolution."""
@@ -48,7 +48,7 @@ class Demo:
     device: Literal["auto", "cpu", "cuda"] = "auto"
     """Training device; 'auto' takes CUDA when present."""
     steps: Optional[int] = None
-    """Training steps (default: 2000 on CPU, 30000 on CUDA)."""
+    """Training steps (default: 3000 on CPU, 30000 on CUDA)."""
     viewer: bool = False
     """Show the browser viewer during training (it keeps running after training ends)."""
 

@@ -102,10 +102,10 @@ class Hand4DGSModelConfig(ModelConfig):
     viewer_sequence: int = 0
     """Sequence shown for cameras without frame metadata (viewer, camera paths)."""
     compile: bool = False
-    """torch.compile both hand branches and their Gaussians: fuses their many small ops (GPU
-    training is launch-bound); the first steps of each phase are slower while it compiles."""
-    compile_mode: Literal["default", "reduce-overhead", "max-autotune-no-cudagraphs"] = "default"
-    """torch.compile mode when compile is on ('reduce-overhead' adds CUDA graphs)."""
+    """torch.compile both hand branches and their Gaussians where CUDA graphs are not used
+    (evaluation, rendering, CPU training, or cuda-graphs off); the first calls are slow while it compiles."""
+    compile_mode: Literal["default", "max-autotune-no-cudagraphs"] = "default"
+    """torch.compile mode when compile is on."""
     cuda_graphs: bool = True
     """Training on CUDA: record the network's forward and backward (backbone, both hand branches,
     Gaussians) as CUDA graphs, one per batch size and loss phase, and replay them every step
@@ -229,8 +229,6 @@ class Hand4DGSModel(Model):
         box_norm = normalized_box(bbox, hw[:, 1:2].float(), hw[:, 0:1].float())
         tokens = tuple(self._tokens(inputs.data[distinct, slot])[inverse] for slot in range(len(SIDES)))  # (B, W, N, C) each
         predict = self._compiled_hands if self._compiled_hands is not None else self._hands
-        if self._compiled_hands is not None and self.config.compile_mode == "reduce-overhead":
-            torch.compiler.cudagraph_mark_step_begin()  # one prediction per step: earlier outputs may be reused
         return HandsPrediction(*predict(tokens, box_norm, bbox, valid, K, c2w, with_gaussians))
 
     def _predict_graphed(self, sequence: Tensor, rows: Tensor, window: Tensor, with_gaussians: bool) -> HandsPrediction:
