@@ -23,7 +23,6 @@ from nerfstudio.data.datamanagers.full_images_datamanager import FullImageDatama
 from nerfstudio.data.datasets.base_dataset import InputDataset
 from nerfstudio.data.utils.dataloaders import FixedIndicesEvalDataloader
 from PIL import Image
-from rich.progress import track
 from torch.nn import Parameter
 
 from hand4dgs_ns.data.feature_cache import FeatureCache, hand_features_for_sequence
@@ -33,6 +32,7 @@ from hand4dgs_ns.dataparsers.sequence_dataparser import SequenceDataParserConfig
 from hand4dgs_ns.errors import Hand4DGSError
 from hand4dgs_ns.paths import cache_root
 from hand4dgs_ns.preprocess.backbones import BackboneName, make_backbone
+from hand4dgs_ns.progress import progress_bar
 
 
 @dataclass
@@ -153,9 +153,10 @@ class HandDataManager(DataManager):
             images, masks = [], []
             # Truncated like nerfstudio's Cameras.rescale_output_resolution, so images match their cameras.
             size = (int(sequence.width * self.config.image_scale), int(sequence.height * self.config.image_scale))
-            for f in track(frames.tolist(), description=f"Caching {split} frames of {sequence.name}", transient=True):
-                images.append(_read_image(sequence.image_paths[f], "Frame", size, Image.Resampling.BOX, "RGB"))
-                masks.append(_read_image(sequence.mask_paths[f], "Mask", size, Image.Resampling.NEAREST, None))
+            with progress_bar() as progress:
+                for f in progress.track(frames.tolist(), description=f"Caching {split} frames of {sequence.name}"):
+                    images.append(_read_image(sequence.image_paths[f], "Frame", size, Image.Resampling.BOX, "RGB"))
+                    masks.append(_read_image(sequence.mask_paths[f], "Mask", size, Image.Resampling.NEAREST, None))
             per_sequence[s] = _SequenceImages(
                 frames=frames.to(self.device),
                 dataset_index=rows,

@@ -31,9 +31,9 @@ from types import TracebackType
 import numpy as np
 from jaxtyping import Bool, Float
 from PIL import Image, UnidentifiedImageError
-from rich.progress import track
 
 from hand4dgs_ns.errors import Hand4DGSError
+from hand4dgs_ns.progress import progress_bar
 
 RGB_DIR = "rgb"
 MASKS_DIR = "masks"
@@ -360,25 +360,27 @@ def _read_frames(folder: Path, what: str) -> tuple[list[Path], int, int]:
 
 
 def verify_frames(paths: list[Path], width: int, height: int, description: str) -> None:
-    for path in track(paths, description=description, transient=True):
-        image = _decode_image(path)
-        if image.shape[:2] != (height, width):
-            raise _error(
-                path, f"is {image.shape[1]}x{image.shape[0]} but the first frame is {width}x{height}", "resize it"
-            )
+    with progress_bar() as progress:
+        for path in progress.track(paths, description=description):
+            image = _decode_image(path)
+            if image.shape[:2] != (height, width):
+                raise _error(
+                    path, f"is {image.shape[1]}x{image.shape[0]} but the first frame is {width}x{height}", "resize it"
+                )
 
 
 def _check_masks(paths: list[Path], width: int, height: int) -> None:
-    for path in track(paths, description=f"Checking masks of {paths[0].parent.parent.name}", transient=True):
-        mask = _decode_image(path)
-        if mask.ndim != 2 or mask.shape != (height, width):
-            raise _error(
-                path,
-                f"has shape {mask.shape} but must be one channel of {width}x{height}",
-                "save masks as single-channel uint8 PNG files the size of the frames",
-            )
-        if mask.max(initial=0) > MASK_RIGHT:
-            raise _error(path, f"holds the value {int(mask.max())}", "use 0 background, 1 left hand, 2 right hand")
+    with progress_bar() as progress:
+        for path in progress.track(paths, description=f"Checking masks of {paths[0].parent.parent.name}"):
+            mask = _decode_image(path)
+            if mask.ndim != 2 or mask.shape != (height, width):
+                raise _error(
+                    path,
+                    f"has shape {mask.shape} but must be one channel of {width}x{height}",
+                    "save masks as single-channel uint8 PNG files the size of the frames",
+                )
+            if mask.max(initial=0) > MASK_RIGHT:
+                raise _error(path, f"holds the value {int(mask.max())}", "use 0 background, 1 left hand, 2 right hand")
 
 
 def _read_view(folder: Path, num_frames: int, check_frames: bool) -> SequenceView:

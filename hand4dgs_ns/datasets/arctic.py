@@ -41,7 +41,6 @@ import numpy as np
 import torch
 from jaxtyping import Bool, Float
 from PIL import Image, UnidentifiedImageError
-from rich.progress import track
 
 from hand4dgs_ns.data.sequence_format import SequenceCameras, SequenceView
 from hand4dgs_ns.datasets.base import DatasetSequence
@@ -50,6 +49,7 @@ from hand4dgs_ns.errors import Hand4DGSError
 from hand4dgs_ns.geometry.cameras import invert_rigid, project_points, transform_points
 from hand4dgs_ns.hands import HandTemplate, hand_forward_axis_angle, load_mano
 from hand4dgs_ns.paths import cache_root
+from hand4dgs_ns.progress import progress_bar
 
 ARCTIC_FPS = 30.0
 CROPPED_SCALE = 0.3
@@ -468,25 +468,26 @@ def undistort_frames(
     if todo:
         cache_folder.mkdir(parents=True, exist_ok=True)
     size: tuple[int, ...] | None = None
-    for src, dst in track(todo, description=description, transient=True, disable=not todo):
-        image = cv2.imread(str(src), cv2.IMREAD_COLOR)
-        if image is None:
-            raise _error(src, "cannot be decoded as an image", _redownload(f"{_IMAGES_ZIPS} of this sequence"))
-        if size is not None and image.shape != size:
-            problem = f"is {image.shape[1]}x{image.shape[0]} while the frames before it are {size[1]}x{size[0]}"
-            raise _error(src, problem, _redownload(f"{_IMAGES_ZIPS} of this sequence"))
-        size = image.shape
-        ok, encoded = cv2.imencode(".jpg", cv2.undistort(image, K, dist8), _JPEG_PARAMS)
-        if not ok:
-            raise RuntimeError(f"OpenCV could not encode the undistorted {src} as JPEG")
-        try:
-            _write_atomically(dst, encoded.tobytes())
-        except OSError as exc:
-            raise _error(
-                cache_folder,
-                f"cannot hold the undistorted frames ({exc})",
-                "free some space there or pass another cache_dir",
-            ) from exc
+    with progress_bar(disable=not todo) as progress:
+        for src, dst in progress.track(todo, description=description):
+            image = cv2.imread(str(src), cv2.IMREAD_COLOR)
+            if image is None:
+                raise _error(src, "cannot be decoded as an image", _redownload(f"{_IMAGES_ZIPS} of this sequence"))
+            if size is not None and image.shape != size:
+                problem = f"is {image.shape[1]}x{image.shape[0]} while the frames before it are {size[1]}x{size[0]}"
+                raise _error(src, problem, _redownload(f"{_IMAGES_ZIPS} of this sequence"))
+            size = image.shape
+            ok, encoded = cv2.imencode(".jpg", cv2.undistort(image, K, dist8), _JPEG_PARAMS)
+            if not ok:
+                raise RuntimeError(f"OpenCV could not encode the undistorted {src} as JPEG")
+            try:
+                _write_atomically(dst, encoded.tobytes())
+            except OSError as exc:
+                raise _error(
+                    cache_folder,
+                    f"cannot hold the undistorted frames ({exc})",
+                    "free some space there or pass another cache_dir",
+                ) from exc
     if cache_folder.is_dir():
         keep = {dst.name for dst in targets}
         stems = {src.stem for src in sources}

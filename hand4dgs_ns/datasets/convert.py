@@ -21,8 +21,8 @@ from PIL import Image, UnidentifiedImageError
 
 from hand4dgs_ns.data.sequence_format import Sequence, SequenceWriter, is_sequence_folder
 from hand4dgs_ns.datasets.detect import DatasetOptions, detect_layout, load_sequences
-from hand4dgs_ns.datasets.hamer import progress_bar
 from hand4dgs_ns.errors import Hand4DGSError
+from hand4dgs_ns.progress import progress_bar
 
 DATASET_TITLES = {"h2o": "H2O", "arctic": "ARCTIC"}
 

@@ -23,7 +23,7 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Literal
 
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, track
+from rich.progress import Progress
 from typing_extensions import assert_never
 
 from hand4dgs_ns.data.sequence_format import (
@@ -55,6 +55,7 @@ from hand4dgs_ns.datasets.hamer import attach_pseudo_labels
 from hand4dgs_ns.errors import Hand4DGSError
 from hand4dgs_ns.hands.mano import MANO_DIR_ENV, MANO_URL, mano_dir_from_env, missing_mano_error
 from hand4dgs_ns.paths import cache_root
+from hand4dgs_ns.progress import progress_bar
 
 DatasetKind = Literal["sequence", "h2o", "arctic"]
 """The layouts :func:`detect_layout` tells apart."""
@@ -268,15 +269,10 @@ def _arctic_videos(path: Path, options: DatasetOptions) -> list[tuple[str, str]]
 
 
 def _videos_progress() -> Progress:
-    """A transient progress bar over videos, used in a ``with`` block (see
-    :func:`hand4dgs_ns.datasets.hamer.progress_bar` for why not ``track``). The readers show
-    their own bars inside it; rich before 14 allows one live display at a time, so there it
-    stays hidden."""
-    nested = int(version("rich").split(".")[0]) >= 14
-    return Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-        transient=True, disable=not nested,
-    )
+    """A transient progress bar over videos (:func:`hand4dgs_ns.progress.progress_bar`). The
+    readers show their own bars inside it; rich before 14 allows one live display at a time, so
+    there it stays hidden."""
+    return progress_bar(disable=int(version("rich").split(".")[0]) < 14)
 
 
 def _video_readers(
@@ -372,9 +368,11 @@ def load_sequences(
     if kind == "sequence":
         folders = find_sequences(path)
         # rich < 14 cannot nest progress bars; with check_frames each sequence shows its own.
-        if not check_frames:
-            folders = track(folders, description="Reading sequences", transient=True)
-        return [read_sequence(folder, check_frames=check_frames) for folder in folders]
+        with progress_bar(disable=check_frames) as progress:
+            return [
+                read_sequence(folder, check_frames=check_frames)
+                for folder in progress.track(folders, description="Reading sequences")
+            ]
     mano_dir = options.resolved_mano_dir(path)
     name, readers = _video_readers(path, kind, options, mano_dir)
     mask_cache = options.resolved_cache_dir() / "masks"

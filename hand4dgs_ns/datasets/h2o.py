@@ -38,7 +38,6 @@ import numpy as np
 import torch
 from jaxtyping import Bool, Float
 from PIL import Image, UnidentifiedImageError
-from rich.progress import track
 
 from hand4dgs_ns.data.sequence_format import DEFAULT_FPS, SequenceCameras, SequenceView
 from hand4dgs_ns.datasets.base import DatasetSequence
@@ -46,6 +45,7 @@ from hand4dgs_ns.datasets.boxes import boxes_from_joints
 from hand4dgs_ns.errors import Hand4DGSError
 from hand4dgs_ns.geometry.cameras import project_points, transform_points
 from hand4dgs_ns.hands import HandTemplate, hand_forward_axis_angle, load_mano
+from hand4dgs_ns.progress import progress_bar
 
 EGO_CAMERA = "cam4"
 VIEW_CAMERAS = ("cam0", "cam1", "cam2", "cam3")
@@ -351,7 +351,8 @@ def _check_rigid(c2w: np.ndarray, files: list[Path]) -> None:
 def _read_text_files(groups: list[list[Path]], description: str) -> list[list[bytes]]:
     """Reads every file of every group, with one progress bar for all of them."""
     files = [file for group in groups for file in group]
-    texts = [_read_bytes(file) for file in track(files, description=description, transient=True)]
+    with progress_bar() as progress:
+        texts = [_read_bytes(file) for file in progress.track(files, description=description)]
     out, start = [], 0
     for group in groups:
         out.append(texts[start : start + len(group)])

@@ -73,7 +73,6 @@ import numpy as np
 import torch
 from jaxtyping import Bool, Float, Int
 from PIL import Image
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from torch import Tensor
 
 from hand4dgs_ns.data.sequence_format import MASK_BACKGROUND, MASK_LEFT, MASK_RIGHT, Sequence, SequenceHands
@@ -81,6 +80,7 @@ from hand4dgs_ns.datasets.base import DatasetSequence
 from hand4dgs_ns.errors import Hand4DGSError
 from hand4dgs_ns.geometry.cameras import transform_points
 from hand4dgs_ns.hands import load_mano
+from hand4dgs_ns.progress import progress_bar
 from hand4dgs_ns.synthetic.rasterizer import rasterize_mesh
 
 HAMER_FOCAL_LENGTH = 5000.0
@@ -150,18 +150,6 @@ class HamerFrame:
         zeros = {k: np.zeros(shape, bool if k == "valid" else np.float32) for k, (shape, _) in _FIELDS.items()}
         del zeros["vit_tokens"]
         return HamerFrame(**zeros)
-
-
-def progress_bar() -> Progress:
-    """A transient rich progress bar for a loop whose body may raise.
-
-    Used as ``with progress_bar() as p`` rather than ``rich.progress.track``: an exception
-    raised inside a ``track`` loop leaves its generator, and its live display, suspended on
-    the shared console until garbage collection, whose finaliser can then deadlock the next
-    progress bar; the ``with`` block stops the display as the exception passes.
-    """
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    return Progress(*columns, transient=True)
 
 
 def _error(file: Path, problem: str, fix: str) -> Hand4DGSError:

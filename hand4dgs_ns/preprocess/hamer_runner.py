@@ -29,7 +29,6 @@ from hand4dgs_ns.datasets.hamer import (
     HamerFrame,
     hamer_file,
     hamer_outputs_to_frame,
-    progress_bar,
     read_hamer_frame,
     read_hamer_frames,
     training_boxes,
@@ -39,6 +38,7 @@ from hand4dgs_ns.errors import Hand4DGSError
 from hand4dgs_ns.paths import cache_root
 from hand4dgs_ns.preprocess.backbones import make_backbone
 from hand4dgs_ns.preprocess.crops import HAMER_BBOX_SHAPE_HW, HAMER_RESCALE, crop_hands_per_image, crop_params
+from hand4dgs_ns.progress import progress_bar
 
 HAMER_URL = "https://github.com/geopavlakos/hamer"
 _CROP_HW = (HAMER_IMAGE_SIZE, HAMER_IMAGE_SIZE)
