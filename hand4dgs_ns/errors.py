@@ -13,6 +13,11 @@ class Hand4DGSError(Exception):
     """
 
 
+def file_error(file: object, problem: str, fix: str) -> Hand4DGSError:
+    """The project's sentence for a problem with one file or folder: ``"<file>: <problem>; <fix>."``."""
+    return Hand4DGSError(f"{file}: {problem}; {fix}.")
+
+
 def _print_user_errors(exc_type, exc, tb, _fallback=sys.excepthook) -> None:
     if issubclass(exc_type, Hand4DGSError):
         print(f"error: {exc}", file=sys.stderr)

@@ -32,7 +32,7 @@ import numpy as np
 from jaxtyping import Bool, Float
 from PIL import Image, UnidentifiedImageError
 
-from hand4dgs_ns.errors import Hand4DGSError
+from hand4dgs_ns.errors import file_error
 from hand4dgs_ns.progress import progress_bar
 
 RGB_DIR = "rgb"
@@ -129,9 +129,6 @@ class Sequence:
         return len(self.image_paths)
 
 
-def _error(file: Path, problem: str, fix: str) -> Hand4DGSError:
-    return Hand4DGSError(f"{file}: {problem}; {fix}.")
-
 
 def is_sequence_folder(path: Path) -> bool:
     """True when ``path`` looks like a sequence folder (holds ``rgb/``, ``cameras.npz`` or ``hands.npz``).
@@ -152,12 +149,12 @@ def find_sequences(path: Path) -> list[Path]:
     """
     path = Path(path)
     if not path.is_dir():
-        raise _error(path, "no such folder", "point to a sequence folder or a folder of sequence folders")
+        raise file_error(path, "no such folder", "point to a sequence folder or a folder of sequence folders")
     if is_sequence_folder(path):
         return [path]
     found = sorted(p for p in path.iterdir() if not p.name.startswith(".") and is_sequence_folder(p))
     if not found:
-        raise _error(
+        raise file_error(
             path,
             f"no sequence folder found (a folder holding {RGB_DIR}/, {CAMERAS_FILE} and {HANDS_FILE})",
             "point to a sequence folder or a folder of sequence folders",
@@ -178,7 +175,7 @@ def _image_size(file: Path) -> tuple[int, int]:
         with Image.open(file) as image:
             return image.size
     except (OSError, UnidentifiedImageError) as exc:
-        raise _error(file, f"cannot be read as an image ({exc})", "replace it with a valid PNG or JPEG file") from exc
+        raise file_error(file, f"cannot be read as an image ({exc})", "replace it with a valid PNG or JPEG file") from exc
 
 
 def _decode_image(file: Path) -> np.ndarray:
@@ -187,7 +184,7 @@ def _decode_image(file: Path) -> np.ndarray:
             image.load()
             return np.asarray(image)
     except (OSError, UnidentifiedImageError, ValueError) as exc:
-        raise _error(file, f"cannot be decoded ({exc})", "replace it with a valid PNG or JPEG file") from exc
+        raise file_error(file, f"cannot be decoded ({exc})", "replace it with a valid PNG or JPEG file") from exc
 
 
 def _load_npz(file: Path) -> dict[str, np.ndarray]:
@@ -198,7 +195,7 @@ def _load_npz(file: Path) -> dict[str, np.ndarray]:
         with data:
             return {key: np.asarray(data[key]) for key in data.files}
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
-        raise _error(
+        raise file_error(
             file, f"cannot be read as an .npz archive ({exc})", "rewrite it with numpy.savez holding plain arrays"
         ) from exc
 
@@ -206,7 +203,7 @@ def _load_npz(file: Path) -> dict[str, np.ndarray]:
 def _require(arrays: Mapping[str, np.ndarray], key: str, file: Path) -> np.ndarray:
     if key not in arrays:
         present = ", ".join(sorted(arrays)) or "nothing"
-        raise _error(
+        raise file_error(
             file, f"has no '{key}' array (it holds {present})", f"add '{key}' as FORMATS.md section 1 documents"
         )
     return arrays[key]
@@ -217,9 +214,9 @@ def _float_array(value: np.ndarray, key: str, shape: tuple[int | None, ...], fil
     value = np.asarray(value)
     if value.ndim != len(shape) or any(s is not None and s != v for s, v in zip(shape, value.shape, strict=True)):
         expected = "(" + ", ".join("*" if s is None else str(s) for s in shape) + ")"
-        raise _error(file, f"'{key}' has shape {tuple(value.shape)} but must be {expected}", f"store {what}")
+        raise file_error(file, f"'{key}' has shape {tuple(value.shape)} but must be {expected}", f"store {what}")
     if not (np.issubdtype(value.dtype, np.floating) or np.issubdtype(value.dtype, np.integer)):
-        raise _error(file, f"'{key}' has dtype {value.dtype}", f"store {what} as float numbers")
+        raise file_error(file, f"'{key}' has dtype {value.dtype}", f"store {what} as float numbers")
     return value.astype(np.float32)
 
 
@@ -228,7 +225,7 @@ def _check_frame_count(arrays: Mapping[str, np.ndarray], keys: Iterable[str], fi
     for key in keys:
         value = arrays.get(key)
         if value is not None and np.ndim(value) >= 2 and np.shape(value)[0] != num_frames:
-            raise _error(
+            raise file_error(
                 file,
                 f"'{key}' has {np.shape(value)[0]} frames but {RGB_DIR}/ holds {num_frames}",
                 "store one entry per frame of the video, or add the missing frames",
@@ -238,11 +235,11 @@ def _check_frame_count(arrays: Mapping[str, np.ndarray], keys: Iterable[str], fi
 def _bool_array(value: np.ndarray, key: str, shape: tuple[int, ...], file: Path, what: str) -> np.ndarray:
     value = np.asarray(value)
     if value.shape != shape:
-        raise _error(file, f"'{key}' has shape {tuple(value.shape)} but must be {shape}", f"store {what}")
+        raise file_error(file, f"'{key}' has shape {tuple(value.shape)} but must be {shape}", f"store {what}")
     if value.dtype != np.bool_:
         is_number = np.issubdtype(value.dtype, np.integer) or np.issubdtype(value.dtype, np.floating)
         if not is_number or not np.isin(value, (0, 1)).all():
-            raise _error(file, f"'{key}' has dtype {value.dtype} with values other than 0/1", f"store {what} as bool")
+            raise file_error(file, f"'{key}' has dtype {value.dtype} with values other than 0/1", f"store {what} as bool")
     return value.astype(bool)
 
 
@@ -253,7 +250,7 @@ def _check_finite(value: np.ndarray, key: str, file: Path, where: np.ndarray | N
         bad &= where.reshape(where.shape + (1,) * (value.ndim - where.ndim))
     if bad.any():
         index = tuple(int(i) for i in np.argwhere(bad)[0])
-        raise _error(file, f"'{key}' holds a NaN or infinite value at index {index}", "store finite numbers")
+        raise file_error(file, f"'{key}' holds a NaN or infinite value at index {index}", "store finite numbers")
 
 
 def _validated_cameras(
@@ -276,7 +273,7 @@ def _validated_cameras(
     pinhole &= np.abs(K[:, 2] - np.array([0.0, 0.0, 1.0], np.float32)).max(axis=-1) < 1e-6
     if not pinhole.all():
         frame = int(np.argmin(pinhole))
-        raise _error(
+        raise file_error(
             file,
             f"'K' of frame {frame} is not a pinhole matrix [[fx,0,cx],[0,fy,cy],[0,0,1]] with positive focal lengths",
             "store intrinsics in pixels without skew",
@@ -287,7 +284,7 @@ def _validated_cameras(
     rigid = (orthonormal_error < _RIGID_TOLERANCE) & (bottom_error < 1e-6) & (np.linalg.det(rotations) > 0)
     if not rigid.all():
         frame = int(np.argmin(rigid))
-        raise _error(
+        raise file_error(
             file,
             f"'c2w' of frame {frame} is not a rigid transform (rotation, translation, last row 0 0 0 1)",
             "store camera-to-world poses in metres without scale or shear",
@@ -296,10 +293,10 @@ def _validated_cameras(
     if "fps" in arrays:
         fps_array = np.asarray(arrays["fps"])
         if fps_array.size != 1 or not np.issubdtype(fps_array.dtype, np.number):
-            raise _error(file, f"'fps' has shape {fps_array.shape}", "store the frame rate as one number")
+            raise file_error(file, f"'fps' has shape {fps_array.shape}", "store the frame rate as one number")
         fps = float(fps_array.reshape(()))
         if not np.isfinite(fps) or fps <= 0:
-            raise _error(file, f"'fps' is {fps}", "store a positive frame rate")
+            raise file_error(file, f"'fps' is {fps}", "store a positive frame rate")
     return SequenceCameras(K=np.ascontiguousarray(K), c2w=c2w, fps=fps, width=int(width), height=int(height))
 
 
@@ -318,7 +315,7 @@ def _validated_hands(arrays: Mapping[str, np.ndarray], file: Path, num_frames: i
     inverted = valid & ((bbox[..., 2] < bbox[..., 0]) | (bbox[..., 3] < bbox[..., 1]))
     if inverted.any():
         frame, slot = (int(i) for i in np.argwhere(inverted)[0])
-        raise _error(file, f"'bbox' of frame {frame} slot {slot} has x2 < x1 or y2 < y1", "store boxes as x1 y1 x2 y2")
+        raise file_error(file, f"'bbox' of frame {frame} slot {slot} has x2 < x1 or y2 < y1", "store boxes as x1 y1 x2 y2")
     pseudo_verts = None
     if "pseudo_verts" in arrays:
         pseudo_verts = _float_array(
@@ -327,7 +324,7 @@ def _validated_hands(arrays: Mapping[str, np.ndarray], file: Path, num_frames: i
         _check_finite(pseudo_verts, "pseudo_verts", file, where=valid)
     gt_joints = gt_valid = None
     if "gt_valid" in arrays and "gt_joints" not in arrays:
-        raise _error(file, "has 'gt_valid' but no 'gt_joints'", "add the ground-truth joints or drop 'gt_valid'")
+        raise file_error(file, "has 'gt_valid' but no 'gt_joints'", "add the ground-truth joints or drop 'gt_valid'")
     if "gt_joints" in arrays:
         gt_joints = _float_array(
             arrays["gt_joints"], "gt_joints", (F, 2, NUM_JOINTS, 3), file, f"21 joints, {per_frame}"
@@ -349,10 +346,10 @@ def _validated_hands(arrays: Mapping[str, np.ndarray], file: Path, num_frames: i
 def _read_frames(folder: Path, what: str) -> tuple[list[Path], int, int]:
     """Sorted frames of an ``rgb/`` folder and the size of the first one."""
     if not folder.is_dir():
-        raise _error(folder, "is missing", f"put the {what} frames there as 000000.png, 000001.png, ...")
+        raise file_error(folder, "is missing", f"put the {what} frames there as 000000.png, 000001.png, ...")
     paths = _list_images(folder, IMAGE_SUFFIXES)
     if not paths:
-        raise _error(
+        raise file_error(
             folder, "holds no .png or .jpg frame", f"put the {what} frames there as 000000.png, 000001.png, ..."
         )
     width, height = _image_size(paths[0])
@@ -364,7 +361,7 @@ def verify_frames(paths: list[Path], width: int, height: int, description: str) 
         for path in progress.track(paths, description=description):
             image = _decode_image(path)
             if image.shape[:2] != (height, width):
-                raise _error(
+                raise file_error(
                     path, f"is {image.shape[1]}x{image.shape[0]} but the first frame is {width}x{height}", "resize it"
                 )
 
@@ -374,26 +371,26 @@ def _check_masks(paths: list[Path], width: int, height: int) -> None:
         for path in progress.track(paths, description=f"Checking masks of {paths[0].parent.parent.name}"):
             mask = _decode_image(path)
             if mask.ndim != 2 or mask.shape != (height, width):
-                raise _error(
+                raise file_error(
                     path,
                     f"has shape {mask.shape} but must be one channel of {width}x{height}",
                     "save masks as single-channel uint8 PNG files the size of the frames",
                 )
             if mask.max(initial=0) > MASK_RIGHT:
-                raise _error(path, f"holds the value {int(mask.max())}", "use 0 background, 1 left hand, 2 right hand")
+                raise file_error(path, f"holds the value {int(mask.max())}", "use 0 background, 1 left hand, 2 right hand")
 
 
 def _read_view(folder: Path, num_frames: int, check_frames: bool) -> SequenceView:
     image_paths, width, height = _read_frames(folder / RGB_DIR, f"view '{folder.name}'")
     if len(image_paths) != num_frames:
-        raise _error(
+        raise file_error(
             folder / RGB_DIR,
             f"holds {len(image_paths)} frames but the main video has {num_frames}",
             "give every view one frame per frame of the main video, aligned by index",
         )
     cameras_file = folder / CAMERAS_FILE
     if not cameras_file.is_file():
-        raise _error(cameras_file, "is missing", "add the view's K and c2w as FORMATS.md section 1 documents")
+        raise file_error(cameras_file, "is missing", "add the view's K and c2w as FORMATS.md section 1 documents")
     cameras = _validated_cameras(_load_npz(cameras_file), cameras_file, num_frames, width, height)
     if check_frames:
         verify_frames(image_paths, width, height, f"Checking view {folder.name}")
@@ -414,32 +411,32 @@ def read_sequence(path: Path, *, check_frames: bool = False) -> Sequence:
     """
     root = Path(path)
     if not root.is_dir():
-        raise _error(root, "no such folder", "point to a sequence folder holding rgb/, cameras.npz and hands.npz")
+        raise file_error(root, "no such folder", "point to a sequence folder holding rgb/, cameras.npz and hands.npz")
     image_paths, width, height = _read_frames(root / RGB_DIR, "video")
     num_frames = len(image_paths)
 
     cameras_file = root / CAMERAS_FILE
     if not cameras_file.is_file():
-        raise _error(cameras_file, "is missing", "add the per-frame K and c2w as FORMATS.md section 1 documents")
+        raise file_error(cameras_file, "is missing", "add the per-frame K and c2w as FORMATS.md section 1 documents")
     cameras = _validated_cameras(_load_npz(cameras_file), cameras_file, num_frames, width, height)
 
     hands_file = root / HANDS_FILE
     if not hands_file.is_file():
-        raise _error(hands_file, "is missing", "add bbox, valid and pseudo_joints as FORMATS.md section 1 documents")
+        raise file_error(hands_file, "is missing", "add bbox, valid and pseudo_joints as FORMATS.md section 1 documents")
     hands = _validated_hands(_load_npz(hands_file), hands_file, num_frames)
 
     mask_paths = None
     if (root / MASKS_DIR).is_dir():
         mask_paths = _list_images(root / MASKS_DIR, (".png",))
         if len(mask_paths) != num_frames:
-            raise _error(
+            raise file_error(
                 root / MASKS_DIR,
                 f"holds {len(mask_paths)} .png masks but {RGB_DIR}/ holds {num_frames} frames",
                 "give every frame a mask with the same name, or remove the folder",
             )
         for image_path, mask_path in zip(image_paths, mask_paths, strict=True):
             if image_path.stem != mask_path.stem:
-                raise _error(mask_path, f"does not match the frame {image_path.name}", "name each mask after its frame")
+                raise file_error(mask_path, f"does not match the frame {image_path.name}", "name each mask after its frame")
 
     views: dict[str, SequenceView] = {}
     if (root / VIEWS_DIR).is_dir():
@@ -530,9 +527,9 @@ class SequenceWriter:
         if not (self.out.exists() or self.out.is_symlink()):
             return
         if not self.overwrite:
-            raise _error(self.out, "already exists", "choose another output folder, or allow replacing it (--overwrite on the command line)")
+            raise file_error(self.out, "already exists", "choose another output folder, or allow replacing it (--overwrite on the command line)")
         if not self.out.is_dir() or not (is_sequence_folder(self.out) or not any(self.out.iterdir())):
-            raise _error(
+            raise file_error(
                 self.out, "exists and is not a sequence folder", "choose another output folder or remove it yourself"
             )
 
@@ -560,7 +557,7 @@ class SequenceWriter:
     def _check_rgb(self, rgb: np.ndarray, file: Path) -> tuple[int, int]:
         rgb = np.asarray(rgb)
         if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
-            raise _error(file, f"got an array of shape {rgb.shape} and dtype {rgb.dtype}", "pass uint8 RGB (H, W, 3)")
+            raise file_error(file, f"got an array of shape {rgb.shape} and dtype {rgb.dtype}", "pass uint8 RGB (H, W, 3)")
         return int(rgb.shape[1]), int(rgb.shape[0])
 
     def add_frame(self, rgb: np.ndarray, mask: np.ndarray | None = None) -> None:
@@ -569,19 +566,19 @@ class SequenceWriter:
         name = _frame_name(self._num_frames)
         size = self._check_rgb(rgb, self.out / RGB_DIR / name)
         if self._size is not None and size != self._size:
-            raise _error(self.out / RGB_DIR / name, f"is {size[0]}x{size[1]}", f"give all frames the size {self._size}")
+            raise file_error(self.out / RGB_DIR / name, f"is {size[0]}x{size[1]}", f"give all frames the size {self._size}")
         has_mask = mask is not None
         if self._has_masks is not None and has_mask != self._has_masks:
-            raise _error(self.out / MASKS_DIR, "would cover only some frames", "pass a mask with every frame or none")
+            raise file_error(self.out / MASKS_DIR, "would cover only some frames", "pass a mask with every frame or none")
         if mask is not None:
             mask = np.asarray(mask)
             mask_file = self.out / MASKS_DIR / name
             if mask.dtype != np.uint8 or mask.shape != (size[1], size[0]):
-                raise _error(
+                raise file_error(
                     mask_file, f"got shape {mask.shape} and dtype {mask.dtype}", "pass uint8 (H, W) the frame's size"
                 )
             if mask.max(initial=0) > MASK_RIGHT:
-                raise _error(mask_file, f"holds the value {int(mask.max())}", "use 0 background, 1 left, 2 right")
+                raise file_error(mask_file, f"holds the value {int(mask.max())}", "use 0 background, 1 left, 2 right")
             (tmp / MASKS_DIR).mkdir(exist_ok=True)
             _save_png(mask, tmp / MASKS_DIR / name)
         _save_png(np.asarray(rgb), tmp / RGB_DIR / name)
@@ -592,12 +589,12 @@ class SequenceWriter:
         """Appends the next frame of the extra static camera ``view_name`` (aligned by index)."""
         tmp = self._tmp_dir()
         if not view_name or view_name.startswith(".") or Path(view_name).name != view_name:
-            raise _error(self.out / VIEWS_DIR, f"cannot hold a view named {view_name!r}", "use a plain folder name")
+            raise file_error(self.out / VIEWS_DIR, f"cannot hold a view named {view_name!r}", "use a plain folder name")
         index = self._view_frames.get(view_name, 0)
         file = self.out / VIEWS_DIR / view_name / RGB_DIR / _frame_name(index)
         size = self._check_rgb(rgb, file)
         if self._view_sizes.setdefault(view_name, size) != size:
-            raise _error(file, f"is {size[0]}x{size[1]}", "give all frames of a view the same size")
+            raise file_error(file, f"is {size[0]}x{size[1]}", "give all frames of a view the same size")
         folder = tmp / VIEWS_DIR / view_name / RGB_DIR
         folder.mkdir(parents=True, exist_ok=True)
         _save_png(np.asarray(rgb), folder / _frame_name(index))
@@ -617,12 +614,12 @@ class SequenceWriter:
         tmp = self._tmp_dir()
         views_cameras = dict(views_cameras or {})
         if self._num_frames == 0 or self._size is None:
-            raise _error(self.out / RGB_DIR, "would hold no frame", "call add_frame before finish")
+            raise file_error(self.out / RGB_DIR, "would hold no frame", "call add_frame before finish")
         width, height = self._size
         checked = self._checked(cameras, self.out / CAMERAS_FILE, self._num_frames, width, height)
         checked_hands = _validated_hands(_hands_arrays(hands), self.out / HANDS_FILE, self._num_frames)
         if set(views_cameras) != set(self._view_frames):
-            raise _error(
+            raise file_error(
                 self.out / VIEWS_DIR,
                 f"has frames for views {sorted(self._view_frames)} but cameras for {sorted(views_cameras)}",
                 "pass one SequenceCameras per view that has frames",
@@ -630,7 +627,7 @@ class SequenceWriter:
         checked_views = {}
         for name, view_cameras in views_cameras.items():
             if self._view_frames[name] != self._num_frames:
-                raise _error(
+                raise file_error(
                     self.out / VIEWS_DIR / name / RGB_DIR,
                     f"would hold {self._view_frames[name]} frames but the main video has {self._num_frames}",
                     "add one view frame per frame of the main video",
@@ -651,7 +648,7 @@ class SequenceWriter:
     @staticmethod
     def _checked(cameras: SequenceCameras, file: Path, num_frames: int, width: int, height: int) -> SequenceCameras:
         if (cameras.width, cameras.height) != (width, height):
-            raise _error(
+            raise file_error(
                 file,
                 f"describes {cameras.width}x{cameras.height} images but the frames are {width}x{height}",
                 "pass the frames' size",

@@ -45,7 +45,7 @@ from PIL import Image, UnidentifiedImageError
 from hand4dgs_ns.data.sequence_format import SequenceCameras, SequenceView
 from hand4dgs_ns.datasets.base import DatasetSequence
 from hand4dgs_ns.datasets.boxes import boxes_from_joints
-from hand4dgs_ns.errors import Hand4DGSError
+from hand4dgs_ns.errors import file_error
 from hand4dgs_ns.geometry.cameras import invert_rigid, project_points, transform_points
 from hand4dgs_ns.hands import HandTemplate, hand_forward_axis_angle, load_mano
 from hand4dgs_ns.paths import cache_root
@@ -117,9 +117,6 @@ class _Location:
     subject: str | None
     sequence: str | None
 
-
-def _error(file: Path, problem: str, fix: str) -> Hand4DGSError:
-    return Hand4DGSError(f"{file}: {problem}; {fix}.")
 
 
 def _is_data_dir(path: Path) -> bool:
@@ -194,14 +191,14 @@ def find_arctic_sequences(
     """
     location = _locate(path)
     if location is None:
-        raise _error(
+        raise file_error(
             Path(path),
             "is not an ARCTIC folder (no data/arctic_data/data with raw_seqs/ inside)",
             "pass the ARCTIC root, its data/arctic_data/data folder, or a subject folder such as raw_seqs/s05",
         )
     raw = location.data_dir / "raw_seqs"
     if not raw.is_dir():
-        raise _error(raw, "not found (ARCTIC's MANO annotations live there)", _redownload(_RAW_SEQS))
+        raise file_error(raw, "not found (ARCTIC's MANO annotations live there)", _redownload(_RAW_SEQS))
     found = sorted(
         (file.parent.name, file.name[: -len(".mano.npy")])
         for file in raw.glob("s*/*.mano.npy")
@@ -219,14 +216,14 @@ def find_arctic_sequences(
         unmatched = [s for s in subjects if not any(sid == s for sid, _ in found)]
         unmatched += [s for s in sequences if not any(s in (seq, f"{sid}/{seq}") for sid, seq in found)]
         if unmatched:
-            raise _error(
+            raise file_error(
                 raw,
                 f"has no annotated sequence for {', '.join(unmatched)}",
                 _redownload(f"{_IMAGES_ZIPS} and {_RAW_SEQS}"),
             )
     if not found:
         wanted = ", ".join([*subjects, *sequences, *filter(None, (location.subject, location.sequence))])
-        raise _error(
+        raise file_error(
             raw,
             "holds no annotated sequence (sNN/<seq>.mano.npy)" + (f" matching {wanted}" if wanted else ""),
             f"check the subject and sequence names, or {_redownload(_RAW_SEQS)}",
@@ -242,27 +239,27 @@ def articulation_range(data_dir: Path, sid: str, seq: str) -> float:
     """
     file = Path(data_dir) / "raw_seqs" / sid / f"{seq}.object.npy"
     if not file.is_file():
-        raise _error(file, "not found", _redownload(_RAW_SEQS))
+        raise file_error(file, "not found", _redownload(_RAW_SEQS))
     try:
         params = np.asarray(np.load(file, allow_pickle=False), dtype=np.float64)
     except (OSError, ValueError, EOFError) as exc:
-        raise _error(file, f"cannot be read as an array ({exc})", _redownload(_RAW_SEQS)) from exc
+        raise file_error(file, f"cannot be read as an array ({exc})", _redownload(_RAW_SEQS)) from exc
     if params.ndim != 2 or params.shape[1] != 7 or len(params) == 0:
-        raise _error(file, f"has shape {params.shape} instead of (frames, 7)", _redownload(_RAW_SEQS))
+        raise file_error(file, f"has shape {params.shape} instead of (frames, 7)", _redownload(_RAW_SEQS))
     return float(np.ptp(params[:, 0]))
 
 
 def _load_dict(file: Path, what: str) -> dict[str, Any]:
     """An ARCTIC ``.npy`` holding a pickled dict (the dataset's own format needs allow_pickle)."""
     if not file.is_file():
-        raise _error(file, f"not found (ARCTIC's {what})", _redownload(_RAW_SEQS))
+        raise file_error(file, f"not found (ARCTIC's {what})", _redownload(_RAW_SEQS))
     try:
         value = np.load(file, allow_pickle=True)
         data = value.item() if isinstance(value, np.ndarray) and value.shape == () else None
     except (OSError, ValueError, EOFError, TypeError, AttributeError, ImportError, pickle.UnpicklingError) as exc:
-        raise _error(file, f"cannot be read as ARCTIC's {what} ({exc})", _redownload(_RAW_SEQS)) from exc
+        raise file_error(file, f"cannot be read as ARCTIC's {what} ({exc})", _redownload(_RAW_SEQS)) from exc
     if not isinstance(data, dict):
-        raise _error(file, f"does not hold a dictionary as ARCTIC's {what} does", _redownload(_RAW_SEQS))
+        raise file_error(file, f"does not hold a dictionary as ARCTIC's {what} does", _redownload(_RAW_SEQS))
     return data
 
 
@@ -276,14 +273,14 @@ def _array(
 ) -> np.ndarray:
     """``data[key]`` as float64 of ``shape`` (None = any size), or an error naming the file."""
     if key not in data:
-        raise _error(file, f"has no '{key}'{where} (it holds {', '.join(map(str, data)) or 'nothing'})", fix)
+        raise file_error(file, f"has no '{key}'{where} (it holds {', '.join(map(str, data)) or 'nothing'})", fix)
     try:
         value = np.asarray(data[key], dtype=np.float64)
     except (TypeError, ValueError) as exc:
-        raise _error(file, f"'{key}'{where} is not numeric ({exc})", fix) from exc
+        raise file_error(file, f"'{key}'{where} is not numeric ({exc})", fix) from exc
     if value.ndim != len(shape) or any(s is not None and s != v for s, v in zip(shape, value.shape)):
         expected = "(" + ", ".join("F" if s is None else str(s) for s in shape) + ")"
-        raise _error(file, f"'{key}'{where} has shape {value.shape} instead of {expected}", fix)
+        raise file_error(file, f"'{key}'{where} has shape {value.shape} instead of {expected}", fix)
     return value
 
 
@@ -302,7 +299,7 @@ def _read_mano_params(file: Path) -> dict[str, _HandParams]:
         hand = data.get(side)
         if not isinstance(hand, dict):
             held = ", ".join(map(str, data)) or "nothing"
-            raise _error(file, f"has no '{side}' hand dictionary (it holds {held})", _redownload(_RAW_SEQS))
+            raise file_error(file, f"has no '{side}' hand dictionary (it holds {held})", _redownload(_RAW_SEQS))
         where = f" of the {side} hand"
         rot = _array(hand, "rot", (None, 3), file, where)
         num_frames = len(rot)
@@ -312,7 +309,7 @@ def _read_mano_params(file: Path) -> dict[str, _HandParams]:
         shape = _array(hand, "shape", (10,) if shape.ndim == 1 else (num_frames, 10), file, where)
         hands[side] = _HandParams(rot, pose, trans, np.broadcast_to(shape, (num_frames, 10)))
     if len(hands["left"].rot) != len(hands["right"].rot):
-        raise _error(
+        raise file_error(
             file,
             f"annotates {len(hands['left'].rot)} frames of the left hand but {len(hands['right'].rot)} of the right",
             _redownload(_RAW_SEQS),
@@ -340,23 +337,23 @@ def _read_egocam(file: Path) -> _EgoCamera:
     w2c[:, :3, 3] = translation.reshape(num_frames, 3)
     for key, value in (("R_k_cam_np", rotation), ("T_k_cam_np", translation), ("intrinsics", K), ("dist8", dist8)):
         if not np.isfinite(value).all():
-            raise _error(file, f"'{key}' holds a NaN or infinite value", _redownload(_RAW_SEQS))
+            raise file_error(file, f"'{key}' holds a NaN or infinite value", _redownload(_RAW_SEQS))
     return _EgoCamera(w2c=w2c, K=K, dist8=dist8)
 
 
 def _read_misc(data_dir: Path, sid: str) -> dict[str, Any]:
     file = data_dir / "meta" / "misc.json"
     if not file.is_file():
-        raise _error(file, "not found (it holds each subject's image offsets and cameras)", _redownload(_META))
+        raise file_error(file, "not found (it holds each subject's image offsets and cameras)", _redownload(_META))
     try:
         misc = json.loads(file.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise _error(file, f"cannot be read as JSON ({exc})", _redownload(_META)) from exc
+        raise file_error(file, f"cannot be read as JSON ({exc})", _redownload(_META)) from exc
     entry = misc.get(sid) if isinstance(misc, dict) else None
     if not isinstance(entry, dict):
-        raise _error(file, f"has no entry for subject {sid}", _redownload(_META))
+        raise file_error(file, f"has no entry for subject {sid}", _redownload(_META))
     if not isinstance(entry.get("ioi_offset"), int):
-        raise _error(file, f"the entry of subject {sid} has no integer 'ioi_offset'", _redownload(_META))
+        raise file_error(file, f"the entry of subject {sid} has no integer 'ioi_offset'", _redownload(_META))
     return entry
 
 
@@ -366,7 +363,7 @@ def _image_size(file: Path) -> tuple[int, int]:
         with Image.open(file) as image:
             return image.size
     except (OSError, UnidentifiedImageError) as exc:
-        raise _error(
+        raise file_error(
             file, f"cannot be read as an image ({exc})", _redownload(f"{_IMAGES_ZIPS} of this sequence")
         ) from exc
 
@@ -384,7 +381,7 @@ def _ego_folder(data_dir: Path, sid: str, seq: str, cropped: bool) -> Path:
     if not cropped:
         folder = data_dir / _IMAGES / sid / seq / "0"
         if not folder.is_dir():
-            raise _error(
+            raise file_error(
                 folder,
                 "not found (the egocentric frames of this video)",
                 f"{_redownload(_IMAGES_ZIPS)}, or read cropped_images with cropped=True",
@@ -394,7 +391,7 @@ def _ego_folder(data_dir: Path, sid: str, seq: str, cropped: bool) -> Path:
     for folder in folders:
         if folder.is_dir():
             return folder
-    raise _error(
+    raise file_error(
         folders[0],
         "not found (the egocentric frames of this video)",
         f"{_redownload(_CROPPED_ZIPS)}, or read the full images with cropped=False",
@@ -407,14 +404,14 @@ def _select_frames(
     """The frames kept: annotated (image number - ioi_offset in [0, F)) and outside the trimmed ends."""
     first, stop = trim, num_annotated - trim
     if stop <= first:
-        raise _error(
+        raise file_error(
             mano_file,
             f"annotates {num_annotated} frames, too few to drop the first and last {trim}",
             "read it with a smaller trim",
         )
     missing = [index for index in range(first, stop) if index + ioi_offset not in images]
     if missing:
-        raise _error(
+        raise file_error(
             folder,
             f"has no image for {len(missing)} of the {stop - first} annotated frames kept "
             f"(the first missing is number {missing[0] + ioi_offset:05d}, annotation {missing[0]} of {num_annotated} "
@@ -472,10 +469,10 @@ def undistort_frames(
         for src, dst in progress.track(todo, description=description):
             image = cv2.imread(str(src), cv2.IMREAD_COLOR)
             if image is None:
-                raise _error(src, "cannot be decoded as an image", _redownload(f"{_IMAGES_ZIPS} of this sequence"))
+                raise file_error(src, "cannot be decoded as an image", _redownload(f"{_IMAGES_ZIPS} of this sequence"))
             if size is not None and image.shape != size:
                 problem = f"is {image.shape[1]}x{image.shape[0]} while the frames before it are {size[1]}x{size[0]}"
-                raise _error(src, problem, _redownload(f"{_IMAGES_ZIPS} of this sequence"))
+                raise file_error(src, problem, _redownload(f"{_IMAGES_ZIPS} of this sequence"))
             size = image.shape
             ok, encoded = cv2.imencode(".jpg", cv2.undistort(image, K, dist8), _JPEG_PARAMS)
             if not ok:
@@ -483,7 +480,7 @@ def undistort_frames(
             try:
                 _write_atomically(dst, encoded.tobytes())
             except OSError as exc:
-                raise _error(
+                raise file_error(
                     cache_folder,
                     f"cannot hold the undistorted frames ({exc})",
                     "free some space there or pass another cache_dir",
@@ -575,7 +572,7 @@ def _check_ego_size(
         full_w, full_h = (int(v) for v in sizes[0])
         expected = (int(full_w * CROPPED_SCALE), int(full_h * CROPPED_SCALE)) if cropped else (full_w, full_h)
         if (width, height) != expected:
-            raise _error(
+            raise file_error(
                 first_frame,
                 f"is {width}x{height} but {misc_file} gives view 0 of subject {sid} as {full_w}x{full_h}"
                 + (f" ({expected[0]}x{expected[1]} cropped)" if cropped else ""),
@@ -624,7 +621,7 @@ def read_arctic_sequence(
     templates = _load_templates(mano_dir)  # before undistorting: a missing MANO file should not wait for that
     num_annotated = len(hands["right"].rot)
     if len(egocam.w2c) != num_annotated:
-        raise _error(
+        raise file_error(
             egocam_file,
             f"holds {len(egocam.w2c)} camera poses but {mano_file.name} annotates {num_annotated} frames",
             _redownload(_RAW_SEQS),

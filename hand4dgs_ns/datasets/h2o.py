@@ -42,7 +42,7 @@ from PIL import Image, UnidentifiedImageError
 from hand4dgs_ns.data.sequence_format import DEFAULT_FPS, SequenceCameras, SequenceView
 from hand4dgs_ns.datasets.base import DatasetSequence
 from hand4dgs_ns.datasets.boxes import boxes_from_joints
-from hand4dgs_ns.errors import Hand4DGSError
+from hand4dgs_ns.errors import file_error
 from hand4dgs_ns.geometry.cameras import project_points, transform_points
 from hand4dgs_ns.hands import HandTemplate, hand_forward_axis_angle, load_mano
 from hand4dgs_ns.progress import progress_bar
@@ -86,9 +86,6 @@ reads "all other" as subjects 1-3, as the project's issue does, so subject4's ot
 in neither list. H2O's own validation sequences (subject3 k2, o1, o2) are training sequences here.
 """
 
-
-def _error(path: Path, problem: str, fix: str) -> Hand4DGSError:
-    return Hand4DGSError(f"{path}: {problem}; {fix}.")
 
 
 def _child(folder: Path, name: str) -> Path | None:
@@ -162,12 +159,12 @@ def find_h2o_sequences(path: Path) -> list[Path]:
     """
     path = Path(path)
     if not path.is_dir():
-        raise _error(path, "no such folder", "point to the H2O root, a subject, an action or a sequence folder")
+        raise file_error(path, "no such folder", "point to the H2O root, a subject, an action or a sequence folder")
     if _is_cam4_folder(path):
         return [path.parent]
     found = sorted(_iter_sequences(path, _MAX_DEPTH), key=_natural_key)
     if not found:
-        raise _error(
+        raise file_error(
             path,
             "holds no H2O sequence (a folder such as subject1/h1/0 holding cam4/)",
             "point to the H2O root, a subject, an action or a sequence folder",
@@ -201,7 +198,7 @@ def split_h2o_sequences(root: Path, split: H2OSplit) -> tuple[list[Path], list[P
             train.append(seq)
     if not train and not test:
         wanted = ", ".join(split.train_subjects + tuple(f"{s}/{a}" for s, a in split.test_actions))
-        raise _error(root, f"holds no sequence of the split ({wanted})", "point to the H2O root that holds those subjects")
+        raise file_error(root, f"holds no sequence of the split ({wanted})", "point to the H2O root that holds those subjects")
     return train, test
 
 
@@ -215,9 +212,9 @@ def _parse_numbers(data: bytes, file: Path, count: int) -> np.ndarray:
         values = np.array(data.split(), dtype=np.float64)
     except ValueError:
         fix = f"restore it from the H2O archive (it must hold {count} numbers)"
-        raise _error(file, "holds text that is not a number", fix) from None
+        raise file_error(file, "holds text that is not a number", fix) from None
     if values.size != count:
-        raise _error(file, f"holds {values.size} numbers but must hold {count}", "restore it from the H2O archive")
+        raise file_error(file, f"holds {values.size} numbers but must hold {count}", "restore it from the H2O archive")
     return values
 
 
@@ -245,7 +242,7 @@ def _read_bytes(file: Path) -> bytes:
     try:
         return file.read_bytes()
     except OSError as exc:
-        raise _error(file, f"cannot be read ({exc.strerror})", "check the file's permissions or restore it") from None
+        raise file_error(file, f"cannot be read ({exc.strerror})", "check the file's permissions or restore it") from None
 
 
 def _image_size(file: Path) -> tuple[int, int]:
@@ -253,7 +250,7 @@ def _image_size(file: Path) -> tuple[int, int]:
         with Image.open(file) as image:
             return image.size
     except (OSError, UnidentifiedImageError) as exc:
-        raise _error(file, f"cannot be read as an image ({exc})", "restore it from the H2O archive") from None
+        raise file_error(file, f"cannot be read as an image ({exc})", "restore it from the H2O archive") from None
 
 
 @dataclass(frozen=True)
@@ -273,27 +270,27 @@ def _per_frame_files(folder: Path, subdir: str, frame_ids: list[str], rgb: Path,
     """``<folder>/<subdir>/<frame_id>.txt`` for every frame, or the error naming what is off."""
     directory = _child(folder, subdir)
     if directory is None or not directory.is_dir():
-        raise _error(folder / subdir, "is missing", fix)
+        raise file_error(folder / subdir, "is missing", fix)
     by_stem = {p.stem: p for p in directory.iterdir() if p.suffix.lower() == ".txt" and not p.name.startswith(".")}
     if len(by_stem) != len(frame_ids):
-        raise _error(
+        raise file_error(
             directory,
             f"holds {len(by_stem)} .txt files but {rgb} holds {len(frame_ids)} frames",
             "restore the missing files from the H2O archive (one file per frame, named like the frame)",
         )
     missing = next((frame_id for frame_id in frame_ids if frame_id not in by_stem), None)
     if missing is not None:
-        raise _error(directory / f"{missing}.txt", "is missing", f"restore it from the H2O archive (one file per frame of {rgb})")
+        raise file_error(directory / f"{missing}.txt", "is missing", f"restore it from the H2O archive (one file per frame of {rgb})")
     return [by_stem[frame_id] for frame_id in frame_ids]
 
 
 def _read_intrinsics(folder: Path) -> tuple[np.ndarray, int, int]:
     file = _child(folder, INTRINSICS_FILE)
     if file is None or not file.is_file():
-        raise _error(folder / INTRINSICS_FILE, "is missing", "restore it from the H2O archive (fx fy cx cy width height)")
+        raise file_error(folder / INTRINSICS_FILE, "is missing", "restore it from the H2O archive (fx fy cx cy width height)")
     fx, fy, cx, cy, width, height = _parse_numbers(_read_bytes(file), file, INTRINSICS_NUMBERS)
     if not (fx > 0 and fy > 0 and width >= 1 and height >= 1 and width == int(width) and height == int(height)):
-        raise _error(file, "does not hold positive focal lengths and a whole image size", "restore it from the H2O archive")
+        raise file_error(file, "does not hold positive focal lengths and a whole image size", "restore it from the H2O archive")
     K = np.array([[fx, 0.0, cx], [0.0, fy, cy], [0.0, 0.0, 1.0]])
     return K, int(width), int(height)
 
@@ -303,13 +300,13 @@ def _camera_files(folder: Path, frame_ids: list[str] | None) -> _CameraFiles:
     rgb = _child(folder, RGB_DIR)
     fix = f"restore {folder.name}/{RGB_DIR}/ from the H2O archive (frames 000000.png, 000001.png, ...)"
     if rgb is None or not rgb.is_dir():
-        raise _error(folder / RGB_DIR, "is missing", fix)
+        raise file_error(folder / RGB_DIR, "is missing", fix)
     image_paths = sorted(p for p in rgb.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."))
     if not image_paths:
-        raise _error(rgb, "holds no .png or .jpg frame", fix)
+        raise file_error(rgb, "holds no .png or .jpg frame", fix)
     stems = [p.stem for p in image_paths]
     if frame_ids is not None and stems != frame_ids:
-        raise _error(
+        raise file_error(
             rgb,
             f"holds {len(stems)} frames that do not match the {len(frame_ids)} frames of {EGO_CAMERA}/{RGB_DIR}/",
             "restore the camera's frames from the H2O archive (H2O's cameras share frame numbers)",
@@ -317,7 +314,7 @@ def _camera_files(folder: Path, frame_ids: list[str] | None) -> _CameraFiles:
     K, width, height = _read_intrinsics(folder)
     image_width, image_height = _image_size(image_paths[0])
     if (image_width, image_height) != (width, height):
-        raise _error(
+        raise file_error(
             image_paths[0],
             f"is {image_width}x{image_height} but {INTRINSICS_FILE} says {width}x{height}",
             "use the frames at their original size",
@@ -341,7 +338,7 @@ def _check_rigid(c2w: np.ndarray, files: list[Path]) -> None:
     bottom_error = np.abs(c2w[:, 3] - np.array([0.0, 0.0, 0.0, 1.0])).max(axis=-1)
     rigid = (orthonormal_error < _RIGID_TOLERANCE) & (bottom_error < 1e-6) & (np.linalg.det(rotations) > 0)
     if not rigid.all():
-        raise _error(
+        raise file_error(
             files[int(np.argmin(rigid))],
             "is not a rigid camera-to-world transform (rotation, translation, last row 0 0 0 1)",
             "restore it from the H2O archive",
@@ -404,21 +401,21 @@ def _read_detections(file: Path, num_frames: int) -> tuple[np.ndarray, np.ndarra
         with np.load(file, allow_pickle=False) as data:
             arrays = {key: np.asarray(data[key]) for key in data.files}
     except (OSError, ValueError, EOFError, AttributeError, TypeError) as exc:
-        raise _error(file, f"cannot be read as an .npz archive ({exc})", fix) from None
+        raise file_error(file, f"cannot be read as an .npz archive ({exc})", fix) from None
     for key in ("bbox", "valid"):
         if key not in arrays:
-            raise _error(file, f"has no '{key}' array", fix)
+            raise file_error(file, f"has no '{key}' array", fix)
     bbox, valid = arrays["bbox"], arrays["valid"]
     if bbox.shape != (num_frames, 2, 4) or valid.shape != (num_frames, 2):
-        raise _error(file, f"holds bbox {bbox.shape} and valid {valid.shape}", fix)
+        raise file_error(file, f"holds bbox {bbox.shape} and valid {valid.shape}", fix)
     if not (np.issubdtype(bbox.dtype, np.number) and (valid.dtype == np.bool_ or np.isin(valid, (0, 1)).all())):
-        raise _error(file, f"holds bbox of dtype {bbox.dtype} and valid of dtype {valid.dtype}", fix)
+        raise file_error(file, f"holds bbox of dtype {bbox.dtype} and valid of dtype {valid.dtype}", fix)
     bbox, valid = bbox.astype(np.float32), valid.astype(bool)
     usable = valid & np.isfinite(bbox).all(axis=-1)
     inverted = usable & ((bbox[..., 2] < bbox[..., 0]) | (bbox[..., 3] < bbox[..., 1]))
     if inverted.any():
         frame, slot = (int(i) for i in np.argwhere(inverted)[0])
-        raise _error(file, f"'bbox' of frame {frame} slot {slot} has x2 < x1 or y2 < y1", "store boxes as x1 y1 x2 y2")
+        raise file_error(file, f"'bbox' of frame {frame} slot {slot} has x2 < x1 or y2 < y1", "store boxes as x1 y1 x2 y2")
     bbox[~usable] = 0.0
     return bbox, usable
 
@@ -448,7 +445,7 @@ def read_h2o_sequence(
     seq = _sequence_folder(Path(seq_folder))
     cam4 = _child(seq, EGO_CAMERA)
     if cam4 is None or not cam4.is_dir():
-        raise _error(seq, f"has no {EGO_CAMERA}/ folder", "point to an H2O sequence folder such as subject1/h1/0")
+        raise file_error(seq, f"has no {EGO_CAMERA}/ folder", "point to an H2O sequence folder such as subject1/h1/0")
     name = h2o_sequence_name(seq)
     templates = {side: load_mano(Path(mano_dir) / f"MANO_{side.upper()}.pkl", flat_hand_mean=True) for side in ("left", "right")}
 
@@ -459,7 +456,7 @@ def read_h2o_sequence(
     )
     views = [_camera_files(folder, ego.frame_ids) for folder in _view_folders(seq)]
     if detections is not None and not Path(detections).is_file():
-        raise _error(Path(detections), "is missing", "pass an existing detections .npz or leave it out to use ground-truth boxes")
+        raise file_error(Path(detections), "is missing", "pass an existing detections .npz or leave it out to use ground-truth boxes")
 
     groups = [ego.pose_files, mano_files] + [view.pose_files for view in views]
     ego_poses, mano_texts, *view_poses = _read_text_files(groups, f"Reading H2O {name}")

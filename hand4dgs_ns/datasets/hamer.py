@@ -77,7 +77,7 @@ from torch import Tensor
 
 from hand4dgs_ns.data.sequence_format import MASK_BACKGROUND, MASK_LEFT, MASK_RIGHT, Sequence, SequenceHands
 from hand4dgs_ns.datasets.base import DatasetSequence
-from hand4dgs_ns.errors import Hand4DGSError
+from hand4dgs_ns.errors import Hand4DGSError, file_error
 from hand4dgs_ns.geometry.cameras import transform_points
 from hand4dgs_ns.hands import load_mano
 from hand4dgs_ns.progress import progress_bar
@@ -152,32 +152,29 @@ class HamerFrame:
         return HamerFrame(**zeros)
 
 
-def _error(file: Path, problem: str, fix: str) -> Hand4DGSError:
-    return Hand4DGSError(f"{file}: {problem}; {fix}.")
-
 
 def _validated_frame(arrays: Mapping[str, np.ndarray], file: Path) -> HamerFrame:
     """Checks keys, shapes, dtypes and finiteness; returns float32 arrays (float16 tokens)."""
     missing = [k for k in _REQUIRED if k not in arrays]
     if missing:
         present = ", ".join(sorted(arrays)) or "nothing"
-        raise _error(file, f"has no '{missing[0]}' array (it holds {present})", f"store the arrays {_FORMAT_DOC}")
+        raise file_error(file, f"has no '{missing[0]}' array (it holds {present})", f"store the arrays {_FORMAT_DOC}")
     out: dict[str, np.ndarray] = {}
     for key, (shape, what) in _FIELDS.items():
         if key not in arrays:
             continue
         value = np.asarray(arrays[key])
         if value.shape != shape:
-            raise _error(file, f"'{key}' has shape {tuple(value.shape)} but must be {shape}", f"store {what}")
+            raise file_error(file, f"'{key}' has shape {tuple(value.shape)} but must be {shape}", f"store {what}")
         is_number = np.issubdtype(value.dtype, np.floating) or np.issubdtype(value.dtype, np.integer)
         if key == "valid":
             if value.dtype != np.bool_ and not (is_number and np.isin(value, (0, 1)).all()):
                 problem = f"'valid' has dtype {value.dtype} with values other than 0/1"
-                raise _error(file, problem, f"store {what} as bool")
+                raise file_error(file, problem, f"store {what} as bool")
             out[key] = value.astype(bool)
             continue
         if not is_number:
-            raise _error(file, f"'{key}' has dtype {value.dtype}", f"store {what} as float numbers")
+            raise file_error(file, f"'{key}' has dtype {value.dtype}", f"store {what} as float numbers")
         out[key] = value.astype(np.float16 if key == "vit_tokens" else np.float32)
     valid = out["valid"]
     for key, value in out.items():
@@ -186,12 +183,12 @@ def _validated_frame(arrays: Mapping[str, np.ndarray], file: Path) -> HamerFrame
         bad = ~np.isfinite(value) & valid.reshape((2,) + (1,) * (value.ndim - 1))
         if bad.any():
             index = tuple(int(i) for i in np.argwhere(bad)[0])
-            raise _error(file, f"'{key}' holds a NaN or infinite value at index {index}", "store finite numbers")
+            raise file_error(file, f"'{key}' holds a NaN or infinite value at index {index}", "store finite numbers")
     behind = valid & ~(out["cam_t_full"][:, 2] > 0)
     if behind.any():
         slot = int(np.argmax(behind))
         problem = f"'cam_t_full' of slot {slot} has depth {out['cam_t_full'][slot, 2]} (not in front of the camera)"
-        raise _error(file, problem, f"store HaMeR's full-image translation {_FORMAT_DOC}")
+        raise file_error(file, problem, f"store HaMeR's full-image translation {_FORMAT_DOC}")
     return HamerFrame(**out)
 
 
@@ -209,7 +206,7 @@ def read_hamer_frame(file: Path, *, tokens: bool = True) -> HamerFrame:
     """
     file = Path(file)
     if not file.is_file():
-        raise _error(file, "does not exist", _MAKE_ONE)
+        raise file_error(file, "does not exist", _MAKE_ONE)
     try:
         data = np.load(file, allow_pickle=False)
         if not isinstance(data, np.lib.npyio.NpzFile):
@@ -218,7 +215,7 @@ def read_hamer_frame(file: Path, *, tokens: bool = True) -> HamerFrame:
             arrays = {k: np.asarray(data[k]) for k in data.files if tokens or k != "vit_tokens"}
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
         fix = "delete it and make it again (hand4dgs preprocess redoes only the frames it lacks)"
-        raise _error(file, f"cannot be read as an .npz archive ({exc})", fix) from exc
+        raise file_error(file, f"cannot be read as an .npz archive ({exc})", fix) from exc
     return _validated_frame(arrays, file)
 
 
@@ -514,7 +511,7 @@ def _mano_faces(mano_dir: Path) -> tuple[Int[Tensor, "F 3"], Int[Tensor, "G 3"]]
     for template, name in ((left, "MANO_LEFT.pkl"), (right, "MANO_RIGHT.pkl")):
         if template.num_vertices != NUM_VERTS:
             problem = f"has {template.num_vertices} vertices, HaMeR's hands {NUM_VERTS}"
-            raise _error(mano_dir / name, problem, "use the official MANO files")
+            raise file_error(mano_dir / name, problem, "use the official MANO files")
     return left.faces, right.faces
 
 
