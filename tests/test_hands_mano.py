@@ -124,3 +124,13 @@ def test_unexpected_names_and_contents_are_user_errors(tmp_path: Path):
     garbage.write_bytes(b"not a pickle at all")
     with pytest.raises(Hand4DGSError, match="MANO_LEFT.pkl"):
         load_mano(garbage)
+
+
+def test_mano_folder_defaults_to_the_environment_variable(mano_dirs, monkeypatch: pytest.MonkeyPatch):
+    chumpy_dir, _, arrays = mano_dirs
+    monkeypatch.setenv("HAND4DGS_MANO_DIR", str(chumpy_dir))
+    template = load_template("mano", "left", None)
+    torch.testing.assert_close(template.v_template, torch.from_numpy(arrays["LEFT"]["v_template"]).float())
+    monkeypatch.delenv("HAND4DGS_MANO_DIR")
+    with pytest.raises(Hand4DGSError, match="HAND4DGS_MANO_DIR"):
+        load_template("mano", "left", None)

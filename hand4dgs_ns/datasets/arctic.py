@@ -47,7 +47,7 @@ from hand4dgs_ns.datasets.base import DatasetSequence
 from hand4dgs_ns.datasets.boxes import boxes_from_joints
 from hand4dgs_ns.errors import file_error
 from hand4dgs_ns.geometry.cameras import invert_rigid, project_points, transform_points
-from hand4dgs_ns.hands import HandTemplate, hand_forward_axis_angle, load_mano
+from hand4dgs_ns.hands import HandTemplate, hand_forward_axis_angle, load_template
 from hand4dgs_ns.paths import cache_root
 from hand4dgs_ns.progress import progress_bar
 
@@ -497,8 +497,7 @@ def undistort_frames(
 def _load_templates(mano_dir: Path) -> dict[str, HandTemplate]:
     """ARCTIC's MANO layers: ``flat_hand_mean=False``, no left-hand shapedirs fix, float64."""
     return {
-        side: load_mano(Path(mano_dir) / f"MANO_{side.upper()}.pkl", flat_hand_mean=False).to(dtype=torch.float64)
-        for side in _HANDS
+        side: load_template("mano", side, mano_dir, flat_hand_mean=False).to(dtype=torch.float64) for side in _HANDS
     }
 
 

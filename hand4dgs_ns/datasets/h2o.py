@@ -44,7 +44,7 @@ from hand4dgs_ns.datasets.base import DatasetSequence
 from hand4dgs_ns.datasets.boxes import boxes_from_joints
 from hand4dgs_ns.errors import file_error
 from hand4dgs_ns.geometry.cameras import project_points, transform_points
-from hand4dgs_ns.hands import HandTemplate, hand_forward_axis_angle, load_mano
+from hand4dgs_ns.hands import HandTemplate, hand_forward_axis_angle, load_template
 from hand4dgs_ns.progress import progress_bar
 
 EGO_CAMERA = "cam4"
@@ -447,7 +447,7 @@ def read_h2o_sequence(
     if cam4 is None or not cam4.is_dir():
         raise file_error(seq, f"has no {EGO_CAMERA}/ folder", "point to an H2O sequence folder such as subject1/h1/0")
     name = h2o_sequence_name(seq)
-    templates = {side: load_mano(Path(mano_dir) / f"MANO_{side.upper()}.pkl", flat_hand_mean=True) for side in ("left", "right")}
+    templates = {side: load_template("mano", side, mano_dir, flat_hand_mean=True) for side in ("left", "right")}
 
     ego = _camera_files(cam4, None)
     rgb = ego.image_paths[0].parent

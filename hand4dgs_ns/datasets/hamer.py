@@ -79,7 +79,7 @@ from hand4dgs_ns.data.sequence_format import MASK_BACKGROUND, MASK_LEFT, MASK_RI
 from hand4dgs_ns.datasets.base import DatasetSequence
 from hand4dgs_ns.errors import Hand4DGSError, file_error
 from hand4dgs_ns.geometry.cameras import transform_points
-from hand4dgs_ns.hands import load_mano
+from hand4dgs_ns.hands import load_template
 from hand4dgs_ns.progress import progress_bar
 from hand4dgs_ns.synthetic.rasterizer import rasterize_mesh
 
@@ -506,8 +506,7 @@ def attach_pseudo_labels(seq: DatasetSequence, mano_dir: Path, cache_dir: Path) 
 
 def _mano_faces(mano_dir: Path) -> tuple[Int[Tensor, "F 3"], Int[Tensor, "G 3"]]:
     """Left and right MANO faces; raises the standard sentence when a file is missing."""
-    left = load_mano(mano_dir / "MANO_LEFT.pkl")
-    right = load_mano(mano_dir / "MANO_RIGHT.pkl")
+    left, right = (load_template("mano", side, mano_dir) for side in ("left", "right"))
     for template, name in ((left, "MANO_LEFT.pkl"), (right, "MANO_RIGHT.pkl")):
         if template.num_vertices != NUM_VERTS:
             problem = f"has {template.num_vertices} vertices, HaMeR's hands {NUM_VERTS}"

@@ -137,10 +137,11 @@ def load_template(
 
     ``"open"`` is the shipped open hand (the flags do not apply: its mean pose is zero and it
     has no left-hand shape bug). ``"mano"`` reads ``MANO_RIGHT.pkl`` / ``MANO_LEFT.pkl`` from
-    ``mano_dir`` with :func:`~hand4dgs_ns.hands.mano.load_mano` and the two flags.
+    ``mano_dir`` (default: ``$HAND4DGS_MANO_DIR``) with :func:`~hand4dgs_ns.hands.mano.load_mano`
+    and the two flags.
     """
     # Imported here: both loaders build HandTemplates, so they import this module.
-    from hand4dgs_ns.hands.mano import MANO_URL, load_mano
+    from hand4dgs_ns.hands.mano import MANO_DIR_ENV, MANO_URL, load_mano, mano_dir_from_env
     from hand4dgs_ns.hands.open_hand import load_open_hand
 
     match source:
@@ -148,8 +149,10 @@ def load_template(
             return load_open_hand(side)
         case "mano":
             if mano_dir is None:
+                mano_dir = mano_dir_from_env()
+            if mano_dir is None:
                 raise Hand4DGSError(
-                    f"The MANO hand template needs the folder holding MANO_RIGHT.pkl and MANO_LEFT.pkl (from the MANO website, {MANO_URL}, after registering); pass it as mano_dir."
+                    f"The MANO hand template needs the folder holding MANO_RIGHT.pkl and MANO_LEFT.pkl (from the MANO website, {MANO_URL}, after registering); pass it as mano_dir or set {MANO_DIR_ENV}."
                 )
             path = Path(mano_dir) / f"MANO_{side.upper()}.pkl"
             return load_mano(path, flat_hand_mean=flat_hand_mean, fix_left_shapedirs=fix_left_shapedirs)

@@ -27,7 +27,6 @@ from hand4dgs_ns.eval.metrics import crop_image_metrics, mpjpe_mm
 from hand4dgs_ns.geometry.alignment import kabsch_rotation, mean_rotation
 from hand4dgs_ns.geometry.cameras import invert_rigid, opengl_to_opencv_c2w, transform_points
 from hand4dgs_ns.hands.lbs import hand_forward
-from hand4dgs_ns.hands.mano import mano_dir_from_env
 from hand4dgs_ns.hands.template import HandTemplate, load_template
 from hand4dgs_ns.model.graphed import NetworkStep, graphed_network
 from hand4dgs_ns.model.hand_branch import BranchSizes, HandBranch
@@ -161,8 +160,7 @@ class Hand4DGSModel(Model):
             per_gaussian_embeddings=c.per_gaussian_embeddings, hand_extent_m=c.hand_extent_m, seed=c.seed,
         )
         self.branches = torch.nn.ModuleList(
-            HandBranch(load_template(c.template, side, c.mano_dir or mano_dir_from_env()), num_tokens, token_dim, sizes)
-            for side in SIDES
+            HandBranch(load_template(c.template, side, c.mano_dir), num_tokens, token_dim, sizes) for side in SIDES
         )
         hands = metadata.get(METADATA_KEY)
         if isinstance(hands, HandSequencesMetadata):
