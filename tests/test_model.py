@@ -59,6 +59,34 @@ def test_outputs_and_losses_in_both_phases(pipeline):
     assert all(g is not None and torch.isfinite(g).all() for g in grads)
 
 
+
+@pytest.mark.parametrize("with_gaussians", [False, True])
+def test_graphed_network_computes_what_the_eager_path_does(pipeline, with_gaussians):
+    """The module recorded as CUDA graphs (run here without recording) matches predict_hands."""
+    from hand4dgs_ns.model.graphed import NetworkStep
+    from hand4dgs_ns.preprocess.crops import normalized_box
+
+    model = pipeline.model
+    model.eval()
+    frames = torch.tensor([0, 3, 4, 8])
+    sequence = torch.zeros_like(frames)
+    with torch.no_grad():
+        eager = model.predict_hands(sequence, frames, with_gaussians=with_gaussians)
+        rows = model.inputs.rows(sequence, frames)
+        window = model.inputs.window_rows(sequence, frames, model.config.window // 2)
+        hw = model.inputs.image_hw[sequence]
+        box_norm = normalized_box(model.inputs.bbox[rows], hw[:, 1:2].float(), hw[:, 0:1].float())
+        out = NetworkStep(model, with_gaussians)(window, rows, box_norm)
+    expected = [eager.vertices, eager.joints]
+    if with_gaussians:
+        expected += [eager.means, eager.quats, eager.scales, eager.opacities, eager.colors]
+    assert len(out) == len(expected)
+    for got, want in zip(out, expected):
+        torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-4)
+    step_params = {id(p) for p in NetworkStep(model, with_gaussians).parameters()}
+    assert step_params <= {id(p) for p in model.parameters()} and len(step_params) > 0
+
+
 @pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_cuda_graphs_match_eager_outputs_and_gradients(tmp_path, monkeypatch):

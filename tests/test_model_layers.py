@@ -4,7 +4,7 @@ import torch
 
 from hand4dgs_ns.data.windows import window_indices
 from hand4dgs_ns.model.layers import TemporalConv, mlp, squash_tokens
-from hand4dgs_ns.model.losses import LossSchedule, image_loss, masked_target, point_loss
+from hand4dgs_ns.model.losses import LossSchedule, image_loss, masked_target, opacity_loss, point_loss
 
 
 def test_window_indices_replicate_edges():
@@ -54,3 +54,11 @@ def test_loss_schedule_and_losses():
     assert torch.all(target_img[0, 0, 0] == 1) and torch.all(target_img[1, 0, 0] == 0)
     loss, l1, s = image_loss(target_img, target_img, 0.2)
     assert float(loss) < 1e-6 and float(s) > 0.999
+
+
+def test_opacity_loss_averages_the_present_hands_only():
+    opacities = torch.rand(3, 2 * 5, generator=torch.Generator().manual_seed(0))
+    valid = torch.tensor([[True, False], [True, True], [False, False]])
+    present = opacities.reshape(3, 2, 5)[valid]  # boolean indexing: the reference
+    torch.testing.assert_close(opacity_loss(opacities, valid), 1.0 - present.mean())
+    assert float(opacity_loss(opacities, torch.zeros(3, 2, dtype=torch.bool))) == 1.0

@@ -53,8 +53,9 @@ class NetworkStep(nn.Module):
         flat = window.reshape(-1)
         tokens = tuple(model._tokens(inputs.data[flat, slot]).reshape(b, w, *model.token_shape) for slot in range(2))
         bbox, valid, K, c2w = inputs.bbox[rows], inputs.valid[rows], inputs.K[rows], inputs.c2w[rows]
-        outputs = model._hands(tokens, box_norm, bbox, valid, K, c2w, self.with_gaussians)
-        return tuple(t for i, t in enumerate(outputs) if i != 2 and t is not None)  # valid is not an output
+        verts, joints, _valid, *gaussians = model._hands(tokens, box_norm, bbox, valid, K, c2w, self.with_gaussians)
+        # Graph outputs are tensors only: the valid flags are an input, and no Gaussians in the vertex phase.
+        return (verts, joints, *gaussians) if self.with_gaussians else (verts, joints)
 
 
 def graphed_network(model: Hand4DGSModel, window: Tensor, rows: Tensor, box_norm: Tensor, with_gaussians: bool) -> NetworkStep:

@@ -213,33 +213,30 @@ class Hand4DGSModel(Model):
         """
         inputs = self._device_inputs()
         sequence, frame = sequence.cpu(), frame.cpu()
-        rows = self.inputs.rows(sequence, frame)
         window = self.inputs.window_rows(sequence, frame, self.config.window // 2)  # (B, W)
+        rows, hw = (
+            t.to(self.device, non_blocking=True) for t in (self.inputs.rows(sequence, frame), self.inputs.image_hw[sequence])
+        )
+        bbox = inputs.bbox[rows]
+        box_norm = normalized_box(bbox, hw[:, 1:2].float(), hw[:, 0:1].float())
         if self.config.cuda_graphs and self.training and torch.is_grad_enabled() and self.device.type == "cuda":
-            return self._predict_graphed(sequence, rows, window, with_gaussians)
+            return self._predict_graphed(rows, window.to(self.device, non_blocking=True), box_norm, with_gaussians)
         # Neighbouring frames share most of their windows: each distinct frame goes through the
         # backbone once (consecutive frames at evaluation: about W times fewer backbone passes).
-        distinct, inverse = torch.unique(window, return_inverse=True)
-        rows, distinct, inverse, hw = (
-            t.to(self.device, non_blocking=True) for t in (rows, distinct, inverse, self.inputs.image_hw[sequence])
-        )
-        bbox, valid, K, c2w = inputs.bbox[rows], inputs.valid[rows], inputs.K[rows], inputs.c2w[rows]
-        box_norm = normalized_box(bbox, hw[:, 1:2].float(), hw[:, 0:1].float())
+        distinct, inverse = (t.to(self.device, non_blocking=True) for t in torch.unique(window, return_inverse=True))
         tokens = tuple(self._tokens(inputs.data[distinct, slot])[inverse] for slot in range(len(SIDES)))  # (B, W, N, C) each
         predict = self._compiled_hands if self._compiled_hands is not None else self._hands
+        valid, K, c2w = inputs.valid[rows], inputs.K[rows], inputs.c2w[rows]
         return HandsPrediction(*predict(tokens, box_norm, bbox, valid, K, c2w, with_gaussians))
 
-    def _predict_graphed(self, sequence: Tensor, rows: Tensor, window: Tensor, with_gaussians: bool) -> HandsPrediction:
+    def _predict_graphed(self, rows: Tensor, window: Tensor, box_norm: Tensor, with_gaussians: bool) -> HandsPrediction:
         """:meth:`predict_hands` through the recorded CUDA graph of this batch size and phase."""
-        inputs = self._device_inputs()
-        rows, window, hw = (t.to(self.device, non_blocking=True) for t in (rows, window, self.inputs.image_hw[sequence]))
-        box_norm = normalized_box(inputs.bbox[rows], hw[:, 1:2].float(), hw[:, 0:1].float())
         key = (int(rows.shape[0]), with_gaussians)
         if key not in self._graphs:
             self._graphs[key] = graphed_network(self, window, rows, box_norm, with_gaussians)
-        out = self._graphs[key](window, rows, box_norm)
-        parts = out[2:] if with_gaussians else (None,) * 5
-        return HandsPrediction(out[0], out[1], inputs.valid[rows], *parts)
+        verts, joints, *gaussians = self._graphs[key](window, rows, box_norm)
+        parts = gaussians if with_gaussians else [None] * 5
+        return HandsPrediction(verts, joints, self._device_inputs().valid[rows], *parts)
 
     def _hands(
         self,

@@ -77,8 +77,10 @@ def scale_range_loss(scales: Float[Tensor, "*b 3"], min_scale: float, max_scale:
 def opacity_loss(opacities: Float[Tensor, "b 2g"], valid: Bool[Tensor, "b 2"]) -> Tensor:
     """Pushes the mean opacity of the present hands' Gaussians to one: hands are opaque.
 
-    ``opacities`` holds both hands' Gaussians (left half first); absent hands are masked by a
-    weight rather than by boolean indexing, which would make the GPU wait for the host.
+    ``opacities`` holds both hands' Gaussians (left half first, the same count per hand); absent
+    hands are masked by a weight rather than by boolean indexing, which would make the GPU wait
+    for the host.
     """
-    weight = valid.to(opacities.dtype).repeat_interleave(opacities.shape[-1] // valid.shape[-1], dim=-1)
-    return 1.0 - (opacities * weight).sum() / weight.sum().clamp(min=1.0)
+    per_hand = opacities.reshape(*valid.shape, -1).mean(dim=-1)
+    weight = valid.to(opacities.dtype)
+    return 1.0 - (per_hand * weight).sum() / weight.sum().clamp(min=1.0)
