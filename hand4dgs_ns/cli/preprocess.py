@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import shlex
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, Optional
+from typing import Optional
 
 import tyro
 from rich.console import Console
@@ -30,33 +30,15 @@ class Preprocess:
     """The H2O or ARCTIC folder (the dataset root, or any level below it down to one video)."""
     hamer_checkpoint: Path
     """HaMeR's hamer.ckpt, in the folder layout of HaMeR's download (model_config.yaml two folders above)."""
-    mano_dir: Optional[Path] = None
-    """Folder with MANO_LEFT.pkl and MANO_RIGHT.pkl; None reads $HAND4DGS_MANO_DIR."""
-    hamer_root: Optional[Path] = None
-    """Where the per-video pseudo-label folders go; None: beside each video."""
     device: Optional[str] = None
     """Where HaMeR runs, e.g. cuda, cuda:1 or cpu; None: cuda when available."""
     batch_size: int = 32
     """Hand crops per forward pass."""
     features: bool = True
     """Also cache the ViT-H features of the hand crops for training (--no-features: pseudo-labels only)."""
-    split: Literal["all", "paper-train", "paper-test"] = "all"
-    """Which videos: all, or the train or test part of the paper's split."""
-    box_margin: float = 0.2
-    """Growth of the hand boxes around the projected ground-truth joints, per side; train with the same value."""
-    h2o_detections: Optional[Path] = None
-    """H2O: detected hand boxes to use instead of boxes around the ground truth, for a DATA of one
-    video (an .npz as hand4dgs_ns/datasets/h2o.py describes)."""
-    arctic_subjects: tuple[str, ...] = ()
-    """ARCTIC: only these subjects, e.g. s01 s08; none given: all."""
-    arctic_sequences: tuple[str, ...] = ()
-    """ARCTIC: only these sequences, e.g. box_grab_01 or s05/box_grab_01; none given: all."""
-    arctic_cropped: bool = False
-    """ARCTIC: read cropped_images (840x600) instead of the full 2800x2000 images."""
-    arctic_trim: int = 100
-    """ARCTIC: annotated frames dropped at each end of a video (the paper drops 100)."""
-    cache_dir: Optional[Path] = None
-    """Where undistorted ARCTIC frames are cached; None: the package's cache."""
+    options: tyro.conf.OmitArgPrefixes[DatasetOptions] = field(default_factory=DatasetOptions)
+    """How to read the dataset (the same options as training's dataparser: MANO folder, HaMeR root,
+    split, boxes, ARCTIC subjects, sequences, crops and trim)."""
 
     def main(self) -> None:
         """Runs HaMeR on every video and prints where the files went."""
@@ -69,9 +51,9 @@ class Preprocess:
             )
         if self.batch_size < 1:
             raise Hand4DGSError(f"--batch-size is {self.batch_size}; pass 1 or more hand crops per forward pass.")
-        if self.arctic_trim < 0:
+        if self.options.arctic_trim < 0:
             raise Hand4DGSError(
-                f"--arctic-trim is {self.arctic_trim}; pass the number of annotated frames to drop at each end "
+                f"--arctic-trim is {self.options.arctic_trim}; pass the number of annotated frames to drop at each end "
                 "(0 or more)."
             )
         kind = detect_layout(self.data)
@@ -80,20 +62,8 @@ class Preprocess:
                 f"{self.data} is in the project's sequence format, which holds its pseudo-labels already: "
                 f"train on it directly with `ns-train hand4dgs --data {self.data}` (features are cached on first use)."
             )
-        options = DatasetOptions(
-            mano_dir=self.mano_dir,
-            hamer_root=self.hamer_root,
-            split=self.split,
-            arctic_subjects=self.arctic_subjects,
-            arctic_sequences=self.arctic_sequences,
-            arctic_cropped=self.arctic_cropped,
-            arctic_trim=self.arctic_trim,
-            h2o_detections=self.h2o_detections,
-            box_margin=self.box_margin,
-            cache_dir=self.cache_dir,
-        )
         started = time.perf_counter()
-        sequences = read_dataset_sequences(self.data, options, kind=kind)
+        sequences = read_dataset_sequences(self.data, self.options, kind=kind)
         console = Console()
         for number, seq in enumerate(sequences, start=1):
             preprocess_sequence(
