@@ -19,7 +19,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import statistics
-import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -34,6 +33,8 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from hand4dgs_ns.geometry.rotations import axis_angle_to_matrix
 from hand4dgs_ns.hands import HandLayer, HandOutput, HandTemplate, hand_forward, load_open_hand
+
+from _timing import times_ms  # a sibling module: scripts/ is on sys.path when a script runs
 
 console = Console()
 Inputs = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
@@ -106,21 +107,6 @@ def _step(path: Callable[[Inputs], HandOutput], inputs: Inputs) -> Callable[[], 
     return step
 
 
-def _times_ms(fn: Callable[[], object], repeats: int, cuda: bool) -> list[float]:
-    """Wall times of ``fn`` in milliseconds, after three warm-up runs."""
-    times = []
-    for i in range(repeats + 3):
-        if cuda:
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        fn()
-        if cuda:
-            torch.cuda.synchronize()
-        if i >= 3:
-            times.append(1e3 * (time.perf_counter() - start))
-    return times
-
-
 _NO_KERNEL = ("aten._unsafe_view.default", "aten.empty.memory_format", "aten.empty_strided.default", "aten.new_empty_strided.default")
 _HOST_READ = "aten._local_scalar_dense.default"  # .item() and friends: a device sync on a GPU
 
@@ -181,7 +167,7 @@ def bench(cfg: BenchConfig, device: str) -> Table:
         torch.testing.assert_close(out.vertices, reference.vertices, atol=1e-5, rtol=0)  # every path poses the same hand
         with _OpCounter() as counter:
             step()
-        times = _times_ms(step, cfg.repeats, cuda)
+        times = times_ms(step, cfg.repeats, cuda, warmup=3)
         row = [label, f"{statistics.median(times):.2f}", f"{min(times):.2f}", str(counter.kernels()), str(counter.ops[_HOST_READ])]
         row.append(str(_graph_nodes(path(inputs))))
         if cuda:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import statistics
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -27,6 +26,8 @@ from hand4dgs_ns.errors import Hand4DGSError
 from hand4dgs_ns.render import rasterize
 from hand4dgs_ns.render.output import EPS2D, TILE_SIZE
 from hand4dgs_ns.render.scenes import GaussianScene, Mesh, hand_like_scene
+
+from _timing import times_ms  # a sibling module: scripts/ is on sys.path when a script runs
 
 console = Console()
 
@@ -53,24 +54,9 @@ def _open_hand_meshes() -> tuple[tuple[Mesh, Mesh] | None, str]:
     return meshes, f"open hand templates ({hands[0].num_vertices} vertices, {hands[0].faces.shape[0]} faces each)"
 
 
-def _times_ms(fn: Callable[[], object], repeats: int, cuda: bool) -> list[float]:
-    """Wall times of ``fn`` in milliseconds, after two warm-up runs."""
-    times = []
-    for i in range(repeats + 2):
-        if cuda:
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        fn()
-        if cuda:
-            torch.cuda.synchronize()
-        if i >= 2:
-            times.append(1e3 * (time.perf_counter() - start))
-    return times
-
-
 def _median_ms(fn: Callable[[], object], repeats: int, cuda: bool) -> float:
     """Median wall time of ``fn`` in milliseconds."""
-    return statistics.median(_times_ms(fn, repeats, cuda))
+    return statistics.median(times_ms(fn, repeats, cuda, warmup=2))
 
 
 def _with_grad(scene: GaussianScene) -> dict:
@@ -122,8 +108,8 @@ def bench_cpu(cfg: BenchConfig) -> None:
         f"  {scene.means.shape[1]} Gaussians, 160x120, hands cover {100 * (out.alpha > 0.5).float().mean():.0f}% of the frame"
     )
     with torch.no_grad():
-        fwd = _times_ms(lambda: _ours(kwargs), cfg.repeats, cuda=False)
-    both = _times_ms(_forward_backward(_ours, kwargs), cfg.repeats, cuda=False)
+        fwd = times_ms(lambda: _ours(kwargs), cfg.repeats, cuda=False, warmup=2)
+    both = times_ms(_forward_backward(_ours, kwargs), cfg.repeats, cuda=False, warmup=2)
     console.print(
         f"  torch reference: forward {statistics.median(fwd):.1f} ms (min {min(fwd):.1f}), "
         f"forward+backward {statistics.median(both):.1f} ms (min {min(both):.1f}); median of {cfg.repeats} runs"
