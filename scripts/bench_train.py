@@ -13,6 +13,7 @@ optimiser), each stage timed with the GPU synchronised around it.
 from __future__ import annotations
 
 import json
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -67,8 +68,13 @@ class BenchTrain:
     """Continue the run in --output-dir from its latest checkpoint."""
     profile_phase: bool = False
     """With --phase-speed: also profile 5 iterations of each phase (top operators, launch and sync counts)."""
+    tf32: bool = False
+    """Let float32 matrix products use TF32 tensor cores (torch.backends.cuda.matmul.allow_tf32)."""
+    find_syncs: bool = False
+    """With --phase-speed: print where each host-GPU wait of a step comes from (torch's sync debug mode)."""
 
     def main(self) -> dict:
+        torch.backends.cuda.matmul.allow_tf32 = self.tf32
         config = hand4dgs_trainer(self.steps)
         config.output_dir = self.output_dir
         config.machine.device_type = self.device
@@ -104,7 +110,10 @@ class BenchTrain:
         trainer = config.setup(local_rank=0, world_size=1)
         trainer.setup()
         if self.phase_speed:
-            return phase_speed(trainer, self.phase_speed, self.device, self.profile_phase)
+            result = phase_speed(trainer, self.phase_speed, self.device, self.profile_phase)
+            if self.find_syncs:
+                find_syncs(trainer)
+            return result
         if self.device == "cuda":
             torch.cuda.synchronize()
             torch.cuda.reset_peak_memory_stats()
@@ -195,10 +204,45 @@ def phase_speed(trainer, n: int, device: str, profile_phase: bool = False) -> di
             print(f"== {phase} phase, 5 iterations: top operators by self CPU time")
             print(events.table(sort_by="self_cpu_time_total", row_limit=25))
             print(events.table(sort_by="self_cuda_time_total", row_limit=15))
+            if out := os.environ.get("OUT"):  # the whole kernel table, for reading later
+                table = events.table(sort_by="self_cuda_time_total", row_limit=80, max_name_column_width=120)
+                Path(out, f"profile_{phase}.txt").write_text(table)
             calls = {e.key: e.count for e in events}
             print({k: calls.get(k, 0) / 5 for k in ("cudaLaunchKernel", "cudaLaunchKernelExC", "cuLaunchKernel", "cudaMemcpyAsync", "cudaStreamSynchronize", "cudaDeviceSynchronize")})
     print("RESULT " + json.dumps(result))
     return result
+
+
+def find_syncs(trainer, iterations: int = 2) -> None:
+    """Prints the Python stack of every host-GPU wait in a few iterations of each loss phase.
+
+    Waits inside a C++ extension (gsplat's) show the Python call that reached them.
+    """
+    import traceback
+    import warnings
+
+    model = trainer.pipeline.model
+    seen: dict = {}
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        stack = "".join(traceback.format_stack()[-8:-2])
+        seen[stack] = seen.get(stack, 0) + 1
+
+    for phase, first in (("vertex", 1), ("image", model.config.image_loss_from + 1)):
+        seen.clear()
+        with warnings.catch_warnings():
+            warnings.simplefilter("always")
+            warnings.showwarning = show
+            torch.cuda.set_sync_debug_mode("warn")
+            try:
+                for i in range(iterations):
+                    model.step = first + i
+                    trainer.train_iteration(first + i)
+            finally:
+                torch.cuda.set_sync_debug_mode("default")
+        print(f"== {phase} phase: {sum(seen.values()) / iterations:.1f} waits per iteration")
+        for stack, count in seen.items():
+            print(f"-- {count / iterations:.1f} per iteration at:\n{stack}")
 
 
 def profile(pipeline, steps: int) -> None:

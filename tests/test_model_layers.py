@@ -62,3 +62,21 @@ def test_opacity_loss_averages_the_present_hands_only():
     present = opacities.reshape(3, 2, 5)[valid]  # boolean indexing: the reference
     torch.testing.assert_close(opacity_loss(opacities, valid), 1.0 - present.mean())
     assert float(opacity_loss(opacities, torch.zeros(3, 2, dtype=torch.bool))) == 1.0
+
+
+def test_ssim_matches_pytorch_msssim():
+    from pytorch_msssim import ssim as reference
+
+    from hand4dgs_ns.model.losses import ssim
+
+    g = torch.Generator().manual_seed(0)
+    for shape in ((2, 40, 56, 3), (1, 24, 9, 3)):  # the second is narrower than the window
+        x = torch.rand(*shape, generator=g, dtype=torch.float64, requires_grad=True)
+        y = (x.detach() + 0.1 * torch.randn(*shape, generator=g, dtype=torch.float64)).clamp(0, 1)
+        xr = x.detach().clone().requires_grad_(True)
+        got = ssim(x, y)
+        want = reference(xr.permute(0, 3, 1, 2), y.permute(0, 3, 1, 2), data_range=1.0, size_average=True)
+        torch.testing.assert_close(got, want)
+        got.backward()
+        want.backward()
+        torch.testing.assert_close(x.grad, xr.grad)

@@ -11,14 +11,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from jaxtyping import Bool, Float
-from pytorch_msssim import ssim
 from pytorch_msssim.ssim import _fspecial_gauss_1d
 from torch import Tensor
 
 from hand4dgs_ns.constants import constant
 
+# pytorch_msssim's default SSIM: an 11-tap Gaussian window (sigma 1.5), K1 = 0.01, K2 = 0.03.
 _SSIM_WINDOW = tuple(float(w) for w in _fspecial_gauss_1d(11, 1.5).flatten())
+_SSIM_C1, _SSIM_C2 = 0.01**2, 0.03**2
 
 
 @dataclass(frozen=True)
@@ -63,10 +65,32 @@ def image_loss(
 ) -> tuple[Tensor, Tensor, Tensor]:
     """``L1 + lambda (1 - SSIM)`` (paper, section 3.5); returns (loss, l1, ssim)."""
     l1 = (render - target).abs().mean()
-    # pytorch_msssim's default window (11 taps, sigma 1.5), made once per device.
-    window = constant(_SSIM_WINDOW, render.device, render.dtype).reshape(1, 1, 1, -1).expand(render.shape[-1], 1, 1, -1)
-    s = ssim(render.permute(0, 3, 1, 2), target.permute(0, 3, 1, 2), data_range=1.0, size_average=True, win=window)
+    s = ssim(render, target)
     return l1 + ssim_lambda * (1.0 - s), l1, s
+
+
+def ssim(x: Float[Tensor, "b h w c"], y: Float[Tensor, "b h w c"]) -> Tensor:
+    """Mean SSIM of images in [0, 1], exactly ``pytorch_msssim.ssim(..., data_range=1)``.
+
+    Written here because pytorch_msssim filters its five local statistics (x, y, x^2, y^2, xy)
+    in ten separate convolutions; stacking them filters all five in two, which is what a
+    training step on a GPU spends its SSIM time on. Like pytorch_msssim, the filtering is
+    "valid" (no padding) and skips a dimension shorter than the window.
+    """
+    c = x.shape[-1]
+    x, y = x.permute(0, 3, 1, 2), y.permute(0, 3, 1, 2)
+    stats = torch.cat([x, y, x * x, y * y, x * y], dim=1).contiguous()  # (b, 5c, h, w)
+    taps = len(_SSIM_WINDOW)
+    window = constant(_SSIM_WINDOW * (5 * c), x.device, x.dtype)
+    for dim in (2, 3):
+        if stats.shape[dim] >= taps:
+            shape = (5 * c, 1, taps, 1) if dim == 2 else (5 * c, 1, 1, taps)
+            stats = F.conv2d(stats, window.reshape(shape), groups=5 * c)
+    mu_x, mu_y, xx, yy, xy = stats.chunk(5, dim=1)
+    mu_xx, mu_yy, mu_xy = mu_x * mu_x, mu_y * mu_y, mu_x * mu_y
+    cs = (2 * (xy - mu_xy) + _SSIM_C2) / ((xx - mu_xx) + (yy - mu_yy) + _SSIM_C2)
+    ssim_map = (2 * mu_xy + _SSIM_C1) / (mu_xx + mu_yy + _SSIM_C1) * cs
+    return ssim_map.flatten(2).mean(-1).mean()
 
 
 def scale_range_loss(scales: Float[Tensor, "*b 3"], min_scale: float, max_scale: float) -> Tensor:

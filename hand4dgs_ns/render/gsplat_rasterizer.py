@@ -104,13 +104,14 @@ def _project_shared_intrinsics(
     left = (rot @ covars.transpose(1, 2).reshape(batch, 3, n * 3)).reshape(batch, 3, n, 3).transpose(1, 2)
     covars_cam = (left.reshape(batch, n * 3, 3) @ rot.transpose(1, 2)).reshape(batch, n, 3, 3)
     identity = constant(_IDENTITY_4X4, means.device, means.dtype)[None]
+    # The upper triangle by one gather (advanced indexing's backward would sort the indices).
+    triu = covars_cam.reshape(batch * n, 9).index_select(1, constant(_TRIU, means.device, torch.long))
     radii, means2d, depths, conics, _ = gsplat.fully_fused_projection(
-        means_cam.reshape(-1, 3), covars_cam[..., _TRIU_ROWS, _TRIU_COLS].reshape(-1, 6), None, None,
+        means_cam.reshape(-1, 3), triu, None, None,
         identity, K.contiguous(), width, height, eps2d=EPS2D, near_plane=NEAR_PLANE, far_plane=FAR_PLANE, packed=False,
     )
     return tuple(x.reshape(batch, n, *x.shape[2:]) for x in (radii, means2d, depths, conics))
 
 
 _IDENTITY_4X4 = ((1.0, 0.0, 0.0, 0.0), (0.0, 1.0, 0.0, 0.0), (0.0, 0.0, 1.0, 0.0), (0.0, 0.0, 0.0, 1.0))
-_TRIU_ROWS = (0, 0, 0, 1, 1, 2)
-_TRIU_COLS = (0, 1, 2, 1, 2, 2)
+_TRIU = (0, 1, 2, 4, 5, 8)  # row-major indices of xx, xy, xz, yy, yz, zz in a flattened 3x3
