@@ -57,6 +57,8 @@ class BenchTrain:
     """torch.compile mode (with --compile)."""
     cuda_graphs: bool = True
     """Replay the network's forward and backward as CUDA graphs (the model's default); --no-cuda-graphs for eager."""
+    compile_graphs: bool = True
+    """Compile the network before recording its graphs (the model's default)."""
     with_evals: bool = False
     """Keep the method's evaluation cadence during training (off: training steps only)."""
     phase_speed: int = 0
@@ -96,6 +98,7 @@ class BenchTrain:
         model.compile = self.compile
         model.compile_mode = self.compile_mode  # type: ignore[assignment]
         model.cuda_graphs = self.cuda_graphs
+        model.compile_graphs = self.compile_graphs
         config.timestamp = "run"  # a fixed run folder, so --resume finds it
         run_dir = config.get_base_dir()
         start = 0
@@ -117,6 +120,7 @@ class BenchTrain:
         if self.device == "cuda":
             torch.cuda.synchronize()
             torch.cuda.reset_peak_memory_stats()
+        stamps = step_stamps(trainer)
         start_time = time.perf_counter()
         trainer.train()
         if self.device == "cuda":
@@ -132,11 +136,13 @@ class BenchTrain:
             "gaussians_per_face": self.gaussians_per_face,
             "compile": self.compile,
             "cuda_graphs": self.cuda_graphs,
+            "compile_graphs": self.compile_graphs,
             "num_gaussians": sum(b.num_gaussians for b in trainer.pipeline.model.branches),
             "it_per_s": (end - start) / wall,
             "wall_s": wall,
             "peak_gpu_mem_gib": torch.cuda.max_memory_allocated() / 2**30 if self.device == "cuda" else None,
             "device": torch.cuda.get_device_name() if self.device == "cuda" else "cpu",
+            **phase_times(stamps, trainer.pipeline.model.config.image_loss_from),
             **metrics,
         }
         print("RESULT " + json.dumps(result))
@@ -147,6 +153,35 @@ class BenchTrain:
         return result
 
 
+def step_stamps(trainer) -> dict:
+    """Records when each training iteration starts (host clock), by wrapping ``train_iteration``."""
+    stamps: dict = {}
+    iteration = trainer.train_iteration
+
+    def timed(step: int):
+        stamps[step] = time.perf_counter()
+        return iteration(step)
+
+    trainer.train_iteration = timed
+    return stamps
+
+
+def phase_times(stamps: dict, image_from: int) -> dict:
+    """Seconds of each loss phase's first step (compiling and recording) and it/s over the rest.
+
+    Host timestamps: the GPU runs at most a step or two behind them, negligible over thousands.
+    """
+    steps = sorted(stamps)
+    if len(steps) < 3:
+        return {}
+    out = {}
+    for phase, lo, hi in (("vertex", steps[0], min(image_from, steps[-1])), ("image", image_from, steps[-1])):
+        if lo in stamps and lo + 1 in stamps and hi > lo + 1 and hi in stamps:
+            out[f"{phase}_first_step_s"] = stamps[lo + 1] - stamps[lo]
+            out[f"{phase}_it_per_s"] = (hi - lo - 1) / (stamps[hi] - stamps[lo + 1])
+    return out
+
+
 def _sync(device: str) -> None:
     if device == "cuda":
         torch.cuda.synchronize()
@@ -155,7 +190,7 @@ def _sync(device: str) -> None:
 def phase_speed(trainer, n: int, device: str, profile_phase: bool = False) -> dict:
     """it/s of ``trainer.train_iteration`` in the vertex-only and the image phase, and a per-stage split."""
     model = trainer.pipeline.model
-    result: dict = {"compile": model.config.compile, "compile_mode": model.config.compile_mode, "cuda_graphs": model.config.cuda_graphs}
+    result: dict = {"compile": model.config.compile, "compile_mode": model.config.compile_mode, "cuda_graphs": model.config.cuda_graphs, "compile_graphs": model.config.compile_graphs}
     for phase, first in (("vertex", 0), ("image", model.config.image_loss_from)):
         for i in range(n):  # warm-up, compilation included
             model.step = first + i

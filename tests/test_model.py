@@ -19,6 +19,7 @@ def pipeline(tmp_path_factory):
     config = hand4dgs_trainer(100)
     config.pipeline.datamanager.data = data
     config.pipeline.model.gaussians_per_face = 1
+    config.pipeline.model.compile_graphs = False  # compiled graphs are a CUDA feature, tested below
     pipe = config.pipeline.setup(device="cpu", test_mode="val")
     # Non-zero heads, so the prediction really depends on the inputs.
     with torch.no_grad():
@@ -89,7 +90,8 @@ def test_graphed_network_computes_what_the_eager_path_does(pipeline, with_gaussi
 
 @pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-def test_cuda_graphs_match_eager_outputs_and_gradients(tmp_path, monkeypatch):
+@pytest.mark.parametrize("compile_graphs", [False, True])
+def test_cuda_graphs_match_eager_outputs_and_gradients(tmp_path, monkeypatch, compile_graphs):
     from conftest import write_random_sequence
 
     data = write_random_sequence(tmp_path / "clip", num_frames=9, width=80, height=60)
@@ -99,6 +101,7 @@ def test_cuda_graphs_match_eager_outputs_and_gradients(tmp_path, monkeypatch):
     config = hand4dgs_trainer(100)
     config.pipeline.datamanager.data = data
     config.pipeline.model.gaussians_per_face = 1
+    config.pipeline.model.compile_graphs = compile_graphs
     pipe = config.pipeline.setup(device="cuda", test_mode="val")
     model = pipe.model
     with torch.no_grad():

@@ -228,6 +228,17 @@ class HandLayer(nn.Module):
             held = self._template = dataclasses.replace(held, **{name: self._buffers[name] for name in self._tensor_fields})
         return held
 
+    def _apply(self, fn, recurse: bool = True):
+        """After ``.to()``/``.cuda()``: rebuild the template now and fill its caches.
+
+        Filling them reads a tensor on the host; done here, it happens once, outside any
+        ``torch.compile``d or graph-recorded call (where it would break the compiled graph).
+        """
+        module = super()._apply(fn, recurse)
+        template = self.template
+        template.has_pose_correctives, template.kinematic_levels  # noqa: B018 (fills the cached properties)
+        return module
+
     def forward(
         self,
         global_orient: Float[Tensor, "B 3 3"],

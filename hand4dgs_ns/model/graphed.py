@@ -53,8 +53,8 @@ class NetworkStep(nn.Module):
         flat = window.reshape(-1)
         tokens = tuple(model._tokens(inputs.data[flat, slot]).reshape(b, w, *model.token_shape) for slot in range(2))
         bbox, valid, K, c2w = inputs.bbox[rows], inputs.valid[rows], inputs.K[rows], inputs.c2w[rows]
-        hands = model._compiled_hands if model._compiled_hands is not None else model._hands
-        verts, joints, _valid, *gaussians = hands(tokens, box_norm, bbox, valid, K, c2w, self.with_gaussians)
+        # Compiled (config compile_graphs) before recording: the graphs then replay fused kernels.
+        verts, joints, _valid, *gaussians = model._graphed_hands(tokens, box_norm, bbox, valid, K, c2w, self.with_gaussians)
         # Graph outputs are tensors only: the valid flags are an input, and no Gaussians in the vertex phase.
         return (verts, joints, *gaussians) if self.with_gaussians else (verts, joints)
 
