@@ -226,3 +226,16 @@ def test_mixed_dtypes_and_gsplat_on_cpu_are_rejected():
     kwargs["colors"] = kwargs["colors"].double()
     with pytest.raises(ValueError, match="colors is torch.float64"):
         rasterize(**kwargs)
+
+
+def test_without_depth_the_torch_reference_returns_the_same_colour_and_no_depth():
+    means, scales = [[0.0, 0.0, 1.0], [0.02, 0.0, 1.2]], [[0.05] * 3, [0.04] * 3]
+    args = [torch.tensor(x, dtype=torch.float64)[None] for x in (means, scales, [0.7, 0.9], [[0.2, 0.5, 0.9], [1.0, 0.0, 0.0]])]
+    quats = torch.tensor(IDENTITY_QUAT, dtype=torch.float64).expand(1, 2, 4)
+    viewmats, ks = _camera(40.0, 8.5, 8.5)
+    full, flat = (
+        rasterize(args[0], quats, args[1], args[2], args[3], viewmats, ks, 16, 16, backend="torch", with_depth=d)
+        for d in (True, False)
+    )
+    assert full.depth is not None and flat.depth is None
+    assert torch.equal(full.rgb, flat.rgb) and torch.equal(full.alpha, flat.alpha)

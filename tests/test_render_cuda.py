@@ -158,3 +158,19 @@ def test_auto_backend_uses_gsplat_on_cuda():
     auto = rasterize(**scene)
     explicit = rasterize(**scene, backend="gsplat")
     assert torch.equal(auto.rgb, explicit.rgb) and torch.equal(auto.depth, explicit.depth)
+
+
+def test_gsplat_without_depth_gives_the_same_colour_alpha_and_gradients():
+    scene = _on_cuda(_hand_scene(2, 64, 48, 0), torch.float32)
+    results = []
+    for with_depth in (True, False):
+        inputs = {k: v.clone().requires_grad_(True) if k in GRAD_INPUTS else v for k, v in scene.items()}
+        out = rasterize(**inputs, backend="gsplat", with_depth=with_depth)
+        assert (out.depth is not None) == with_depth
+        (out.rgb.square().sum() + out.alpha.sum()).backward()
+        results.append((out.rgb.detach(), out.alpha.detach(), {k: inputs[k].grad for k in GRAD_INPUTS}))
+    (rgb, alpha, grads), (rgb3, alpha3, grads3) = results
+    torch.testing.assert_close(rgb3, rgb, atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(alpha3, alpha, atol=1e-6, rtol=1e-5)
+    for k in GRAD_INPUTS:
+        torch.testing.assert_close(grads3[k], grads[k], atol=1e-5, rtol=1e-4)

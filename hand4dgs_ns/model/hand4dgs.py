@@ -295,17 +295,12 @@ class Hand4DGSModel(Model):
         background = self._backgrounds(len(frame))
         out = rasterize(
             hands.means, hands.quats, hands.scales, hands.opacities, hands.colors, viewmats, Ks, width, height, background,
-            shared_intrinsics=shared,
+            shared_intrinsics=shared, with_depth=not self.training,  # no loss uses depth
         )
-        return {
-            **outputs,
-            "rgb": out.rgb,
-            "accumulation": out.alpha,
-            "depth": out.depth,
-            "background": background,
-            "scales": hands.scales,
-            "opacities": hands.opacities,
-        }
+        outputs.update(rgb=out.rgb, accumulation=out.alpha, background=background, scales=hands.scales, opacities=hands.opacities)
+        if out.depth is not None:
+            outputs["depth"] = out.depth
+        return outputs
 
     def _backgrounds(self, n: int) -> Tensor:
         mode = self.config.background if self.training else self.config.eval_background

@@ -40,8 +40,9 @@ def _rasterize_gsplat(
     height: int,
     backgrounds: Float[Tensor, "B 3"] | None = None,
     shared_intrinsics: bool | None = None,
+    with_depth: bool = True,
 ) -> RenderOutput:
-    """gsplat's CUDA kernels, expected depth in a fourth channel (its "RGB+ED" mode)."""
+    """gsplat's CUDA kernels, expected depth in a fourth channel (its "RGB+ED" mode) if asked for."""
     batch = means.shape[0]
     means, quats, scales = means.contiguous(), quats.contiguous(), scales.contiguous()
     viewmats, Ks = viewmats.contiguous(), Ks.contiguous()
@@ -59,9 +60,9 @@ def _rasterize_gsplat(
         ]
         radii, means2d, depths, conics = (torch.cat([p[i] for p in projected]) for i in range(4))
 
-    features = torch.cat([colors, depths[..., None]], dim=-1)
+    features = torch.cat([colors, depths[..., None]], dim=-1) if with_depth else colors.contiguous()
     if backgrounds is not None:
-        backgrounds = torch.cat([backgrounds, torch.zeros_like(backgrounds[:, :1])], dim=-1)
+        backgrounds = torch.cat([backgrounds, torch.zeros_like(backgrounds[:, :1])], dim=-1) if with_depth else backgrounds.contiguous()
     tiles_x, tiles_y = math.ceil(width / TILE_SIZE), math.ceil(height / TILE_SIZE)
     _, isect_ids, flatten_ids = gsplat.isect_tiles(
         means2d, radii, depths, TILE_SIZE, tiles_x, tiles_y, packed=False, n_cameras=batch
@@ -71,7 +72,7 @@ def _rasterize_gsplat(
         means2d, conics, features, opacities.contiguous(), width, height, TILE_SIZE,
         isect_offsets, flatten_ids, backgrounds=backgrounds, packed=False,
     )
-    depth = render[..., 3:4] / torch.clamp(alpha, min=1e-10)
+    depth = render[..., 3:4] / torch.clamp(alpha, min=1e-10) if with_depth else None
     return RenderOutput(rgb=render[..., :3], alpha=alpha, depth=depth)
 
 

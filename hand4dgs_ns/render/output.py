@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Optional
 
 from jaxtyping import Float
 from torch import Tensor
@@ -31,5 +32,6 @@ class RenderOutput:
     """Composited colour, background included: sum_i w_i c_i + (1 - alpha) * background."""
     alpha: Float[Tensor, "B H W 1"]
     """Accumulated opacity sum_i w_i = 1 - final transmittance, in [0, 1)."""
-    depth: Float[Tensor, "B H W 1"]
-    """Expected camera-z depth sum_i w_i z_i / alpha (metres); 0 where nothing was hit."""
+    depth: Optional[Float[Tensor, "B H W 1"]]
+    """Expected camera-z depth sum_i w_i z_i / alpha (metres); 0 where nothing was hit. None when
+    not asked for (``rasterize(..., with_depth=False)``)."""

@@ -8,6 +8,7 @@ float32 rounding.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Literal
 
 import torch
@@ -34,6 +35,7 @@ def rasterize(
     backgrounds: Float[Tensor, "B 3"] | None = None,
     backend: Backend = "auto",
     shared_intrinsics: bool | None = None,
+    with_depth: bool = True,
 ) -> RenderOutput:
     """Render B images, camera b showing Gaussians ``[b]``; differentiable in all but ``Ks``.
 
@@ -50,13 +52,16 @@ def rasterize(
         backend: "auto" picks gsplat for CUDA tensors and the torch reference otherwise.
         shared_intrinsics: whether all ``Ks`` are equal, if the caller knows (gsplat then projects
             every camera in one launch); None compares them, which makes the host wait for the GPU.
+        with_depth: also render the expected depth (False: ``depth`` is None and gsplat
+            composites three channels instead of four, as a training step needs).
     """
     _check_inputs(means, quats, scales, opacities, colors, viewmats, Ks, width, height, backgrounds)
     args = (means, quats, scales, opacities, colors, viewmats, Ks, width, height, backgrounds)
     if backend == "auto":
         backend = "gsplat" if means.is_cuda else "torch"
     if backend == "torch":
-        return _rasterize_torch(*args)
+        out = _rasterize_torch(*args)
+        return out if with_depth else replace(out, depth=None)
     if backend == "gsplat":
         if not means.is_cuda or means.dtype != torch.float32:
             raise ValueError(
@@ -65,7 +70,7 @@ def rasterize(
             )
         from hand4dgs_ns.render.gsplat_rasterizer import _rasterize_gsplat
 
-        return _rasterize_gsplat(*args, shared_intrinsics=shared_intrinsics)
+        return _rasterize_gsplat(*args, shared_intrinsics=shared_intrinsics, with_depth=with_depth)
     assert_never(backend)
 
 
