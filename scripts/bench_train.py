@@ -72,6 +72,8 @@ class BenchTrain:
     """With --phase-speed: also profile 5 iterations of each phase (top operators, launch and sync counts)."""
     tf32: bool = False
     """Let float32 matrix products use TF32 tensor cores (torch.backends.cuda.matmul.allow_tf32)."""
+    steps_per_log: int = 10
+    """nerfstudio's logging interval (its default: 10 steps); each log reads the losses back from the GPU."""
     find_syncs: bool = False
     """With --phase-speed: print where each host-GPU wait of a step comes from (torch's sync debug mode)."""
 
@@ -88,6 +90,7 @@ class BenchTrain:
         config.steps_per_eval_all_images = self.steps + 1
         config.steps_per_save = self.steps
         config.logging.local_writer.enable = False
+        config.logging.steps_per_log = self.steps_per_log
         dm, model = config.pipeline.datamanager, config.pipeline.model
         dm.data = self.data
         dm.frames_per_step = self.frames_per_step
