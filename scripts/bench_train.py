@@ -74,8 +74,6 @@ class BenchTrain:
     """Let float32 matrix products use TF32 tensor cores (torch.backends.cuda.matmul.allow_tf32)."""
     steps_per_log: int = 10
     """nerfstudio's logging interval (its default: 10 steps); each log reads the losses back from the GPU."""
-    profile_loop: bool = False
-    """Run nerfstudio's whole training loop under torch.profiler (host-side calls, waits and launches per step)."""
     find_syncs: bool = False
     """With --phase-speed: print where each host-GPU wait of a step comes from (torch's sync debug mode)."""
 
@@ -127,18 +125,7 @@ class BenchTrain:
             torch.cuda.reset_peak_memory_stats()
         stamps = step_stamps(trainer)
         start_time = time.perf_counter()
-        if self.profile_loop:
-            from torch.profiler import ProfilerActivity
-            from torch.profiler import profile as torch_profile
-
-            with torch_profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
-                trainer.train()
-            events = prof.key_averages()
-            print(events.table(sort_by="self_cpu_time_total", row_limit=40, max_name_column_width=80))
-            counts = {e.key: e.count for e in events}
-            print("PER STEP", {k: counts.get(k, 0) / max(end - start, 1) for k in ("cudaGraphLaunch", "cudaLaunchKernel", "cudaMemcpyAsync", "cudaStreamSynchronize", "cudaDeviceSynchronize", "cudaEventSynchronize", "aten::item", "aten::_local_scalar_dense")})
-        else:
-            trainer.train()
+        trainer.train()
         if self.device == "cuda":
             torch.cuda.synchronize()
         wall = time.perf_counter() - start_time
