@@ -19,4 +19,6 @@ def _cached(values: tuple, device: torch.device, dtype: torch.dtype) -> torch.Te
 
 def constant(values: tuple, device: torch.device | str, dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """``torch.tensor(values)`` on ``device``, created on first use and shared afterwards (do not modify it)."""
+    if torch.compiler.is_compiling():  # torch.compile bakes the value into its graph; no cache needed
+        return torch.tensor(values, device=device, dtype=dtype)
     return _cached(values, torch.device(device), dtype)
