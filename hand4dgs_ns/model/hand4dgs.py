@@ -113,7 +113,8 @@ class Hand4DGSModelConfig(ModelConfig):
     or outside training."""
     compile_graphs: bool = True
     """With cuda-graphs: torch.compile the hand branches before recording them, so the graphs hold
-    fewer, fused kernels (about 20% faster steps; each loss phase's first step compiles, ~20 s)."""
+    fewer, fused kernels (about 20% faster steps). Each loss phase's first step then compiles:
+    ~25-40 s on a fresh machine, ~5 s once torch's on-disk compile cache holds it (docs/benchmarks.md)."""
 
 
 @dataclass(frozen=True)
