@@ -19,7 +19,6 @@ def pipeline(tmp_path_factory):
     config = hand4dgs_trainer(100)
     config.pipeline.datamanager.data = data
     config.pipeline.model.gaussians_per_face = 1
-    config.pipeline.model.compile_graphs = False  # compiled graphs are a CUDA feature, tested below
     pipe = config.pipeline.setup(device="cpu", test_mode="val")
     # Non-zero heads, so the prediction really depends on the inputs.
     with torch.no_grad():

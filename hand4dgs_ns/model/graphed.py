@@ -7,12 +7,14 @@ autograd still connects the replayed backward to the eager renderer and losses a
 
 Graphs need fixed shapes and no host-GPU round trips, so the graphed network takes the window
 rows of every frame and runs the backbone on all of them (no de-duplication of frames shared
-by neighbouring windows); one graph is recorded per batch size and loss phase.
+by neighbouring windows); one graph is recorded per batch size and loss phase. With the model's
+``compile_graphs`` (default) the network is ``torch.compile``d before recording, so the graphs
+hold fewer, fused kernels.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING, Callable, Iterator, Optional
 
 import torch
 from torch import Tensor, nn
@@ -29,10 +31,11 @@ class NetworkStep(nn.Module):
     for the graph's backward.
     """
 
-    def __init__(self, model: Hand4DGSModel, with_gaussians: bool):
+    def __init__(self, model: Hand4DGSModel, with_gaussians: bool, hands: Optional[Callable] = None):
         super().__init__()
         object.__setattr__(self, "model", model)  # not registered as a submodule
         self.with_gaussians = with_gaussians
+        self.hands = hands if hands is not None else model._hands  # the model's _hands, or a compiled version of it
 
     def parameters(self, recurse: bool = True) -> Iterator[nn.Parameter]:
         """The parameters the outputs depend on (the graph's backward must reach every one of them)."""
@@ -53,13 +56,14 @@ class NetworkStep(nn.Module):
         flat = window.reshape(-1)
         tokens = tuple(model._tokens(inputs.data[flat, slot]).reshape(b, w, *model.token_shape) for slot in range(2))
         bbox, valid, K, c2w = inputs.bbox[rows], inputs.valid[rows], inputs.K[rows], inputs.c2w[rows]
-        # Compiled (config compile_graphs) before recording: the graphs then replay fused kernels.
-        verts, joints, _valid, *gaussians = model._graphed_hands(tokens, box_norm, bbox, valid, K, c2w, self.with_gaussians)
+        verts, joints, _valid, *gaussians = self.hands(tokens, box_norm, bbox, valid, K, c2w, self.with_gaussians)
         # Graph outputs are tensors only: the valid flags are an input, and no Gaussians in the vertex phase.
         return (verts, joints, *gaussians) if self.with_gaussians else (verts, joints)
 
 
 def graphed_network(model: Hand4DGSModel, window: Tensor, rows: Tensor, box_norm: Tensor, with_gaussians: bool) -> NetworkStep:
     """A :class:`NetworkStep` whose forward and backward replay CUDA graphs recorded on these inputs' shapes."""
-    step = NetworkStep(model, with_gaussians)
+    # Compiled first (config compile_graphs), the graphs replay fused kernels: fewer, shorter launches.
+    hands = torch.compile(model._hands, dynamic=False) if model.config.compile_graphs else None
+    step = NetworkStep(model, with_gaussians, hands)
     return torch.cuda.make_graphed_callables(step, (window, rows, box_norm), num_warmup_iters=3)

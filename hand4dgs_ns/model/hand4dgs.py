@@ -175,7 +175,6 @@ class Hand4DGSModel(Model):
         # Compiled per batch size and phase (a handful of graphs); the backbone stays eager
         # because the number of distinct window frames changes from batch to batch.
         self._compiled_hands = torch.compile(self._hands, mode=c.compile_mode, dynamic=False) if c.compile else None
-        self._graphed_hands = torch.compile(self._hands, dynamic=False) if c.compile_graphs else self._hands
 
     # ---- optimisation ------------------------------------------------------------------
     def get_param_groups(self) -> Dict[str, List[Parameter]]:
@@ -296,7 +295,8 @@ class Hand4DGSModel(Model):
         background = self._backgrounds(len(frame))
         out = rasterize(
             hands.means, hands.quats, hands.scales, hands.opacities, hands.colors, viewmats, Ks, width, height, background,
-            shared_intrinsics=shared, with_depth=not self.training,  # no loss uses depth
+            # A training step needs no depth (no loss uses it); every other render shows it.
+            shared_intrinsics=shared, with_depth=not (self.training and torch.is_grad_enabled()),
         )
         outputs.update(rgb=out.rgb, accumulation=out.alpha, background=background, scales=hands.scales, opacities=hands.opacities)
         if out.depth is not None:
