@@ -162,7 +162,8 @@ def find_sequences(path: Path) -> list[Path]:
     return found
 
 
-def _list_images(folder: Path, suffixes: Iterable[str]) -> list[Path]:
+def list_images(folder: Path, suffixes: Iterable[str] = IMAGE_SUFFIXES) -> list[Path]:
+    """The image files of ``folder`` (by suffix, hidden files skipped), sorted by name."""
     suffixes = tuple(suffixes)
     return sorted(
         p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in suffixes
@@ -347,7 +348,7 @@ def _read_frames(folder: Path, what: str) -> tuple[list[Path], int, int]:
     """Sorted frames of an ``rgb/`` folder and the size of the first one."""
     if not folder.is_dir():
         raise file_error(folder, "is missing", f"put the {what} frames there as 000000.png, 000001.png, ...")
-    paths = _list_images(folder, IMAGE_SUFFIXES)
+    paths = list_images(folder, IMAGE_SUFFIXES)
     if not paths:
         raise file_error(
             folder, "holds no .png or .jpg frame", f"put the {what} frames there as 000000.png, 000001.png, ..."
@@ -427,7 +428,7 @@ def read_sequence(path: Path, *, check_frames: bool = False) -> Sequence:
 
     mask_paths = None
     if (root / MASKS_DIR).is_dir():
-        mask_paths = _list_images(root / MASKS_DIR, (".png",))
+        mask_paths = list_images(root / MASKS_DIR, (".png",))
         if len(mask_paths) != num_frames:
             raise file_error(
                 root / MASKS_DIR,

@@ -42,7 +42,7 @@ import torch
 from jaxtyping import Bool, Float
 from PIL import Image, UnidentifiedImageError
 
-from hand4dgs_ns.data.sequence_format import SequenceCameras, SequenceView
+from hand4dgs_ns.data.sequence_format import SequenceCameras, SequenceView, list_images
 from hand4dgs_ns.datasets.base import DatasetSequence
 from hand4dgs_ns.datasets.boxes import boxes_from_joints
 from hand4dgs_ns.errors import file_error
@@ -370,11 +370,7 @@ def _image_size(file: Path) -> tuple[int, int]:
 
 def _numbered_images(folder: Path) -> dict[int, Path]:
     """Image files named by a frame number (``00123.jpg``), by number."""
-    return {
-        int(file.stem): file
-        for file in folder.iterdir()
-        if file.suffix.lower() in (".jpg", ".jpeg", ".png") and file.stem.isdigit() and not file.name.startswith(".")
-    }
+    return {int(file.stem): file for file in list_images(folder) if file.stem.isdigit()}
 
 
 def _ego_folder(data_dir: Path, sid: str, seq: str, cropped: bool) -> Path:

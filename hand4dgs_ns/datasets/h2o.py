@@ -39,7 +39,7 @@ import torch
 from jaxtyping import Bool, Float
 from PIL import Image, UnidentifiedImageError
 
-from hand4dgs_ns.data.sequence_format import DEFAULT_FPS, SequenceCameras, SequenceView
+from hand4dgs_ns.data.sequence_format import DEFAULT_FPS, SequenceCameras, SequenceView, list_images
 from hand4dgs_ns.datasets.base import DatasetSequence
 from hand4dgs_ns.datasets.boxes import boxes_from_joints
 from hand4dgs_ns.errors import file_error
@@ -53,7 +53,6 @@ RGB_DIR = "rgb"
 INTRINSICS_FILE = "cam_intrinsics.txt"
 CAM_POSE_DIR = "cam_pose"
 MANO_POSE_DIR = "hand_pose_mano"
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 INTRINSICS_NUMBERS = 6
 CAM_POSE_NUMBERS = 16
 MANO_NUMBERS_PER_HAND = 62
@@ -301,7 +300,7 @@ def _camera_files(folder: Path, frame_ids: list[str] | None) -> _CameraFiles:
     fix = f"restore {folder.name}/{RGB_DIR}/ from the H2O archive (frames 000000.png, 000001.png, ...)"
     if rgb is None or not rgb.is_dir():
         raise file_error(folder / RGB_DIR, "is missing", fix)
-    image_paths = sorted(p for p in rgb.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."))
+    image_paths = list_images(rgb)
     if not image_paths:
         raise file_error(rgb, "holds no .png or .jpg frame", fix)
     stems = [p.stem for p in image_paths]
