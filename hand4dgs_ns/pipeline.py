@@ -43,6 +43,14 @@ class Hand4DGSPipeline(VanillaPipeline):
     datamanager: HandDataManager
     _model: Hand4DGSModel
 
+    def train(self, mode: bool = True) -> "Hand4DGSPipeline":
+        # nerfstudio calls pipeline.train() before every training step, and Module.train re-sets
+        # the flag on every submodule (about a hundred): host time in a step whose pace the
+        # host sets. Reading the flags is cheaper than writing them.
+        if all(module.training == mode for module in self.modules()):
+            return self
+        return super().train(mode)
+
     @torch.no_grad()
     def get_average_eval_image_metrics(
         self, step: Optional[int] = None, output_path: Optional[Path] = None, get_std: bool = False

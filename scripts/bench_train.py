@@ -12,12 +12,15 @@ optimiser), each stage timed with the GPU synchronised around it.
 
 from __future__ import annotations
 
+import cProfile
+import io
 import json
 import os
+import pstats
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Tuple
 
 import torch
 import tyro
@@ -76,6 +79,13 @@ class BenchTrain:
     """nerfstudio's logging interval (its default: 10 steps); each log reads the losses back from the GPU."""
     find_syncs: bool = False
     """With --phase-speed: print where each host-GPU wait of a step comes from (torch's sync debug mode)."""
+    cudnn_benchmark: bool = True
+    """cuDNN's autotuner, on in ns-train (--no-cudnn-benchmark: cuDNN's heuristics)."""
+    vis: str = "tensorboard"
+    """nerfstudio's --vis for the run ("viewer" is the method's default; "tensorboard" writes event files)."""
+    cprofile_steps: Tuple[int, int] = (0, 0)
+    """Profile training steps [a, b) of the loop with cProfile (host time only); the table goes to
+    $OUT/cprofile.txt, or stdout."""
 
     def main(self) -> dict:
         torch.backends.cuda.matmul.allow_tf32 = self.tf32
@@ -83,7 +93,8 @@ class BenchTrain:
         config.output_dir = self.output_dir
         config.machine.device_type = self.device
         config.machine.seed = self.seed
-        config.vis = "tensorboard"
+        config.vis = self.vis  # type: ignore[assignment]
+        config.viewer.quit_on_train_completion = True
         if not self.with_evals:
             config.steps_per_eval_batch = 0
             config.steps_per_eval_image = 0
@@ -113,6 +124,12 @@ class BenchTrain:
             start = int(checkpoints[-1].stem.split("-")[1]) + 1
         end = min(self.steps, start + self.stop_after) if self.stop_after else self.steps
         config.max_num_iterations = end - start  # the trainer counts from the checkpoint's step + 1
+        run_dir.mkdir(parents=True, exist_ok=True)  # ns-train makes it when it saves config.yml; the viewer logs there
+        # As ns-train does: importing its module turns on cuDNN's autotuner; it seeds torch, numpy, random.
+        from nerfstudio.scripts.train import _set_random_seed
+
+        _set_random_seed(self.seed)
+        torch.backends.cudnn.benchmark = self.cudnn_benchmark
         trainer = config.setup(local_rank=0, world_size=1)
         trainer.setup()
         if self.phase_speed:
@@ -123,7 +140,7 @@ class BenchTrain:
         if self.device == "cuda":
             torch.cuda.synchronize()
             torch.cuda.reset_peak_memory_stats()
-        stamps = step_stamps(trainer)
+        stamps = step_stamps(trainer, self.cprofile_steps)
         start_time = time.perf_counter()
         trainer.train()
         if self.device == "cuda":
@@ -156,33 +173,73 @@ class BenchTrain:
         return result
 
 
-def step_stamps(trainer) -> dict:
-    """Records when each training iteration starts (host clock), by wrapping ``train_iteration``."""
+def step_stamps(trainer, cprofile_steps: Tuple[int, int] = (0, 0)) -> dict:
+    """Records when each training iteration starts and ends (host clock), by wrapping
+    ``train_iteration``: ``stamps[step] = (start, end)``. Optionally runs cProfile over a range of steps."""
     stamps: dict = {}
     iteration = trainer.train_iteration
+    first, last = cprofile_steps
+    profiler = cProfile.Profile() if last > first else None
 
     def timed(step: int):
-        stamps[step] = time.perf_counter()
-        return iteration(step)
+        if profiler is not None and step == first:
+            profiler.enable()
+        if profiler is not None and step == last:
+            profiler.disable()
+            _write_cprofile(profiler, last - first)
+        start = time.perf_counter()
+        out = iteration(step)
+        stamps[step] = (start, time.perf_counter())
+        return out
 
     trainer.train_iteration = timed
     return stamps
 
 
+def _write_cprofile(profiler: "cProfile.Profile", steps: int) -> None:
+    text = io.StringIO()
+    stats = pstats.Stats(profiler, stream=text)
+    text.write(f"cProfile over {steps} training steps of the loop\n")
+    stats.sort_stats("tottime").print_stats(40)
+    stats.sort_stats("cumulative").print_stats(60)
+    if out := os.environ.get("OUT"):
+        Path(out, "cprofile.txt").write_text(text.getvalue())
+    else:
+        print(text.getvalue())
+
+
 def phase_times(stamps: dict, image_from: int) -> dict:
-    """Seconds of each loss phase's first step (compiling and recording) and it/s over the rest.
+    """Seconds of each loss phase's first step (compiling and recording), it/s over the rest, and
+    the mean host milliseconds per step spent outside ``train_iteration`` (nerfstudio's loop).
 
     Host timestamps: the GPU runs at most a step or two behind them, negligible over thousands.
     """
     steps = sorted(stamps)
     if len(steps) < 3:
         return {}
+    start = {s: stamps[s][0] for s in steps}
     out = {}
     for phase, lo, hi in (("vertex", steps[0], min(image_from, steps[-1])), ("image", image_from, steps[-1])):
-        if lo in stamps and lo + 1 in stamps and hi > lo + 1 and hi in stamps:
-            out[f"{phase}_first_step_s"] = stamps[lo + 1] - stamps[lo]
-            out[f"{phase}_it_per_s"] = (hi - lo - 1) / (stamps[hi] - stamps[lo + 1])
+        if lo in start and lo + 1 in start and hi > lo + 1 and hi in start:
+            out[f"{phase}_first_step_s"] = start[lo + 1] - start[lo]
+            out[f"{phase}_it_per_s"] = (hi - lo - 1) / (start[hi] - start[lo + 1])
+            outside = [start[s + 1] - stamps[s][1] for s in range(lo + 1, hi)]
+            out[f"{phase}_loop_ms"] = 1000 * sum(outside) / len(outside)
+            out[f"{phase}_by_1000"] = _chunks(stamps, lo + 1, hi, 1000)
     return out
+
+
+def _chunks(stamps: dict, lo: int, hi: int, size: int) -> list:
+    """[first step, it/s, mean ms inside train_iteration, mean ms outside it, slowest step ms] per
+    ``size`` steps: shows whether a phase slows down as training goes on, and where."""
+    rows = []
+    for a in range(lo, hi - 1, size):
+        b = min(a + size, hi - 1)
+        inside = [stamps[s][1] - stamps[s][0] for s in range(a, b)]
+        step = [stamps[s + 1][0] - stamps[s][0] for s in range(a, b)]
+        rows.append([a, round((b - a) / sum(step), 1), round(1000 * sum(inside) / len(inside), 3),
+                     round(1000 * (sum(step) - sum(inside)) / len(step), 3), round(1000 * max(step), 1)])
+    return rows
 
 
 def _sync(device: str) -> None:

@@ -60,11 +60,44 @@ def test_outputs_and_losses_in_both_phases(pipeline):
 
 
 
+def test_training_metrics_only_on_logging_steps(pipeline):
+    """nerfstudio logs training metrics every steps_per_log steps: the model computes them only then."""
+    from nerfstudio.engine.callbacks import TrainingCallbackAttributes
+
+    model = pipeline.model
+    trainer = type("Trainer", (), {"config": hand4dgs_trainer(100)})()
+    trainer.config.logging.steps_per_log = 5
+    model.get_training_callbacks(TrainingCallbackAttributes(None, None, pipeline, trainer))
+    camera, batch = pipeline.datamanager.next_train(0)
+    model.train()
+    logged = []
+    for step in range(11):
+        model.step = step
+        out = model.get_outputs(camera)
+        if model.get_metrics_dict(out, batch):
+            logged.append(step)
+    assert logged == [0, 5, 10]
+    model.eval()  # evaluation always gets them
+    with torch.no_grad():
+        model.step = 3
+        metrics = model.get_metrics_dict(model.get_outputs(camera), batch)
+    assert torch.isfinite(metrics["pseudo_mpjpe_mm"])
+
+
+def test_pipeline_train_sets_every_submodule(pipeline):
+    """pipeline.train() skips re-setting flags only when every submodule already has them."""
+    pipeline.train()
+    pipeline.model.branches[1].color_mlp.eval()
+    pipeline.train()
+    assert all(m.training for m in pipeline.modules())
+    pipeline.eval()
+    assert not any(m.training for m in pipeline.modules())
+
+
 @pytest.mark.parametrize("with_gaussians", [False, True])
 def test_graphed_network_computes_what_the_eager_path_does(pipeline, with_gaussians):
     """The module recorded as CUDA graphs (run here without recording) matches predict_hands."""
     from hand4dgs_ns.model.graphed import NetworkStep
-    from hand4dgs_ns.preprocess.crops import normalized_box
 
     model = pipeline.model
     model.eval()
@@ -74,9 +107,7 @@ def test_graphed_network_computes_what_the_eager_path_does(pipeline, with_gaussi
         eager = model.predict_hands(sequence, frames, with_gaussians=with_gaussians)
         rows = model.inputs.rows(sequence, frames)
         window = model.inputs.window_rows(sequence, frames, model.config.window // 2)
-        hw = model.inputs.image_hw[sequence]
-        box_norm = normalized_box(model.inputs.bbox[rows], hw[:, 1:2].float(), hw[:, 0:1].float())
-        out = NetworkStep(model, with_gaussians)(window, rows, box_norm)
+        out = NetworkStep(model, with_gaussians)(window, rows, model.inputs.image_hw[sequence])
     expected = [eager.vertices, eager.joints]
     if with_gaussians:
         expected += [eager.means, eager.quats, eager.scales, eager.opacities, eager.colors]

@@ -63,6 +63,10 @@ class Demo:
         CONSOLE.print(f"  {ns_train_command(config)}", highlight=False, soft_wrap=True)
         config.set_timestamp()
         config.save_config()
+        # As ns-train's train_loop: seeded the same way, and importing its module turns on cuDNN's autotuner.
+        from nerfstudio.scripts.train import _set_random_seed
+
+        _set_random_seed(config.machine.seed)
         trainer = config.setup(local_rank=0, world_size=1)
         trainer.setup()
         trainer.train()

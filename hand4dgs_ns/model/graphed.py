@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, Callable, Iterator, Optional
 import torch
 from torch import Tensor, nn
 
+from hand4dgs_ns.preprocess.crops import normalized_frame_boxes
+
 if TYPE_CHECKING:
     from hand4dgs_ns.model.hand4dgs import Hand4DGSModel
 
@@ -49,21 +51,22 @@ class NetworkStep(nn.Module):
                     yield from module.parameters(recurse)
                 yield from (branch.log_scale_base, branch.opacity_logit)
 
-    def forward(self, window: Tensor, rows: Tensor, box_norm: Tensor) -> tuple[Tensor, ...]:
+    def forward(self, window: Tensor, rows: Tensor, image_hw: Tensor) -> tuple[Tensor, ...]:
         model = self.model
         inputs = model._device_inputs()
         b, w = window.shape
         flat = window.reshape(-1)
         tokens = tuple(model._tokens(inputs.data[flat, slot]).reshape(b, w, *model.token_shape) for slot in range(2))
         bbox, valid, K, c2w = inputs.bbox[rows], inputs.valid[rows], inputs.K[rows], inputs.c2w[rows]
+        box_norm = normalized_frame_boxes(bbox, image_hw)
         verts, joints, _valid, *gaussians = self.hands(tokens, box_norm, bbox, valid, K, c2w, self.with_gaussians)
         # Graph outputs are tensors only: the valid flags are an input, and no Gaussians in the vertex phase.
         return (verts, joints, *gaussians) if self.with_gaussians else (verts, joints)
 
 
-def graphed_network(model: Hand4DGSModel, window: Tensor, rows: Tensor, box_norm: Tensor, with_gaussians: bool) -> NetworkStep:
+def graphed_network(model: Hand4DGSModel, window: Tensor, rows: Tensor, image_hw: Tensor, with_gaussians: bool) -> NetworkStep:
     """A :class:`NetworkStep` whose forward and backward replay CUDA graphs recorded on these inputs' shapes."""
     # Compiled first (config compile_graphs), the graphs replay fused kernels: fewer, shorter launches.
     hands = torch.compile(model._hands, dynamic=False) if model.config.compile_graphs else None
     step = NetworkStep(model, with_gaussians, hands)
-    return torch.cuda.make_graphed_callables(step, (window, rows, box_norm), num_warmup_iters=3)
+    return torch.cuda.make_graphed_callables(step, (window, rows, image_hw), num_warmup_iters=3)

@@ -17,6 +17,7 @@ import torch
 from nerfstudio.cameras.cameras import Cameras
 from nerfstudio.engine.callbacks import TrainingCallback, TrainingCallbackAttributes, TrainingCallbackLocation
 from nerfstudio.models.base_model import Model, ModelConfig
+from nerfstudio.utils.misc import step_check
 from torch import Tensor
 from torch.nn import Parameter
 from typing_extensions import assert_never
@@ -40,7 +41,7 @@ from hand4dgs_ns.model.losses import (
     scale_range_loss,
 )
 from hand4dgs_ns.preprocess.backbones import SmallCNN, SmallCNNConfig
-from hand4dgs_ns.preprocess.crops import normalize_imagenet, normalized_box, uint8_crops_to_input
+from hand4dgs_ns.preprocess.crops import normalize_imagenet, normalized_frame_boxes, uint8_crops_to_input
 from hand4dgs_ns.render import rasterize
 
 SIDES = ("left", "right")
@@ -114,7 +115,7 @@ class Hand4DGSModelConfig(ModelConfig):
     compile_graphs: bool = True
     """With cuda-graphs: torch.compile the hand branches before recording them, so the graphs hold
     fewer, fused kernels (about 20% faster steps). Each loss phase's first step then compiles:
-    ~25-40 s on a fresh machine, ~5 s once torch's on-disk compile cache holds it (docs/benchmarks.md)."""
+    ~25-45 s on a fresh machine, 3-5 s once torch's on-disk compile cache holds it (docs/benchmarks.md)."""
 
 
 @dataclass(frozen=True)
@@ -147,6 +148,7 @@ class Hand4DGSModel(Model):
         self._inputs_on_device = inputs
         self._inputs_device: Optional[torch.device] = None
         self.step = 0
+        self._metrics_every = 1  # training steps between training metrics: nerfstudio's logging interval once training starts
         self.schedule = LossSchedule(self.config.image_loss_from, self.config.vertex_decay_steps)
         if inputs.kind == "crops":
             h, w = inputs.data.shape[-2:]
@@ -187,6 +189,9 @@ class Hand4DGSModel(Model):
         def set_step(step: int) -> None:
             self.step = step
 
+        if attrs.trainer is not None:
+            self._metrics_every = attrs.trainer.config.logging.steps_per_log
+
         return [TrainingCallback([TrainingCallbackLocation.BEFORE_TRAIN_ITERATION], set_step, update_every_num_iters=1)]
 
     # ---- prediction --------------------------------------------------------------------
@@ -221,10 +226,10 @@ class Hand4DGSModel(Model):
         rows, hw = (
             t.to(self.device, non_blocking=True) for t in (self.inputs.rows(sequence, frame), self.inputs.image_hw[sequence])
         )
-        bbox = inputs.bbox[rows]
-        box_norm = normalized_box(bbox, hw[:, 1:2].float(), hw[:, 0:1].float())
         if self.config.cuda_graphs and self.training and torch.is_grad_enabled() and self.device.type == "cuda":
-            return self._predict_graphed(rows, window.to(self.device, non_blocking=True), box_norm, with_gaussians)
+            return self._predict_graphed(rows, window.to(self.device, non_blocking=True), hw, with_gaussians)
+        bbox = inputs.bbox[rows]
+        box_norm = normalized_frame_boxes(bbox, hw)
         # Neighbouring frames share most of their windows: each distinct frame goes through the
         # backbone once (consecutive frames at evaluation: about W times fewer backbone passes).
         distinct, inverse = (t.to(self.device, non_blocking=True) for t in torch.unique(window, return_inverse=True))
@@ -233,12 +238,12 @@ class Hand4DGSModel(Model):
         valid, K, c2w = inputs.valid[rows], inputs.K[rows], inputs.c2w[rows]
         return HandsPrediction(*predict(tokens, box_norm, bbox, valid, K, c2w, with_gaussians))
 
-    def _predict_graphed(self, rows: Tensor, window: Tensor, box_norm: Tensor, with_gaussians: bool) -> HandsPrediction:
+    def _predict_graphed(self, rows: Tensor, window: Tensor, hw: Tensor, with_gaussians: bool) -> HandsPrediction:
         """:meth:`predict_hands` through the recorded CUDA graph of this batch size and phase."""
         key = (int(rows.shape[0]), with_gaussians)
         if key not in self._graphs:
-            self._graphs[key] = graphed_network(self, window, rows, box_norm, with_gaussians)
-        verts, joints, *gaussians = self._graphs[key](window, rows, box_norm)
+            self._graphs[key] = graphed_network(self, window, rows, hw, with_gaussians)
+        verts, joints, *gaussians = self._graphs[key](window, rows, hw)
         parts = gaussians if with_gaussians else [None] * 5
         return HandsPrediction(verts, joints, self._device_inputs().valid[rows], *parts)
 
@@ -338,6 +343,11 @@ class Hand4DGSModel(Model):
         return losses
 
     def get_metrics_dict(self, outputs, batch) -> Dict[str, Tensor]:
+        # nerfstudio asks for training metrics every step but logs them every steps_per_log
+        # steps; in the vertex phase, where the host's launches set the pace, computing them
+        # on the other steps too would cost about a tenth of each step.
+        if self.training and not step_check(self.step, self._metrics_every, run_at_zero=True):
+            return {}
         metrics = {"pseudo_mpjpe_mm": mpjpe_mm(outputs["joints"].detach(), batch["pseudo_joints"], batch["valid"])}
         if "gt_joints" in batch:
             metrics["gt_mpjpe_mm"] = mpjpe_mm(outputs["joints"].detach(), batch["gt_joints"], batch["gt_valid"])

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from jaxtyping import Bool, Float, UInt8
+from jaxtyping import Bool, Float, Int, UInt8
 from torch import Tensor
 
 from hand4dgs_ns.constants import constant
@@ -77,6 +77,11 @@ def normalized_box(
     """
     x0, y0, x1, y1 = bbox_xyxy.unbind(-1)
     return torch.stack([(x0 + x1) / (2 * width), (y0 + y1) / (2 * height), (x1 - x0) / width, (y1 - y0) / height], -1)
+
+
+def normalized_frame_boxes(bbox_xyxy: Float[Tensor, "b 2 4"], image_hw: Int[Tensor, "b 2"]) -> Float[Tensor, "b 2 4"]:
+    """:func:`normalized_box` of both hands of each frame, with each frame's own image size."""
+    return normalized_box(bbox_xyxy, image_hw[:, 1:2].float(), image_hw[:, 0:1].float())
 
 
 def crop_to_image(
