@@ -25,6 +25,7 @@ from typing import Optional, Tuple
 import torch
 import tyro
 
+from hand4dgs_ns.cli.demo import setup_trainer
 from hand4dgs_ns.method_configs import hand4dgs_trainer
 
 
@@ -125,13 +126,8 @@ class BenchTrain:
         end = min(self.steps, start + self.stop_after) if self.stop_after else self.steps
         config.max_num_iterations = end - start  # the trainer counts from the checkpoint's step + 1
         run_dir.mkdir(parents=True, exist_ok=True)  # ns-train makes it when it saves config.yml; the viewer logs there
-        # As ns-train does: importing its module turns on cuDNN's autotuner; it seeds torch, numpy, random.
-        from nerfstudio.scripts.train import _set_random_seed
-
-        _set_random_seed(self.seed)
+        trainer = setup_trainer(config)  # seeded, cuDNN's autotuner on: as ns-train
         torch.backends.cudnn.benchmark = self.cudnn_benchmark
-        trainer = config.setup(local_rank=0, world_size=1)
-        trainer.setup()
         if self.phase_speed:
             result = phase_speed(trainer, self.phase_speed, self.device, self.profile_phase)
             if self.find_syncs:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Literal, Optional
 
 import torch
+from nerfstudio.engine.trainer import Trainer, TrainerConfig
 from rich.console import Console
 from rich.table import Table
 
@@ -63,12 +64,7 @@ class Demo:
         CONSOLE.print(f"  {ns_train_command(config)}", highlight=False, soft_wrap=True)
         config.set_timestamp()
         config.save_config()
-        # As ns-train's train_loop: seeded the same way, and importing its module turns on cuDNN's autotuner.
-        from nerfstudio.scripts.train import _set_random_seed
-
-        _set_random_seed(config.machine.seed)
-        trainer = config.setup(local_rank=0, world_size=1)
-        trainer.setup()
+        trainer = setup_trainer(config)
         trainer.train()
         results = trainer.pipeline.get_average_eval_image_metrics(get_std=True)
         eval_path = config.get_base_dir() / "eval.json"
@@ -79,6 +75,17 @@ class Demo:
             f"total {time.perf_counter() - started:.0f} s.\nView it: ns-viewer --load-config {config.get_base_dir() / 'config.yml'}",
             highlight=False,
         )
+
+
+def setup_trainer(config: TrainerConfig) -> Trainer:
+    """A single-process trainer, set up as ns-train's ``train_loop`` sets it up: seeded from
+    ``config.machine.seed``, and with cuDNN's autotuner on (importing ns-train's module does that)."""
+    from nerfstudio.scripts.train import _set_random_seed
+
+    _set_random_seed(config.machine.seed)
+    trainer = config.setup(local_rank=0, world_size=1)
+    trainer.setup()
+    return trainer
 
 
 def demo_config(data: Path, output_dir: Path, device: str, settings: DemoSettings, steps: int, viewer: bool):

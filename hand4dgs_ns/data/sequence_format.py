@@ -348,7 +348,7 @@ def _read_frames(folder: Path, what: str) -> tuple[list[Path], int, int]:
     """Sorted frames of an ``rgb/`` folder and the size of the first one."""
     if not folder.is_dir():
         raise file_error(folder, "is missing", f"put the {what} frames there as 000000.png, 000001.png, ...")
-    paths = list_images(folder, IMAGE_SUFFIXES)
+    paths = list_images(folder)
     if not paths:
         raise file_error(
             folder, "holds no .png or .jpg frame", f"put the {what} frames there as 000000.png, 000001.png, ..."
