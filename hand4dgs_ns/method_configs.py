@@ -13,7 +13,7 @@ from nerfstudio.engine.optimizers import AdamOptimizerConfig
 from nerfstudio.engine.trainer import TrainerConfig
 from nerfstudio.plugins.types import MethodSpecification
 
-from hand4dgs_ns.data.datamanager import HandDataManagerConfig
+from hand4dgs_ns.datamanager import HandDataManagerConfig
 from hand4dgs_ns.errors import install_excepthook
 from hand4dgs_ns.model.hand4dgs import Hand4DGSModelConfig
 from hand4dgs_ns.pipeline import Hand4DGSPipelineConfig

@@ -20,7 +20,7 @@ import torchvision.utils as vutils
 from nerfstudio.pipelines.base_pipeline import VanillaPipeline, VanillaPipelineConfig
 from rich.progress import track
 
-from hand4dgs_ns.data.datamanager import HandDataManager, HandDataManagerConfig
+from hand4dgs_ns.datamanager import HandDataManager, HandDataManagerConfig
 from hand4dgs_ns.dataparsers.hand_metadata import hand_metadata
 from hand4dgs_ns.eval.metrics import acceleration_error_mm, joint_errors_mm, root_aligned
 from hand4dgs_ns.model.hand4dgs import Hand4DGSModel, Hand4DGSModelConfig

@@ -18,8 +18,8 @@ from pathlib import Path
 import torch
 import tyro
 
-from hand4dgs_ns.preprocess.backbones import HAMER_VIT_H, HamerViT
-from hand4dgs_ns.preprocess.crops import crop_hands_per_image, crop_params
+from hand4dgs_ns.features.backbones import HAMER_VIT_H, HamerViT
+from hand4dgs_ns.features.crops import crop_hands_per_image, crop_params
 
 
 @dataclass

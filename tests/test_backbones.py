@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from hand4dgs_ns.errors import Hand4DGSError
-from hand4dgs_ns.preprocess.backbones import HAMER_VIT_H, HamerViT, SmallCNN, ViTConfig, make_backbone
+from hand4dgs_ns.features.backbones import HAMER_VIT_H, HamerViT, SmallCNN, ViTConfig, make_backbone
 
 TINY = ViTConfig(img_hw=(64, 48), depth=2, embed_dim=64, num_heads=4)
 

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from hand4dgs_ns.preprocess.crops import (
+from hand4dgs_ns.features.crops import (
     IMAGENET_MEAN,
     IMAGENET_STD,
     crop_hands,

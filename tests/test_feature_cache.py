@@ -14,10 +14,10 @@ import pytest
 import torch
 from rich.console import Console
 
-from hand4dgs_ns.data.feature_cache import CacheKey, FeatureCache, hand_features_for_sequence
+from hand4dgs_ns.features.cache import CacheKey, FeatureCache, hand_features_for_sequence
 from hand4dgs_ns.errors import Hand4DGSError
-from hand4dgs_ns.preprocess.backbones import HamerViT, SmallCNN, ViTConfig
-from hand4dgs_ns.preprocess.crops import crop_hands, crop_params, crops_to_uint8
+from hand4dgs_ns.features.backbones import HamerViT, SmallCNN, ViTConfig
+from hand4dgs_ns.features.crops import crop_hands, crop_params, crops_to_uint8
 
 KEY = CacheKey(frames="frames", boxes="boxes", backbone="bb:12x64", weights="w", crop="c", content="tokens")
 
@@ -134,7 +134,7 @@ def test_interrupted_build_leaves_nothing_that_looks_valid(tmp_path):
 def test_progress_bar_works_without_a_terminal(tmp_path):
     script = textwrap.dedent(f"""
         import numpy as np
-        from hand4dgs_ns.data.feature_cache import CacheKey, FeatureCache
+        from hand4dgs_ns.features.cache import CacheKey, FeatureCache
         key = CacheKey("f", "b", "bb", "w", "c", "tokens")
         out = FeatureCache({str(tmp_path)!r}).get_or_build(key, lambda: (np.ones((2, 2, 3)) for _ in range(5)), total=10)
         print("rows", len(out))

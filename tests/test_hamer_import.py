@@ -12,7 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
-from hand4dgs_ns.data.feature_cache import array_digest
+from hand4dgs_ns.features.cache import array_digest
 from hand4dgs_ns.dataparsers.hand_metadata import SequenceTensors
 from hand4dgs_ns.datasets.hamer import (
     HamerFrame,
@@ -29,7 +29,7 @@ from hand4dgs_ns.datasets.hamer import (
 from hand4dgs_ns.errors import Hand4DGSError
 from hand4dgs_ns.geometry.rotations import axis_angle_to_matrix
 from hand4dgs_ns.hands import hand_forward, load_mano
-from hand4dgs_ns.preprocess.crops import crop_hands_per_image, crop_params, crop_to_image
+from hand4dgs_ns.features.crops import crop_hands_per_image, crop_params, crop_to_image
 from hand4dgs_ns.preprocess.hamer_runner import preprocess_sequence
 from hand4dgs_ns.synthetic.rasterizer import rasterize_mesh
 

@@ -97,7 +97,7 @@ def test_pipeline_train_sets_every_submodule(pipeline):
 @pytest.mark.parametrize("with_gaussians", [False, True])
 def test_graphed_network_computes_what_the_eager_path_does(pipeline, with_gaussians):
     """The module recorded as CUDA graphs (run here without recording) matches predict_hands."""
-    from hand4dgs_ns.model.graphed import NetworkStep
+    from hand4dgs_ns.network.graphed import NetworkStep
 
     model = pipeline.model
     model.eval()

@@ -2,8 +2,8 @@
 
 import torch
 
-from hand4dgs_ns.data.windows import window_indices
-from hand4dgs_ns.model.layers import TemporalConv, mlp, squash_tokens
+from hand4dgs_ns.features.windows import window_indices
+from hand4dgs_ns.network.layers import TemporalConv, mlp, squash_tokens
 from hand4dgs_ns.model.losses import LossSchedule, image_loss, masked_target, opacity_loss, point_loss
 
 

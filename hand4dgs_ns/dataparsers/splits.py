@@ -11,7 +11,11 @@ from typing_extensions import assert_never
 
 from hand4dgs_ns.errors import Hand4DGSError
 
-EvalMode = Literal["interval", "sequences", "all"]
+EvalMode = Literal["interval", "sequences", "split-file", "all"]
+
+SPLIT_FILE = "splits.json"
+"""File beside a folder of sequence folders naming its train and test videos:
+``{"train": ["train_000", ...], "test": ["test_000", ...]}`` (written by ``hand4dgs synth-set``)."""
 
 
 def split_frames(

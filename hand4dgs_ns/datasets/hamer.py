@@ -288,7 +288,7 @@ def hamer_outputs_to_frame(
             ``pred_vertices`` (B,778,3), ``pred_keypoints_3d`` (B,21,3). Not modified.
         box_center: unmirrored box centres in image pixels (HaMeR's ``box_center``).
         box_size: square crop sides in image pixels (HaMeR's ``box_size``; see
-            :func:`hand4dgs_ns.preprocess.crops.crop_params`).
+            :func:`hand4dgs_ns.features.crops.crop_params`).
         is_right: which crops are right hands (the others were mirrored).
         width, height: the image size.
 

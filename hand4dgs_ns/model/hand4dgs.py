@@ -22,16 +22,16 @@ from torch import Tensor
 from torch.nn import Parameter
 from typing_extensions import assert_never
 
-from hand4dgs_ns.data.frame_inputs import INPUTS_KEY, FrameInputs
+from hand4dgs_ns.features.frame_inputs import INPUTS_KEY, FrameInputs
 from hand4dgs_ns.dataparsers.hand_metadata import METADATA_KEY, HandSequencesMetadata
 from hand4dgs_ns.eval.metrics import crop_image_metrics, mpjpe_mm
 from hand4dgs_ns.geometry.alignment import kabsch_rotation, mean_rotation
 from hand4dgs_ns.geometry.cameras import invert_rigid, opengl_to_opencv_c2w, transform_points
 from hand4dgs_ns.hands.lbs import hand_forward
 from hand4dgs_ns.hands.template import HandTemplate, load_template
-from hand4dgs_ns.model.graphed import NetworkStep, graphed_network
-from hand4dgs_ns.model.hand_branch import BranchSizes, HandBranch
-from hand4dgs_ns.model.layers import squash_tokens
+from hand4dgs_ns.network.graphed import NetworkStep, graphed_network
+from hand4dgs_ns.network.hand_branch import BranchSizes, HandBranch
+from hand4dgs_ns.network.layers import squash_tokens
 from hand4dgs_ns.model.losses import (
     LossSchedule,
     image_loss,
@@ -40,8 +40,8 @@ from hand4dgs_ns.model.losses import (
     point_loss,
     scale_range_loss,
 )
-from hand4dgs_ns.preprocess.backbones import SmallCNN, SmallCNNConfig
-from hand4dgs_ns.preprocess.crops import normalize_imagenet, normalized_frame_boxes, uint8_crops_to_input
+from hand4dgs_ns.features.backbones import SmallCNN, SmallCNNConfig
+from hand4dgs_ns.features.crops import normalize_imagenet, normalized_frame_boxes, uint8_crops_to_input
 from hand4dgs_ns.render import rasterize
 
 SIDES = ("left", "right")
@@ -109,7 +109,7 @@ class Hand4DGSModelConfig(ModelConfig):
     cuda_graphs: bool = True
     """Training on CUDA: record the network's forward and backward (backbone, both hand branches,
     Gaussians) as CUDA graphs, one per batch size and loss phase, and replay them every step
-    (see hand4dgs_ns/model/graphed.py); the backbone then runs on every window frame. About 6x
+    (see hand4dgs_ns/network/graphed.py); the backbone then runs on every window frame. About 6x
     faster steps in the vertex phase, 2x in the image phase (docs/benchmarks.md). No effect on a CPU
     or outside training."""
     compile_graphs: bool = True

@@ -5,11 +5,11 @@ of this project; without it, pseudo-labels can be imported as per-frame npz file
 (FORMATS.md section 5). The maths lives in :mod:`hand4dgs_ns.datasets.hamer`; this module only
 feeds the network and writes its outputs.
 
-HaMeR's input is our crop of each box: :func:`~hand4dgs_ns.preprocess.crops.crop_params` with
+HaMeR's input is our crop of each box: :func:`~hand4dgs_ns.features.crops.crop_params` with
 HaMeR's demo enlargement (2.0) and its 3:4 aspect, resampled to the full 256 x 256 square
 (HaMeR's ``batch['img']``; the model itself keeps the central 256 x 192 for its ViT), left
 hands mirrored, ImageNet-normalised: what ``ViTDetDataset`` produces, up to its half-pixel
-convention (see :mod:`hand4dgs_ns.preprocess.crops`).
+convention (see :mod:`hand4dgs_ns.features.crops`).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from hand4dgs_ns.data.feature_cache import FeatureCache, hand_features_for_sequence
+from hand4dgs_ns.features.cache import FeatureCache, hand_features_for_sequence
 from hand4dgs_ns.datasets.base import DatasetSequence
 from hand4dgs_ns.datasets.hamer import (
     HAMER_FOCAL_LENGTH,
@@ -36,8 +36,8 @@ from hand4dgs_ns.datasets.hamer import (
 )
 from hand4dgs_ns.errors import Hand4DGSError
 from hand4dgs_ns.paths import cache_root
-from hand4dgs_ns.preprocess.backbones import make_backbone
-from hand4dgs_ns.preprocess.crops import HAMER_BBOX_SHAPE_HW, HAMER_RESCALE, crop_hands_per_image, crop_params
+from hand4dgs_ns.features.backbones import make_backbone
+from hand4dgs_ns.features.crops import HAMER_BBOX_SHAPE_HW, HAMER_RESCALE, crop_hands_per_image, crop_params
 from hand4dgs_ns.progress import progress_bar
 
 HAMER_URL = "https://github.com/geopavlakos/hamer"

@@ -13,7 +13,7 @@ from torch import Tensor, nn
 class HandBackbone(nn.Module):
     """A crop encoder: ``(N, 3, h, w)`` ImageNet-normalised crops -> ``(N, num_tokens, token_dim)``.
 
-    Left hands arrive mirrored (see :mod:`hand4dgs_ns.preprocess.crops`). A frozen backbone
+    Left hands arrive mirrored (see :mod:`hand4dgs_ns.features.crops`). A frozen backbone
     (``trainable=False``) is run once per sequence and its tokens are cached; a trainable one
     is part of the model and only its crops are cached.
     """

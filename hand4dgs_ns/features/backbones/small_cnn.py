@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from jaxtyping import Float
 from torch import Tensor, nn
 
-from hand4dgs_ns.preprocess.backbones.base import HandBackbone
+from hand4dgs_ns.features.backbones.base import HandBackbone
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Callable, Iterator, Optional
 import torch
 from torch import Tensor, nn
 
-from hand4dgs_ns.preprocess.crops import normalized_frame_boxes
+from hand4dgs_ns.features.crops import normalized_frame_boxes
 
 if TYPE_CHECKING:
     from hand4dgs_ns.model.hand4dgs import Hand4DGSModel

@@ -15,7 +15,7 @@ import torch
 from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
-from hand4dgs_ns.data.windows import window_indices
+from hand4dgs_ns.features.windows import window_indices
 
 INPUTS_KEY = "hand4dgs_inputs"
 """Key of :class:`FrameInputs` in the datasets' ``metadata`` dict."""

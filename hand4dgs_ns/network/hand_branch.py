@@ -25,7 +25,7 @@ from hand4dgs_ns.gaussians import (
 from hand4dgs_ns.geometry.rotations import matrix_to_rotation_6d, rotation_6d_to_matrix
 from hand4dgs_ns.hands.lbs import HandLayer, hand_forward
 from hand4dgs_ns.hands.template import HandTemplate
-from hand4dgs_ns.model.layers import TemporalConv, mlp
+from hand4dgs_ns.network.layers import TemporalConv, mlp
 
 _IDENTITY_6D = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
 

@@ -25,7 +25,7 @@ from jaxtyping import Float
 from torch import Tensor, nn
 
 from hand4dgs_ns.errors import Hand4DGSError
-from hand4dgs_ns.preprocess.backbones.base import HandBackbone
+from hand4dgs_ns.features.backbones.base import HandBackbone
 
 CHECKPOINT_PREFIX = "backbone."
 _GET_IT = "download HaMeR's checkpoint from its project page and pass its path"

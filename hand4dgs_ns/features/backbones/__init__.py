@@ -8,9 +8,9 @@ from typing import Literal
 from typing_extensions import assert_never
 
 from hand4dgs_ns.errors import Hand4DGSError
-from hand4dgs_ns.preprocess.backbones.base import HandBackbone
-from hand4dgs_ns.preprocess.backbones.small_cnn import SmallCNN, SmallCNNConfig
-from hand4dgs_ns.preprocess.backbones.vit_hamer import HAMER_VIT_H, HamerViT, ViTConfig
+from hand4dgs_ns.features.backbones.base import HandBackbone
+from hand4dgs_ns.features.backbones.small_cnn import SmallCNN, SmallCNNConfig
+from hand4dgs_ns.features.backbones.vit_hamer import HAMER_VIT_H, HamerViT, ViTConfig
 
 BackboneName = Literal["hamer-vit-h", "small-cnn"]
 

@@ -4,7 +4,7 @@ Each training step draws several frames of one sequence (frames of one sequence 
 image size, so they render in one batched call). The batch carries what the losses and
 metrics compare against: the frame, its hand mask, boxes, pseudo-labels and (for evaluation
 only) ground truth. The backbone inputs of every frame (crops or cached tokens) are built once
-through the on-disk feature cache and handed to the model (see :mod:`hand4dgs_ns.data.frame_inputs`).
+through the on-disk feature cache and handed to the model (see :mod:`hand4dgs_ns.features.frame_inputs`).
 """
 
 from __future__ import annotations
@@ -25,13 +25,13 @@ from nerfstudio.data.utils.dataloaders import FixedIndicesEvalDataloader
 from PIL import Image
 from torch.nn import Parameter
 
-from hand4dgs_ns.data.feature_cache import FeatureCache, hand_features_for_sequence
-from hand4dgs_ns.data.frame_inputs import INPUTS_KEY, FrameInputs
+from hand4dgs_ns.features.cache import FeatureCache, hand_features_for_sequence
+from hand4dgs_ns.features.frame_inputs import INPUTS_KEY, FrameInputs
 from hand4dgs_ns.dataparsers.hand_metadata import HandSequencesMetadata, SequenceTensors, hand_metadata
 from hand4dgs_ns.dataparsers.sequence_dataparser import SequenceDataParserConfig
 from hand4dgs_ns.errors import Hand4DGSError
 from hand4dgs_ns.paths import cache_root
-from hand4dgs_ns.preprocess.backbones import BackboneName, make_backbone
+from hand4dgs_ns.features.backbones import BackboneName, make_backbone
 from hand4dgs_ns.progress import progress_bar
 
 

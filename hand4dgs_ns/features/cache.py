@@ -31,8 +31,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from hand4dgs_ns.errors import Hand4DGSError
-from hand4dgs_ns.preprocess.backbones.base import HandBackbone
-from hand4dgs_ns.preprocess.crops import (
+from hand4dgs_ns.features.backbones.base import HandBackbone
+from hand4dgs_ns.features.crops import (
     HAMER_BBOX_SHAPE_HW,
     HAMER_RESCALE,
     crop_hands_per_image,
@@ -319,7 +319,7 @@ def hand_features_for_sequence(
     Returns:
         A read-only memory map: ``(F, 2, tokens, channels)`` float16 for a frozen backbone,
         ``(F, 2, 3, h, w)`` uint8 crops in [0, 255] for a trainable one (feed them through
-        :func:`hand4dgs_ns.preprocess.crops.uint8_crops_to_input`).
+        :func:`hand4dgs_ns.features.crops.uint8_crops_to_input`).
     """
     paths = [Path(p) for p in image_paths]
     bbox = np.asarray(bbox, np.float32)
