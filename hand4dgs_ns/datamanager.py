@@ -25,13 +25,13 @@ from nerfstudio.data.utils.dataloaders import FixedIndicesEvalDataloader
 from PIL import Image
 from torch.nn import Parameter
 
-from hand4dgs_ns.features.cache import FeatureCache, hand_features_for_sequence
-from hand4dgs_ns.features.frame_inputs import INPUTS_KEY, FrameInputs
+from hand4dgs_ns.features.backbones import BackboneName
+from hand4dgs_ns.features.frame_inputs import INPUTS_KEY
+from hand4dgs_ns.features.staging import PinnedStager
+from hand4dgs_ns.features.video_inputs import build_frame_inputs
 from hand4dgs_ns.dataparsers.hand_metadata import HandSequencesMetadata, SequenceTensors, hand_metadata
 from hand4dgs_ns.dataparsers.sequence_dataparser import SequenceDataParserConfig
 from hand4dgs_ns.errors import Hand4DGSError
-from hand4dgs_ns.paths import cache_root
-from hand4dgs_ns.features.backbones import BackboneName, make_backbone
 from hand4dgs_ns.progress import progress_bar
 
 
@@ -76,18 +76,17 @@ class HandDataManagerConfig(FullImageDatamanagerConfig):
 
 @dataclass(frozen=True)
 class _SequenceImages:
-    """The cached frames of one sequence and one split.
+    """The cached frames of one sequence and one split, on the host.
 
-    Everything a training step indexes lives on the training device and is indexed with a
-    device tensor; the cameras stay on the host (the model reads their frame indices there),
-    so serving a batch never makes the host wait for the GPU.
+    Only a batch's frames reach the device (through page-locked buffers, so serving a batch never
+    makes the host wait for the GPU): GPU memory does not grow with the number of videos.
     """
 
-    frames: torch.Tensor  # (n,) frame indices within the sequence, on the device
-    dataset_index: torch.Tensor  # (n,) index of each frame in the split's dataset, on the host
+    frames: torch.Tensor  # (n,) frame indices within the sequence
+    dataset_index: torch.Tensor  # (n,) index of each frame in the split's dataset
     images: torch.Tensor  # (n, H, W, 3) uint8
     masks: torch.Tensor  # (n, H, W) uint8 labels: 0 background, 1 left, 2 right
-    targets: dict  # hand_targets of the n frames, on the device
+    targets: dict  # hand_targets of the n frames
 
 
 class HandDataManager(DataManager):
@@ -121,11 +120,12 @@ class HandDataManager(DataManager):
             for dataset in (self.train_dataset, self.eval_dataset):
                 dataset.cameras.rescale_output_resolution(self.config.image_scale)
         self.hands: HandSequencesMetadata = hand_metadata(self.train_dataset.metadata)
-        inputs = build_frame_inputs(self.hands.sequences, self.config)
+        inputs = build_frame_inputs(self.hands.sequences, self.config.backbone, self.config.hamer_checkpoint, self.config.cache_dir)
         for dataset in (self.train_dataset, self.eval_dataset):
             dataset.metadata[INPUTS_KEY] = inputs
         self.frame_inputs = inputs
         self._generator = torch.Generator().manual_seed(self.config.seed)
+        self._stager = PinnedStager(self.device)
         self._train: dict[int, _SequenceImages] = {}
         self._eval: dict[int, _SequenceImages] = {}
         super().__init__()  # calls setup_train / setup_eval unless test_mode is "inference"
@@ -158,11 +158,11 @@ class HandDataManager(DataManager):
                     images.append(_read_image(sequence.image_paths[f], "Frame", size, Image.Resampling.BOX, "RGB"))
                     masks.append(_read_image(sequence.mask_paths[f], "Mask", size, Image.Resampling.NEAREST, None))
             per_sequence[s] = _SequenceImages(
-                frames=frames.to(self.device),
+                frames=frames,
                 dataset_index=rows,
-                images=torch.from_numpy(np.stack(images)).to(self.device),
-                masks=torch.from_numpy(np.stack(masks)).to(self.device),
-                targets=hand_targets(sequence, frames, self.device),
+                images=torch.from_numpy(np.stack(images)),
+                masks=torch.from_numpy(np.stack(masks)),
+                targets=hand_targets(sequence, frames),
             )
         return per_sequence
 
@@ -197,14 +197,14 @@ class HandDataManager(DataManager):
     def _batch(self, dataset: InputDataset, s: int, cached: _SequenceImages, pick: torch.Tensor) -> Tuple[Cameras, Dict]:
         """Cameras (on the host, which the model reads without waiting for the GPU) and the batch (on the device)."""
         cameras = dataset.cameras[cached.dataset_index[pick]]
-        on_device = pick.to(self.device, non_blocking=True)
-        frames = cached.frames[on_device]
+        frames = cached.frames[pick]
+        to_device = self._stager.to_device
         batch = {
-            "image": cached.images[on_device].float() / 255.0,
-            "hand_mask": cached.masks[on_device],
-            "sequence_index": torch.full_like(frames, s),
-            "frame_index": frames,
-            **{key: value[on_device] for key, value in cached.targets.items()},
+            "image": to_device(cached.images[pick]).float() / 255.0,
+            "hand_mask": to_device(cached.masks[pick]),
+            "sequence_index": to_device(torch.full_like(frames, s)),
+            "frame_index": to_device(frames),
+            **{key: to_device(value[pick]) for key, value in cached.targets.items()},
         }
         batch["bbox_image"] = batch["bbox"] * self.config.image_scale  # boxes in the rendered image's pixels
         return cameras, batch
@@ -225,7 +225,7 @@ class HandDataManager(DataManager):
         return {}
 
 
-def hand_targets(sequence: SequenceTensors, frames: torch.Tensor, device: torch.device) -> dict[str, torch.Tensor]:
+def hand_targets(sequence: SequenceTensors, frames: torch.Tensor) -> dict[str, torch.Tensor]:
     """Boxes, validity, pseudo-labels and (if present) ground truth of some frames of a sequence."""
     out = {
         "bbox": sequence.bbox[frames],
@@ -237,33 +237,7 @@ def hand_targets(sequence: SequenceTensors, frames: torch.Tensor, device: torch.
     if sequence.gt_joints is not None:
         out["gt_joints"] = sequence.gt_joints[frames]
         out["gt_valid"] = sequence.gt_valid[frames]
-    return {key: value.to(device) for key, value in out.items()}
-
-
-def build_frame_inputs(sequences: tuple[SequenceTensors, ...], config: HandDataManagerConfig) -> FrameInputs:
-    """Every frame's backbone inputs through the feature cache, plus boxes and ego cameras."""
-    backbone = make_backbone(config.backbone, config.hamer_checkpoint)
-    if not backbone.trainable and torch.cuda.is_available():
-        backbone = backbone.cuda()
-    cache = FeatureCache(config.cache_dir or cache_root() / "features")
-    data = [
-        torch.from_numpy(
-            np.array(hand_features_for_sequence(list(s.image_paths), s.bbox.numpy(), s.valid.numpy(), backbone, cache))
-        )
-        for s in sequences
-    ]
-    lengths = torch.tensor([s.num_frames for s in sequences])
-    return FrameInputs(
-        kind="crops" if backbone.trainable else "tokens",
-        data=torch.cat(data),
-        bbox=torch.cat([s.bbox for s in sequences]),
-        valid=torch.cat([s.valid for s in sequences]),
-        K=torch.cat([s.K for s in sequences]),
-        c2w=torch.cat([s.c2w for s in sequences]),
-        image_hw=torch.tensor([[s.height, s.width] for s in sequences]),
-        offsets=torch.cumsum(lengths, 0) - lengths,
-        lengths=lengths,
-    )
+    return out
 
 
 def _read_image(path: Path, what: str, size: tuple[int, int], resample: Image.Resampling, mode: str | None) -> np.ndarray:

@@ -153,7 +153,7 @@ class BenchTrain:
             "compile": self.compile,
             "cuda_graphs": self.cuda_graphs,
             "compile_graphs": self.compile_graphs,
-            "num_gaussians": sum(b.num_gaussians for b in trainer.pipeline.model.branches),
+            "num_gaussians": sum(b.num_gaussians for b in trainer.pipeline.model.network.branches),
             "it_per_s": (end - start) / wall,
             "wall_s": wall,
             "peak_gpu_mem_gib": torch.cuda.max_memory_allocated() / 2**30 if self.device == "cuda" else None,

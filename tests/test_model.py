@@ -55,7 +55,7 @@ def test_outputs_and_losses_in_both_phases(pipeline):
     losses = model.get_loss_dict(out, batch)
     assert {"vertex_loss", "image_loss", "scale_loss", "opacity_loss"} <= losses.keys()
     sum(losses.values()).backward()
-    grads = [p.grad for p in model.branches[0].color_mlp.parameters()]
+    grads = [p.grad for p in model.network.branches[0].color_mlp.parameters()]
     assert all(g is not None and torch.isfinite(g).all() for g in grads)
 
 
@@ -87,7 +87,7 @@ def test_training_metrics_only_on_logging_steps(pipeline):
 def test_pipeline_train_sets_every_submodule(pipeline):
     """pipeline.train() skips re-setting flags only when every submodule already has them."""
     pipeline.train()
-    pipeline.model.branches[1].color_mlp.eval()
+    pipeline.model.network.branches[1].color_mlp.eval()
     pipeline.train()
     assert all(m.training for m in pipeline.modules())
     pipeline.eval()
@@ -96,7 +96,8 @@ def test_pipeline_train_sets_every_submodule(pipeline):
 
 @pytest.mark.parametrize("with_gaussians", [False, True])
 def test_graphed_network_computes_what_the_eager_path_does(pipeline, with_gaussians):
-    """The module recorded as CUDA graphs (run here without recording) matches predict_hands."""
+    """The module recorded as CUDA graphs (run here without recording, on every window row) matches predict_hands."""
+    from hand4dgs_ns.features.staging import PinnedStager
     from hand4dgs_ns.network.graphed import NetworkStep
 
     model = pipeline.model
@@ -105,17 +106,52 @@ def test_graphed_network_computes_what_the_eager_path_does(pipeline, with_gaussi
     sequence = torch.zeros_like(frames)
     with torch.no_grad():
         eager = model.predict_hands(sequence, frames, with_gaussians=with_gaussians)
-        rows = model.inputs.rows(sequence, frames)
-        window = model.inputs.window_rows(sequence, frames, model.config.window // 2)
-        out = NetworkStep(model, with_gaussians)(window, rows, model.inputs.image_hw[sequence])
+        x = model.inputs.network_inputs(sequence, frames, model.config.window // 2, PinnedStager("cpu"), distinct=False)
+        assert x.frames.shape[0] == 4 * model.config.window  # every window row, not de-duplicated
+        step = NetworkStep(model.network, with_gaussians, compile=False)
+        out = step(x.frames, x.window, x.bbox, x.valid, x.K, x.c2w, x.image_hw)
     expected = [eager.vertices, eager.joints]
     if with_gaussians:
         expected += [eager.means, eager.quats, eager.scales, eager.opacities, eager.colors]
     assert len(out) == len(expected)
     for got, want in zip(out, expected):
         torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-4)
-    step_params = {id(p) for p in NetworkStep(model, with_gaussians).parameters()}
+    step_params = {id(p) for p in step.parameters()}
     assert step_params <= {id(p) for p in model.parameters()} and len(step_params) > 0
+
+
+def test_index_free_network_predicts_what_training_indexing_does(pipeline, tmp_path):
+    """The network alone, fed from the clip's files (as inference feeds it), predicts what the model
+    predicts for the same frames through the dataset's (sequence, frame) indices."""
+    from hand4dgs_ns.datasets.detect import DatasetOptions, load_sequences
+    from hand4dgs_ns.dataparsers.hand_metadata import SequenceTensors
+    from hand4dgs_ns.features.staging import PinnedStager
+    from hand4dgs_ns.features.video_inputs import build_frame_inputs
+
+    model = pipeline.model
+    model.eval()
+    data = pipeline.datamanager.get_datapath()
+    videos = [SequenceTensors.from_sequence(s) for s in load_sequences(data, DatasetOptions())]
+    inputs = build_frame_inputs(videos, "small-cnn", cache_dir=tmp_path / "features")
+    frames = torch.tensor([0, 1, 5, 8])
+    with torch.no_grad():
+        indexed = model.predict_hands(torch.zeros_like(frames), frames)
+        x = inputs.network_inputs(torch.zeros_like(frames), frames, model.config.window // 2, PinnedStager("cpu"))
+        free = model.network(x)
+    for name in ("vertices", "joints", "means", "colors", "scales", "opacities"):
+        torch.testing.assert_close(getattr(free, name), getattr(indexed, name))
+    template = model.network.branches[0].hand.template
+    assert free.betas.shape == (4, 2, template.num_betas)
+    assert free.hand_pose.shape == (4, 2, template.num_joints - 1, 3, 3)
+
+
+def test_network_names_its_pose_and_appearance_parameters(pipeline):
+    network = pipeline.model.network
+    pose = {id(p) for p in network.pose_parameters()}
+    appearance = {id(p) for p in network.appearance_parameters()}
+    assert pose and appearance and not pose & appearance
+    assert pose | appearance == {id(p) for p in network.parameters()}
+    assert {id(p) for p in network.gaussian_parameters()} <= appearance
 
 
 @pytest.mark.cuda
@@ -148,7 +184,7 @@ def test_cuda_graphs_match_eager_outputs_and_gradients(tmp_path, monkeypatch, co
         hands = model.predict_hands(sequence, frames, with_gaussians=True)
         loss = hands.joints.square().sum() + hands.colors.sum() + hands.scales.sum()
         loss.backward()
-        grads = [p.grad.clone() if p.grad is not None else None for p in model.branches[1].parameters()]
+        grads = [p.grad.clone() if p.grad is not None else None for p in model.network.branches[1].parameters()]
         results.append((hands.joints.detach().clone(), hands.colors.detach().clone(), grads))
     assert len(model._graphs) == 1
     eager = results[2]
@@ -156,7 +192,7 @@ def test_cuda_graphs_match_eager_outputs_and_gradients(tmp_path, monkeypatch, co
         torch.testing.assert_close(joints, eager[0], atol=1e-5, rtol=1e-4)
         torch.testing.assert_close(colors, eager[1], atol=1e-5, rtol=1e-4)
         # The graph's backward gives zeros where eager autograd leaves None (a parameter the loss does not reach).
-        for g, ref, p in zip(grads, eager[2], model.branches[1].parameters()):
+        for g, ref, p in zip(grads, eager[2], model.network.branches[1].parameters()):
             g = torch.zeros_like(p) if g is None else g
             ref = torch.zeros_like(p) if ref is None else ref
             assert (g - ref).abs().max() <= 1e-4 * ref.abs().max().clamp(min=1.0)

@@ -43,7 +43,7 @@ def test_checkpoint_holds_only_plain_data(trained):
     assert ckpts, "training saved no checkpoint"
     state = torch.load(ckpts[-1], map_location="cpu", weights_only=True)
     pipeline = state["pipeline"]
-    assert any(k.startswith("_model.branches.0.") for k in pipeline)
+    assert any(k.startswith("_model.network.branches.0.") for k in pipeline)
     # Frame inputs (crops or tokens) are data, not weights: they never enter the checkpoint.
     assert not any("inputs" in k for k in pipeline)
 

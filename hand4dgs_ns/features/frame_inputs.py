@@ -1,21 +1,26 @@
-"""The model's per-frame inputs: backbone crops or tokens, boxes and ego cameras, for every frame.
+"""Every frame's network inputs, kept on the host: backbone crops or tokens, boxes and ego cameras.
 
 The network is feed-forward: any frame of any sequence (a training frame, a held-out one, the
 frame under the viewer's time slider) is predicted from that frame's window of backbone inputs
-and its ego camera. Those inputs are data, not weights, so they travel to the model beside the
-dataparser's metadata and never enter a checkpoint.
+and its ego camera. Those inputs are data, not weights: they travel to the model beside the
+dataparser's metadata and never enter a checkpoint. The backbone inputs stay memory-mapped from
+the feature cache and only a batch's windows are copied to the device
+(:meth:`FrameInputs.network_inputs`), so GPU memory does not grow with the number of videos.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass
 from typing import Any, Literal
 
+import numpy as np
 import torch
 from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
+from hand4dgs_ns.features.staging import PinnedStager
 from hand4dgs_ns.features.windows import window_indices
+from hand4dgs_ns.network.hand_network import InputSpec, NetworkInputs
 
 INPUTS_KEY = "hand4dgs_inputs"
 """Key of :class:`FrameInputs` in the datasets' ``metadata`` dict."""
@@ -27,8 +32,9 @@ class FrameInputs:
 
     kind: Literal["crops", "tokens"]
     """``crops``: uint8 hand crops for a backbone trained with the model; ``tokens``: a frozen backbone's float16 tokens."""
-    data: Tensor
-    """(T, 2, 3, h, w) uint8 crops or (T, 2, tokens, channels) float16 tokens; slot 0 left, 1 right."""
+    data: tuple[np.ndarray, ...]
+    """Per sequence, (F, 2, 3, h, w) uint8 crops or (F, 2, tokens, channels) float16 tokens, usually
+    read-only memory maps of the feature cache; slot 0 left, 1 right."""
     bbox: Float[Tensor, "T 2 4"]
     """Hand boxes, xyxy pixels of the ego frame."""
     valid: Bool[Tensor, "T 2"]
@@ -48,8 +54,15 @@ class FrameInputs:
         # nerfstudio deep-copies dataset metadata; these read-only arrays are shared instead.
         return self
 
-    def to(self, device: torch.device | str) -> FrameInputs:
-        return replace(self, **{f.name: getattr(self, f.name).to(device) for f in fields(self) if isinstance(getattr(self, f.name), Tensor)})
+    @property
+    def spec(self) -> InputSpec:
+        """What one hand's backbone input is (the network is built for it)."""
+        return InputSpec(kind=self.kind, shape=tuple(int(n) for n in self.data[0].shape[2:]))
+
+    @property
+    def nbytes(self) -> int:
+        """Size of the backbone inputs of every frame (on disk or in the page cache, not on the device)."""
+        return sum(int(d.nbytes) for d in self.data)
 
     def rows(self, sequence: Int[Tensor, "b"], frame: Int[Tensor, "b"]) -> Int[Tensor, "b"]:
         """Flat row of each (sequence, frame), frames clamped into their sequence."""
@@ -59,3 +72,45 @@ class FrameInputs:
     def window_rows(self, sequence: Int[Tensor, "b"], frame: Int[Tensor, "b"], half_width: int) -> Int[Tensor, "b w"]:
         """Flat rows of each frame's temporal window, edge-replicated at the sequence's ends."""
         return self.offsets[sequence, None] + window_indices(frame, self.lengths[sequence], half_width)
+
+    def gather(self, rows: Int[Tensor, "n"]) -> np.ndarray:
+        """Backbone inputs of flat ``rows`` (host array, read from the memory maps)."""
+        rows_np = rows.numpy()
+        sequence = np.searchsorted(self.offsets.numpy(), rows_np, side="right") - 1
+        first = self.data[0]
+        out = np.empty((len(rows_np), *first.shape[1:]), dtype=first.dtype)
+        for s in np.unique(sequence):
+            pick = sequence == s
+            out[pick] = self.data[s][rows_np[pick] - int(self.offsets[s])]
+        return out
+
+    def network_inputs(
+        self,
+        sequence: Int[Tensor, "b"],
+        frame: Int[Tensor, "b"],
+        half_width: int,
+        stager: PinnedStager,
+        distinct: bool = True,
+    ) -> NetworkInputs:
+        """The network's inputs for frames ``(sequence, frame)`` (host indices), on ``stager``'s device.
+
+        With ``distinct`` each frame that several windows share is sent once (neighbouring
+        frames share most of their windows); without it every window row is sent, so the
+        shapes depend on the batch size alone (what CUDA graphs need).
+        """
+        sequence, frame = sequence.cpu().long(), frame.cpu().long()
+        window = self.window_rows(sequence, frame, half_width)
+        if distinct:
+            unique, local = torch.unique(window, return_inverse=True)
+        else:
+            unique, local = window.reshape(-1), torch.arange(window.numel()).reshape(window.shape)
+        rows = self.rows(sequence, frame)
+        return NetworkInputs(
+            frames=stager.to_device(self.gather(unique)),
+            window=stager.to_device(local),
+            bbox=stager.to_device(self.bbox[rows]),
+            valid=stager.to_device(self.valid[rows]),
+            K=stager.to_device(self.K[rows]),
+            c2w=stager.to_device(self.c2w[rows]),
+            image_hw=stager.to_device(self.image_hw[sequence]),
+        )

@@ -10,7 +10,6 @@ camera and rendered from whichever camera was given, so novel views need no extr
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Dict, List, Literal, Optional, Tuple, Type
 
 import torch
@@ -23,15 +22,16 @@ from torch.nn import Parameter
 from typing_extensions import assert_never
 
 from hand4dgs_ns.features.frame_inputs import INPUTS_KEY, FrameInputs
+from hand4dgs_ns.features.staging import PinnedStager
 from hand4dgs_ns.dataparsers.hand_metadata import METADATA_KEY, HandSequencesMetadata
 from hand4dgs_ns.eval.metrics import crop_image_metrics, mpjpe_mm
 from hand4dgs_ns.geometry.alignment import kabsch_rotation, mean_rotation
 from hand4dgs_ns.geometry.cameras import invert_rigid, opengl_to_opencv_c2w, transform_points
 from hand4dgs_ns.hands.lbs import hand_forward
-from hand4dgs_ns.hands.template import HandTemplate, load_template
-from hand4dgs_ns.network.graphed import NetworkStep, graphed_network
-from hand4dgs_ns.network.hand_branch import BranchSizes, HandBranch
-from hand4dgs_ns.network.layers import squash_tokens
+from hand4dgs_ns.hands.template import HandTemplate
+from hand4dgs_ns.network.config import HandNetworkConfig
+from hand4dgs_ns.network.graphed import GraphedNetwork
+from hand4dgs_ns.network.hand_network import HandNetwork, HandsPrediction
 from hand4dgs_ns.model.losses import (
     LossSchedule,
     image_loss,
@@ -40,47 +40,18 @@ from hand4dgs_ns.model.losses import (
     point_loss,
     scale_range_loss,
 )
-from hand4dgs_ns.features.backbones import SmallCNN, SmallCNNConfig
-from hand4dgs_ns.features.crops import normalize_imagenet, normalized_frame_boxes, uint8_crops_to_input
 from hand4dgs_ns.render import rasterize
 
 SIDES = ("left", "right")
 
 
 @dataclass
-class Hand4DGSModelConfig(ModelConfig):
-    """Hand-4DGS (feed-forward 3D Gaussian splatting of hands). Defaults follow the paper where it gives values."""
+class Hand4DGSModelConfig(HandNetworkConfig, ModelConfig):
+    """Hand-4DGS (feed-forward 3D Gaussian splatting of hands). Defaults follow the paper where it gives values.
+
+    The network's own options (templates, sizes) are those of :class:`HandNetworkConfig`, inherited."""
 
     _target: Type = field(default_factory=lambda: Hand4DGSModel)
-    template: Literal["open", "mano"] = "open"
-    """Hand template: 'open' (shipped, no licence needed) or 'mano' (needs --pipeline.model.mano-dir)."""
-    mano_dir: Optional[Path] = None
-    """Folder holding MANO_RIGHT.pkl and MANO_LEFT.pkl (from the MANO website, after registration);
-    default: the folder in the environment variable HAND4DGS_MANO_DIR."""
-    window: int = 5
-    """Frames in the temporal window (2k+1, odd). 1 is the paper's 'no TC' ablation."""
-    tc_dim: int = 32
-    """Channels per token after the temporal convolution."""
-    token_scale: float = 3.0
-    """Scale of the tanh squashing applied to backbone tokens."""
-    head_width: int = 512
-    """Hidden width of the shape, pose and translation MLPs (paper: 512)."""
-    head_layers: int = 4
-    """Layers of the shape, pose and translation MLPs (paper: 4)."""
-    embed_dim: int = 32
-    """Per-vertex embedding size."""
-    embed_rank: int = 64
-    """Rank of the embedding layer (a low-rank linear map from features to V x embed_dim)."""
-    appearance_width: int = 64
-    """Hidden width of the 2-layer colour and scale MLPs (paper: 64)."""
-    gaussians_per_face: int = 10
-    """Gaussians sampled in each face, besides one per vertex (paper: 10)."""
-    per_gaussian_embeddings: bool = False
-    """Ablation: predict every Gaussian's embedding directly instead of interpolating vertex embeddings."""
-    hand_extent_m: float = 0.18
-    """Typical extent of a hand (metres): the translation prior puts a hand of this size in its box."""
-    seed: int = 0
-    """Seed of the fixed Gaussian placements."""
     vertex_loss_weight: float = 1000.0
     """Weight of the vertex loss (mean squared distance in m^2) to the pseudo-labels."""
     ssim_lambda: float = 0.2
@@ -118,20 +89,6 @@ class Hand4DGSModelConfig(ModelConfig):
     ~25-45 s on a fresh machine, 3-5 s once torch's on-disk compile cache holds it (docs/benchmarks.md)."""
 
 
-@dataclass(frozen=True)
-class HandsPrediction:
-    """Both hands of B frames, world frame; slot 0 left, 1 right."""
-
-    vertices: Tensor  # (B, 2, V, 3)
-    joints: Tensor  # (B, 2, 21, 3)
-    valid: Tensor  # (B, 2)
-    means: Optional[Tensor]  # (B, 2G, 3) Gaussians of both hands, left first; None when not asked for
-    quats: Optional[Tensor]
-    scales: Optional[Tensor]
-    opacities: Optional[Tensor]
-    colors: Optional[Tensor]
-
-
 class Hand4DGSModel(Model):
     """Feed-forward 4D hands: backbone tokens -> TC -> hand mesh -> Gaussians -> gsplat."""
 
@@ -142,48 +99,29 @@ class Hand4DGSModel(Model):
         inputs = metadata.get(INPUTS_KEY)
         if not isinstance(inputs, FrameInputs):
             raise ValueError("Hand4DGSModel needs the hand datamanager's frame inputs (use the hand4dgs method's datamanager).")
-        if self.config.window < 1 or self.config.window % 2 == 0:
-            raise ValueError(f"window must be a positive odd number of frames, got {self.config.window}")
         self.inputs = inputs  # data, not weights: kept out of the state dict; stays on the host
-        self._inputs_on_device = inputs
-        self._inputs_device: Optional[torch.device] = None
+        self._stager: Optional[PinnedStager] = None
         self.step = 0
         self._metrics_every = 1  # training steps between training metrics: nerfstudio's logging interval once training starts
         self.schedule = LossSchedule(self.config.image_loss_from, self.config.vertex_decay_steps)
-        if inputs.kind == "crops":
-            h, w = inputs.data.shape[-2:]
-            self.backbone: Optional[SmallCNN] = SmallCNN(SmallCNNConfig(input_hw=(int(h), int(w))))
-            num_tokens, token_dim = self.backbone.num_tokens, self.backbone.token_dim
-        else:
-            self.backbone = None
-            num_tokens, token_dim = int(inputs.data.shape[-2]), int(inputs.data.shape[-1])
-        self.token_shape = (num_tokens, token_dim)
-        self._graphs: Dict[Tuple[int, bool], NetworkStep] = {}  # recorded CUDA graphs, not weights
-        c = self.config
-        sizes = BranchSizes(
-            window=c.window, tc_dim=c.tc_dim, head_width=c.head_width, head_layers=c.head_layers, embed_dim=c.embed_dim,
-            embed_rank=c.embed_rank, appearance_width=c.appearance_width, gaussians_per_face=c.gaussians_per_face,
-            per_gaussian_embeddings=c.per_gaussian_embeddings, hand_extent_m=c.hand_extent_m, seed=c.seed,
-        )
-        self.branches = torch.nn.ModuleList(
-            HandBranch(load_template(c.template, side, c.mano_dir), num_tokens, token_dim, sizes) for side in SIDES
-        )
+        self.network = HandNetwork(self.config, inputs.spec)
+        self._graphs: Dict[Tuple[int, bool], GraphedNetwork] = {}  # recorded CUDA graphs, not weights
         hands = metadata.get(METADATA_KEY)
         if isinstance(hands, HandSequencesMetadata):
-            for slot, branch in enumerate(self.branches):
+            for slot, branch in enumerate(self.network.branches):
                 rotation = typical_orientation(branch.hand.template, hands, slot)
                 if rotation is not None:
                     branch.initialise_orientation(rotation)
         # Compiled per batch size and phase (a handful of graphs); the backbone stays eager
         # because the number of distinct window frames changes from batch to batch.
-        self._compiled_hands = torch.compile(self._hands, mode=c.compile_mode, dynamic=False) if c.compile else None
+        c = self.config
+        self._compiled_decode = torch.compile(self.network.decode, mode=c.compile_mode, dynamic=False) if c.compile else None
 
     # ---- optimisation ------------------------------------------------------------------
     def get_param_groups(self) -> Dict[str, List[Parameter]]:
-        gaussians = [p for b in self.branches for p in (b.log_scale_base, b.opacity_logit)]
+        gaussians = self.network.gaussian_parameters()
         ids = {id(p) for p in gaussians}
-        network = [p for p in self.parameters() if id(p) not in ids and p is not self.device_indicator_param]
-        return {"network": network, "gaussians": gaussians}
+        return {"network": [p for p in self.network.parameters() if id(p) not in ids], "gaussians": gaussians}
 
     def get_training_callbacks(self, attrs: TrainingCallbackAttributes) -> List[TrainingCallback]:
         def set_step(step: int) -> None:
@@ -195,13 +133,6 @@ class Hand4DGSModel(Model):
         return [TrainingCallback([TrainingCallbackLocation.BEFORE_TRAIN_ITERATION], set_step, update_every_num_iters=1)]
 
     # ---- prediction --------------------------------------------------------------------
-    def _device_inputs(self) -> FrameInputs:
-        """The frame inputs on the model's device (``self.inputs`` stays on the host for indexing)."""
-        if self._inputs_device != self.device:
-            self._inputs_on_device = self.inputs.to(self.device)
-            self._inputs_device = self.device
-        return self._inputs_on_device
-
     def frame_ids(self, camera: Cameras) -> Tuple[Tensor, Tensor]:
         """(sequence, frame) of each camera, on the host: from metadata, else from ``times`` on the viewer sequence."""
         meta = camera.metadata or {}
@@ -217,66 +148,19 @@ class Hand4DGSModel(Model):
     def predict_hands(self, sequence: Tensor, frame: Tensor, with_gaussians: bool = True) -> HandsPrediction:
         """Both hands of the given frames (any number, any sequences) in the world frame.
 
-        Rows and windows are worked out on the host from host indices and sent to the GPU
-        without waiting for it, so a training step never stalls on a host-device round trip.
+        The frames' windows are gathered on the host and sent to the GPU without waiting for it
+        (:class:`PinnedStager`), so a training step never stalls on a host-device round trip.
         """
-        inputs = self._device_inputs()
-        sequence, frame = sequence.cpu(), frame.cpu()
-        window = self.inputs.window_rows(sequence, frame, self.config.window // 2)  # (B, W)
-        rows, hw = (
-            t.to(self.device, non_blocking=True) for t in (self.inputs.rows(sequence, frame), self.inputs.image_hw[sequence])
-        )
-        if self.config.cuda_graphs and self.training and torch.is_grad_enabled() and self.device.type == "cuda":
-            return self._predict_graphed(rows, window.to(self.device, non_blocking=True), hw, with_gaussians)
-        bbox = inputs.bbox[rows]
-        box_norm = normalized_frame_boxes(bbox, hw)
-        # Neighbouring frames share most of their windows: each distinct frame goes through the
-        # backbone once (consecutive frames at evaluation: about W times fewer backbone passes).
-        distinct, inverse = (t.to(self.device, non_blocking=True) for t in torch.unique(window, return_inverse=True))
-        tokens = tuple(self._tokens(inputs.data[distinct, slot])[inverse] for slot in range(len(SIDES)))  # (B, W, N, C) each
-        predict = self._compiled_hands if self._compiled_hands is not None else self._hands
-        valid, K, c2w = inputs.valid[rows], inputs.K[rows], inputs.c2w[rows]
-        return HandsPrediction(*predict(tokens, box_norm, bbox, valid, K, c2w, with_gaussians))
-
-    def _predict_graphed(self, rows: Tensor, window: Tensor, hw: Tensor, with_gaussians: bool) -> HandsPrediction:
-        """:meth:`predict_hands` through the recorded CUDA graph of this batch size and phase."""
-        key = (int(rows.shape[0]), with_gaussians)
+        if self._stager is None or self._stager.device != self.device:
+            self._stager = PinnedStager(self.device)
+        graphed = self.config.cuda_graphs and self.training and torch.is_grad_enabled() and self.device.type == "cuda"
+        x = self.inputs.network_inputs(sequence, frame, self.config.window // 2, self._stager, distinct=not graphed)
+        if not graphed:
+            return self.network(x, with_gaussians, self._compiled_decode)
+        key = (int(x.window.shape[0]), with_gaussians)
         if key not in self._graphs:
-            self._graphs[key] = graphed_network(self, window, rows, hw, with_gaussians)
-        verts, joints, *gaussians = self._graphs[key](window, rows, hw)
-        parts = gaussians if with_gaussians else [None] * 5
-        return HandsPrediction(verts, joints, self._device_inputs().valid[rows], *parts)
-
-    def _hands(
-        self,
-        tokens: Tuple[Tensor, ...],
-        box_norm: Tensor,
-        bbox: Tensor,
-        valid: Tensor,
-        K: Tensor,
-        c2w: Tensor,
-        with_gaussians: bool,
-    ) -> Tuple[Optional[Tensor], ...]:
-        """The static-shape part of :meth:`predict_hands` (what ``compile`` compiles): both branches, world frame, Gaussians."""
-        verts, joints, gaussians = [], [], []
-        for slot, branch in enumerate(self.branches):
-            mesh = branch(tokens[slot], box_norm[:, slot], bbox[:, slot], K)
-            v_world = transform_points(c2w, mesh.vertices)
-            verts.append(v_world)
-            joints.append(transform_points(c2w, mesh.joints))
-            if with_gaussians:
-                g = branch.gaussians(v_world, mesh.embeddings)
-                gaussians.append((g.means, g.quats, g.scales, g.opacities * valid[:, slot, None].float(), g.colors))
-        parts = [torch.cat(p, dim=1) for p in zip(*gaussians)] if with_gaussians else [None] * 5
-        return (torch.stack(verts, 1), torch.stack(joints, 1), valid, *parts)
-
-    def _tokens(self, data: Tensor) -> Tensor:
-        """Squashed backbone tokens of some rows of one hand's ``data`` -> (n, N, C)."""
-        if self.backbone is not None:
-            tokens = self.backbone(normalize_imagenet(uint8_crops_to_input(data)))
-        else:
-            tokens = data.float()
-        return squash_tokens(tokens, self.config.token_scale)
+            self._graphs[key] = GraphedNetwork(self.network, x, with_gaussians, self.config.compile_graphs)
+        return self._graphs[key](x)
 
     # ---- rendering ---------------------------------------------------------------------
     def get_outputs(self, camera: Cameras) -> Dict[str, Tensor]:  # type: ignore[override]

@@ -25,37 +25,10 @@ from hand4dgs_ns.gaussians import (
 from hand4dgs_ns.geometry.rotations import matrix_to_rotation_6d, rotation_6d_to_matrix
 from hand4dgs_ns.hands.lbs import HandLayer, hand_forward
 from hand4dgs_ns.hands.template import HandTemplate
+from hand4dgs_ns.network.config import HandNetworkConfig
 from hand4dgs_ns.network.layers import TemporalConv, mlp
 
 _IDENTITY_6D = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
-
-
-@dataclass(frozen=True)
-class BranchSizes:
-    """Network sizes of one hand branch (defaults from the paper where it gives them)."""
-
-    window: int
-    """Frames in the temporal window (2k+1); 1 disables temporal context."""
-    tc_dim: int
-    """Output channels of the temporal convolution per token."""
-    head_width: int
-    """Hidden width of the shape, pose and translation MLPs (paper: 512)."""
-    head_layers: int
-    """Layers of the shape, pose and translation MLPs (paper: 4)."""
-    embed_dim: int
-    """Per-vertex embedding size."""
-    embed_rank: int
-    """Rank of the embedding layer's weight (a low-rank linear map keeps a V x D output cheap)."""
-    appearance_width: int
-    """Hidden width of the colour and scale MLPs (paper: 64, 2 layers)."""
-    gaussians_per_face: int
-    """Gaussians sampled inside each face, in addition to one per vertex (paper: 10)."""
-    per_gaussian_embeddings: bool
-    """Ablation: predict each Gaussian's embedding directly instead of interpolating vertex ones."""
-    hand_extent_m: float
-    """Typical size of a hand's image box in metres, for the box-based depth prior."""
-    seed: int
-    """Seed of the fixed barycentric samples."""
 
 
 @dataclass(frozen=True)
@@ -66,6 +39,14 @@ class HandMesh:
     joints: Float[Tensor, "b 21 3"]
     embeddings: Float[Tensor, "b g d"]
     """Per-Gaussian embeddings (interpolated from vertex embeddings unless ablated)."""
+    betas: Float[Tensor, "b k"]
+    """Shape coefficients of the template."""
+    global_orient: Float[Tensor, "b 3 3"]
+    """Wrist rotation, camera frame."""
+    hand_pose: Float[Tensor, "b j 3 3"]
+    """Rotations of the non-root joints relative to their parents (template order; 15 for MANO)."""
+    translation: Float[Tensor, "b 3"]
+    """The template's translation argument, camera frame (metres)."""
 
 
 @dataclass(frozen=True)
@@ -82,7 +63,7 @@ class HandGaussians:
 class HandBranch(nn.Module):
     """TC layer, MANO-style heads, vertex embeddings and the Gaussian decoders for one hand."""
 
-    def __init__(self, template: HandTemplate, num_tokens: int, token_dim: int, sizes: BranchSizes):
+    def __init__(self, template: HandTemplate, num_tokens: int, token_dim: int, sizes: HandNetworkConfig):
         super().__init__()
         self.sizes = sizes
         self.hand = HandLayer(template)  # template tensors as buffers: they follow .to(device)
@@ -118,6 +99,15 @@ class HandBranch(nn.Module):
         with torch.no_grad():
             last.bias[:6] = prior
 
+    def pose_modules(self) -> tuple[nn.Module, ...]:
+        """The layers between the tokens and the hand mesh (the pose path)."""
+        return (self.tc, self.shape_head, self.pose_head, self.transl_head)
+
+    def appearance_parameters(self) -> list[nn.Parameter]:
+        """What decides how the mesh looks once posed: embeddings, colour and scale decoders, base scales, opacities."""
+        modules = (self.embed, self.color_mlp, self.scale_mlp)
+        return [p for m in modules for p in m.parameters()] + [self.log_scale_base, self.opacity_logit]
+
     @property
     def layout(self) -> MeshGaussianLayout:
         return MeshGaussianLayout(face_ids=self.face_ids, barycentrics=self.barycentrics)
@@ -139,11 +129,15 @@ class HandBranch(nn.Module):
         box_point = box_translation(self.transl_head(torch.cat([feat, box_norm], dim=-1)), box_xyxy, K, self.sizes.hand_extent_m)
         # The box prior locates the hand's centre; the template is skinned about its wrist.
         centre = rot[:, 0] @ self.rest_centre
-        out = hand_forward(template, rot[:, 0], rot[:, 1:], betas, box_point - centre)
+        translation = box_point - centre
+        out = hand_forward(template, rot[:, 0], rot[:, 1:], betas, translation)
         emb = self.embed(feat).reshape(b, -1, self.sizes.embed_dim)
         if not self.sizes.per_gaussian_embeddings:
             emb = interpolate_vertex_attributes(emb, template.faces, self.layout)
-        return HandMesh(vertices=out.vertices, joints=out.joints, embeddings=emb)
+        return HandMesh(
+            vertices=out.vertices, joints=out.joints, embeddings=emb,
+            betas=betas, global_orient=rot[:, 0], hand_pose=rot[:, 1:], translation=translation,
+        )
 
     def gaussians(self, vertices_world: Float[Tensor, "b v 3"], embeddings: Float[Tensor, "b g d"]) -> HandGaussians:
         """Mesh-guided Gaussians on world-frame vertices (paper, section 3.2)."""

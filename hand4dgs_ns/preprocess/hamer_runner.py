@@ -21,7 +21,8 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from hand4dgs_ns.features.cache import FeatureCache, hand_features_for_sequence
+from hand4dgs_ns.features.cache import hand_features_for_sequence
+from hand4dgs_ns.features.video_inputs import feature_cache, frozen_backbone_device
 from hand4dgs_ns.datasets.base import DatasetSequence
 from hand4dgs_ns.datasets.hamer import (
     HAMER_FOCAL_LENGTH,
@@ -35,7 +36,6 @@ from hand4dgs_ns.datasets.hamer import (
     write_hamer_frame,
 )
 from hand4dgs_ns.errors import Hand4DGSError
-from hand4dgs_ns.paths import cache_root
 from hand4dgs_ns.features.backbones import make_backbone
 from hand4dgs_ns.features.crops import HAMER_BBOX_SHAPE_HW, HAMER_RESCALE, crop_hands_per_image, crop_params
 from hand4dgs_ns.progress import progress_bar
@@ -178,8 +178,5 @@ def preprocess_sequence(
         hamer_valid = np.stack([frame.valid for frame in read_hamer_frames(seq)])
         bbox, valid = training_boxes(seq, hamer_valid)
         # Built exactly as the datamanager builds it, so the cache key (weights identity) matches.
-        backbone = make_backbone("hamer-vit-h", checkpoint)
-        if torch.cuda.is_available():
-            backbone = backbone.cuda()
-        cache = FeatureCache(feature_cache_dir or cache_root() / "features")
-        hand_features_for_sequence(list(seq.image_paths), bbox, valid, backbone, cache)
+        backbone = frozen_backbone_device(make_backbone("hamer-vit-h", checkpoint))
+        hand_features_for_sequence(list(seq.image_paths), bbox, valid, backbone, feature_cache(feature_cache_dir))

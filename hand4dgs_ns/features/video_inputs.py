@@ -1,0 +1,71 @@
+"""A set of videos' network inputs, built through the feature cache: the one way to make them.
+
+The datamanager (training and evaluation), ``hand4dgs infer`` and the HaMeR runner all come
+here, so a video's crops or tokens are cut, computed and cached the same way everywhere.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Optional, Protocol
+
+import numpy as np
+import torch
+from jaxtyping import Bool, Float
+
+from hand4dgs_ns.features.backbones import BackboneName, HandBackbone, make_backbone
+from hand4dgs_ns.features.cache import FeatureCache, hand_features_for_sequence
+from hand4dgs_ns.features.frame_inputs import FrameInputs
+from hand4dgs_ns.paths import cache_root
+
+
+class VideoFrames(Protocol):
+    """What a video must offer to be turned into network inputs (e.g. a ``SequenceTensors``)."""
+
+    image_paths: Sequence[Path]
+    bbox: Float[torch.Tensor, "F 2 4"]
+    valid: Bool[torch.Tensor, "F 2"]
+    K: Float[torch.Tensor, "F 3 3"]
+    c2w: Float[torch.Tensor, "F 4 4"]
+    width: int
+    height: int
+
+
+def feature_cache(cache_dir: Optional[Path]) -> FeatureCache:
+    """The feature cache in ``cache_dir``, or in the user cache folder (see :mod:`hand4dgs_ns.paths`)."""
+    return FeatureCache(Path(cache_dir) if cache_dir is not None else cache_root() / "features")
+
+
+def frozen_backbone_device(backbone: HandBackbone) -> HandBackbone:
+    """A frozen backbone on the GPU when there is one (its tokens are computed once, for the cache)."""
+    return backbone.cuda() if not backbone.trainable and torch.cuda.is_available() else backbone
+
+
+def video_features(video: VideoFrames, backbone: HandBackbone, cache: FeatureCache) -> np.ndarray:
+    """One video's cached backbone inputs (crops) or outputs (tokens), built on first use."""
+    return hand_features_for_sequence(list(video.image_paths), video.bbox.numpy(), video.valid.numpy(), backbone, cache)
+
+
+def build_frame_inputs(
+    videos: Sequence[VideoFrames],
+    backbone: BackboneName,
+    hamer_checkpoint: Optional[Path] = None,
+    cache_dir: Optional[Path] = None,
+) -> FrameInputs:
+    """Every frame's network inputs for ``videos``: backbone inputs memory-mapped from the cache, boxes, ego cameras."""
+    model = frozen_backbone_device(make_backbone(backbone, hamer_checkpoint))
+    cache = feature_cache(cache_dir)
+    data = tuple(video_features(video, model, cache) for video in videos)
+    lengths = torch.tensor([len(d) for d in data])
+    return FrameInputs(
+        kind="crops" if model.trainable else "tokens",
+        data=data,
+        bbox=torch.cat([v.bbox for v in videos]),
+        valid=torch.cat([v.valid for v in videos]),
+        K=torch.cat([v.K for v in videos]),
+        c2w=torch.cat([v.c2w for v in videos]),
+        image_hw=torch.tensor([[v.height, v.width] for v in videos]),
+        offsets=torch.cumsum(lengths, 0) - lengths,
+        lengths=lengths,
+    )

@@ -1,0 +1,51 @@
+"""The one definition of the Hand-4DGS network's options (templates and sizes).
+
+The nerfstudio model's config inherits these fields, so they are set on the command line as
+``--pipeline.model.window`` and so on, and the network reads them from any config that has them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal, Optional
+
+
+@dataclass
+class HandNetworkConfig:
+    """Templates and sizes of the Hand-4DGS network (defaults from the paper where it gives values)."""
+
+    template: Literal["open", "mano"] = "open"
+    """Hand template: 'open' (shipped, no licence needed) or 'mano' (needs --pipeline.model.mano-dir)."""
+    mano_dir: Optional[Path] = None
+    """Folder holding MANO_RIGHT.pkl and MANO_LEFT.pkl (from the MANO website, after registration);
+    default: the folder in the environment variable HAND4DGS_MANO_DIR."""
+    window: int = 5
+    """Frames in the temporal window (2k+1, odd). 1 is the paper's 'no TC' ablation."""
+    tc_dim: int = 32
+    """Channels per token after the temporal convolution."""
+    token_scale: float = 3.0
+    """Scale of the tanh squashing applied to backbone tokens."""
+    head_width: int = 512
+    """Hidden width of the shape, pose and translation MLPs (paper: 512)."""
+    head_layers: int = 4
+    """Layers of the shape, pose and translation MLPs (paper: 4)."""
+    embed_dim: int = 32
+    """Per-vertex embedding size."""
+    embed_rank: int = 64
+    """Rank of the embedding layer (a low-rank linear map from features to V x embed_dim)."""
+    appearance_width: int = 64
+    """Hidden width of the 2-layer colour and scale MLPs (paper: 64)."""
+    gaussians_per_face: int = 10
+    """Gaussians sampled in each face, besides one per vertex (paper: 10)."""
+    per_gaussian_embeddings: bool = False
+    """Ablation: predict every Gaussian's embedding directly instead of interpolating vertex embeddings."""
+    hand_extent_m: float = 0.18
+    """Typical extent of a hand (metres): the translation prior puts a hand of this size in its box."""
+    seed: int = 0
+    """Seed of the fixed Gaussian placements."""
+
+    def check(self) -> None:
+        """Refuses sizes the network cannot be built with."""
+        if self.window < 1 or self.window % 2 == 0:
+            raise ValueError(f"window must be a positive odd number of frames, got {self.window}")

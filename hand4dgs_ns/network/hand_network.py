@@ -1,0 +1,180 @@
+"""The index-free Hand-4DGS network: a window of frames' backbone inputs in, both hands out.
+
+The network knows nothing of datasets: it receives, for any batch of frames, the backbone
+inputs (crops or cached tokens) of the frames their temporal windows need, each predicted
+frame's window as rows into those inputs, its hand boxes and its ego camera, and returns the
+hands (mesh, joints, template parameters, Gaussians) in the world frame. The nerfstudio model
+feeds it training frames; ``hand4dgs infer`` feeds it the frames of a video it never saw.
+
+Slot 0 is the left hand, 1 the right (:data:`SIDES`); each side has its own branch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Literal, NamedTuple, Optional
+
+import torch
+from jaxtyping import Bool, Float, Int
+from torch import Tensor, nn
+
+from hand4dgs_ns.features.backbones import SmallCNN, SmallCNNConfig
+from hand4dgs_ns.features.crops import normalize_imagenet, normalized_frame_boxes, uint8_crops_to_input
+from hand4dgs_ns.geometry.cameras import transform_points
+from hand4dgs_ns.hands.template import load_template
+from hand4dgs_ns.network.config import HandNetworkConfig
+from hand4dgs_ns.network.hand_branch import HandBranch
+from hand4dgs_ns.network.layers import squash_tokens
+
+SIDES = ("left", "right")
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """What the backbone inputs of one hand in one frame are."""
+
+    kind: Literal["crops", "tokens"]
+    """``crops``: uint8 hand crops for a backbone trained with the network; ``tokens``: a frozen backbone's tokens."""
+    shape: tuple[int, ...]
+    """``(3, h, w)`` for crops, ``(tokens, channels)`` for tokens."""
+
+
+@dataclass(frozen=True)
+class NetworkInputs:
+    """A batch of B frames to predict, with the U frames their windows draw on."""
+
+    frames: Tensor
+    """(U, 2, 3, h, w) uint8 crops or (U, 2, tokens, channels) tokens; slot 0 left, 1 right."""
+    window: Int[Tensor, "B W"]
+    """Each predicted frame's temporal window ``[t-k, t+k]`` as rows of ``frames`` (edges replicated)."""
+    bbox: Float[Tensor, "B 2 4"]
+    """Hand boxes, xyxy pixels of the ego frame."""
+    valid: Bool[Tensor, "B 2"]
+    """Hand present: invalid hands get zero opacity."""
+    K: Float[Tensor, "B 3 3"]
+    """Ego camera intrinsics."""
+    c2w: Float[Tensor, "B 4 4"]
+    """Ego camera-to-world, OpenCV axes."""
+    image_hw: Int[Tensor, "B 2"]
+    """Ego frame height and width."""
+
+
+class HandsPrediction(NamedTuple):
+    """Both hands of B frames; slot 0 left, 1 right. Gaussians are those of both hands, left first
+    (G per hand), or None when not asked for. A NamedTuple, so compiled code can return it."""
+
+    vertices: Float[Tensor, "B 2 V 3"]
+    """Mesh vertices, world frame (metres)."""
+    joints: Float[Tensor, "B 2 21 3"]
+    """Joints in OpenPose order, world frame (metres)."""
+    valid: Bool[Tensor, "B 2"]
+    """Hand present (the input's flags)."""
+    betas: Optional[Float[Tensor, "B 2 K"]] = None
+    """Template shape coefficients."""
+    global_orient: Optional[Float[Tensor, "B 2 3 3"]] = None
+    """Wrist rotation, camera frame."""
+    hand_pose: Optional[Float[Tensor, "B 2 J 3 3"]] = None
+    """Rotations of the template's non-root joints relative to their parents (15 for MANO, 19 for the open hand)."""
+    translation: Optional[Float[Tensor, "B 2 3"]] = None
+    """Template translation, camera frame (metres)."""
+    means: Optional[Float[Tensor, "B N 3"]] = None
+    """Gaussian centres, world frame (N = 2G)."""
+    quats: Optional[Float[Tensor, "B N 4"]] = None
+    """Gaussian rotations, wxyz."""
+    scales: Optional[Float[Tensor, "B N 3"]] = None
+    """Gaussian scales (metres)."""
+    opacities: Optional[Float[Tensor, "B N"]] = None
+    """Gaussian opacities (zero for invalid hands)."""
+    colors: Optional[Float[Tensor, "B N 3"]] = None
+    """Gaussian colours, RGB in [0, 1]."""
+
+
+Decoder = Callable[..., HandsPrediction]
+
+
+class HandNetwork(nn.Module):
+    """Backbone (when trained with the network) -> per-hand TC, heads, template -> mesh-guided Gaussians."""
+
+    def __init__(self, config: HandNetworkConfig, inputs: InputSpec):
+        super().__init__()
+        config.check()
+        self.config = config
+        self.input_spec = inputs
+        if inputs.kind == "crops":
+            self.backbone: Optional[SmallCNN] = SmallCNN(SmallCNNConfig(input_hw=(int(inputs.shape[1]), int(inputs.shape[2]))))
+            self.token_shape = (self.backbone.num_tokens, self.backbone.token_dim)
+        else:
+            self.backbone = None
+            self.token_shape = (int(inputs.shape[0]), int(inputs.shape[1]))
+        self.branches = nn.ModuleList(
+            HandBranch(load_template(config.template, side, config.mano_dir), *self.token_shape, config) for side in SIDES
+        )
+
+    # ---- parameter groups (test-time optimisation fine-tunes the appearance ones) -------
+    def appearance_parameters(self) -> list[nn.Parameter]:
+        """Parameters that change how the hands look, not where they are."""
+        return [p for branch in self.branches for p in branch.appearance_parameters()]
+
+    def pose_parameters(self) -> list[nn.Parameter]:
+        """Parameters that place the hands: the backbone (when trained), TC layers, shape, pose and translation heads."""
+        modules = ([self.backbone] if self.backbone is not None else []) + [m for b in self.branches for m in b.pose_modules()]
+        return [p for m in modules for p in m.parameters()]
+
+    def gaussian_parameters(self) -> list[nn.Parameter]:
+        """Per-Gaussian tables (base scales, opacities): trained with their own learning rate."""
+        return [p for b in self.branches for p in (b.log_scale_base, b.opacity_logit)]
+
+    # ---- prediction -----------------------------------------------------------------------
+    def tokens(self, frames: Tensor) -> Float[Tensor, "U N C"]:
+        """Squashed backbone tokens of one hand's inputs (U, 3, h, w) or (U, N, C)."""
+        if self.backbone is not None:
+            tokens = self.backbone(normalize_imagenet(uint8_crops_to_input(frames)))
+        else:
+            tokens = frames.float()
+        return squash_tokens(tokens, self.config.token_scale)
+
+    def forward(self, x: NetworkInputs, with_gaussians: bool = True, decoder: Optional[Decoder] = None) -> HandsPrediction:
+        """Both hands of every frame of ``x``; ``decoder`` may be a compiled :meth:`decode`."""
+        b, w = x.window.shape
+        flat = x.window.reshape(-1)
+        windows = tuple(self.tokens(x.frames[:, slot]).index_select(0, flat).reshape(b, w, *self.token_shape) for slot in range(2))
+        box_norm = normalized_frame_boxes(x.bbox, x.image_hw)
+        decode = decoder if decoder is not None else self.decode
+        return decode(windows[0], windows[1], box_norm, x.bbox, x.valid, x.K, x.c2w, with_gaussians)
+
+    def decode(
+        self,
+        left: Float[Tensor, "B W N C"],
+        right: Float[Tensor, "B W N C"],
+        box_norm: Float[Tensor, "B 2 4"],
+        bbox: Float[Tensor, "B 2 4"],
+        valid: Bool[Tensor, "B 2"],
+        K: Float[Tensor, "B 3 3"],
+        c2w: Float[Tensor, "B 4 4"],
+        with_gaussians: bool,
+    ) -> HandsPrediction:
+        """The static-shape part of :meth:`forward` (what ``torch.compile`` compiles): both branches, world frame, Gaussians."""
+        meshes = [branch(tokens, box_norm[:, slot], bbox[:, slot], K) for slot, (branch, tokens) in enumerate(zip(self.branches, (left, right)))]
+        vertices = [transform_points(c2w, mesh.vertices) for mesh in meshes]
+        gaussians = {}
+        if with_gaussians:
+            parts = []
+            for slot, (branch, mesh, v_world) in enumerate(zip(self.branches, meshes, vertices)):
+                g = branch.gaussians(v_world, mesh.embeddings)
+                parts.append((g.means, g.quats, g.scales, g.opacities * valid[:, slot, None].float(), g.colors))
+            names = ("means", "quats", "scales", "opacities", "colors")
+            gaussians = {name: torch.cat(p, dim=1) for name, p in zip(names, zip(*parts))}
+
+        def both(attr: str) -> Tensor:
+            return torch.stack([getattr(mesh, attr) for mesh in meshes], dim=1)
+
+        return HandsPrediction(
+            vertices=torch.stack(vertices, 1),
+            joints=torch.stack([transform_points(c2w, mesh.joints) for mesh in meshes], 1),
+            valid=valid,
+            betas=both("betas"),
+            global_orient=both("global_orient"),
+            hand_pose=both("hand_pose"),
+            translation=both("translation"),
+            **gaussians,
+        )
