@@ -22,7 +22,7 @@ from rich.progress import track
 
 from hand4dgs_ns.datamanager import HandDataManager, HandDataManagerConfig
 from hand4dgs_ns.dataparsers.hand_metadata import hand_metadata
-from hand4dgs_ns.eval.metrics import acceleration_error_mm, joint_errors_mm, root_aligned
+from hand4dgs_ns.eval.metrics import sequence_pose_errors
 from hand4dgs_ns.model.hand4dgs import Hand4DGSModel, Hand4DGSModelConfig
 
 POSE_CHUNK = 64
@@ -59,13 +59,17 @@ class Hand4DGSPipeline(VanillaPipeline):
         if output_path is not None:
             output_path.mkdir(parents=True, exist_ok=True)
         per_image: Dict[str, list] = {"psnr": [], "ssim": []}
+        per_video: Dict[str, list] = {}
+        names = [sequence.name for sequence in self.datamanager.hands.sequences]
         frames = list(self.datamanager.eval_frames())
         for idx, (camera, batch) in enumerate(track(frames, description="Evaluating held-out frames", transient=True)):
             outputs = self.model.get_outputs_for_camera(camera)
             metrics, images = self.model.get_image_metrics_and_images(outputs, batch)
+            name = names[int(batch["sequence_index"].reshape(-1)[0])]
             for key in per_image:
                 if key in metrics:
                     per_image[key].append(metrics[key])
+                    per_video.setdefault(f"{name}/{key}", []).append(metrics[key])
             if output_path is not None:
                 for key, image in images.items():
                     vutils.save_image(image.permute(2, 0, 1).cpu(), output_path / f"eval_{key}_{idx:04d}.png")
@@ -76,15 +80,19 @@ class Hand4DGSPipeline(VanillaPipeline):
                 results[key] = float(t.mean())
                 if get_std:
                     results[f"{key}_std"] = float(t.std()) if len(values) > 1 else 0.0
+        if len({key.split("/")[0] for key in per_video}) > 1:  # several held-out videos: each one's means too
+            results.update({key: float(torch.tensor(values).mean()) for key, values in sorted(per_video.items())})
         results.update(self.pose_metrics())
         self.train()
         return results
 
     @torch.no_grad()
     def pose_metrics(self) -> Dict[str, float]:
-        """MPJPE, RA-MPJPE, Acc Err (mm) of model and pseudo-labels on the eval sequences with ground truth."""
+        """MPJPE, RA-MPJPE, Acc Err (mm) of model and pseudo-labels on the eval sequences with ground truth:
+        the mean over sequences and, when there are several, each sequence's own as ``<name>/<metric>``."""
         eval_sequences = sorted(set(hand_metadata(self.datamanager.eval_dataset.metadata).sequence_index.tolist()))
         sums: Dict[str, list] = {}
+        per_video: Dict[str, float] = {}
         for s in eval_sequences:
             sequence = self.datamanager.hands.sequences[s]
             if sequence.gt_joints is None:
@@ -93,7 +101,11 @@ class Hand4DGSPipeline(VanillaPipeline):
             for name, joints in (("", predicted), ("pseudo_", sequence.pseudo_joints)):
                 for key, value in sequence_pose_errors(joints, sequence.gt_joints, sequence.gt_valid & sequence.valid).items():
                     sums.setdefault(name + key, []).append(value)
-        return {key: float(torch.tensor(v).nanmean()) for key, v in sums.items() if not all(math.isnan(x) for x in v)}
+                    per_video[f"{sequence.name}/{name}{key}"] = value
+        results = {key: float(torch.tensor(v).nanmean()) for key, v in sums.items() if not all(math.isnan(x) for x in v)}
+        if len(eval_sequences) > 1:
+            results.update({key: value for key, value in sorted(per_video.items()) if not math.isnan(value)})
+        return results
 
     def predict_sequence_joints(self, s: int) -> torch.Tensor:
         """(F, 2, 21, 3) world-frame joints of every frame of sequence ``s``."""
@@ -103,16 +115,3 @@ class Hand4DGSPipeline(VanillaPipeline):
             frame = torch.arange(start, min(start + POSE_CHUNK, n), device=self.device)
             out.append(self.model.predict_hands(torch.full_like(frame, s), frame, with_gaussians=False).joints)
         return torch.cat(out)
-
-
-def sequence_pose_errors(joints: torch.Tensor, gt: torch.Tensor, valid: torch.Tensor) -> Dict[str, float]:
-    """Per-sequence errors over both hands: mean MPJPE / RA-MPJPE (mm), Acc Err (mm/frame^2)."""
-    err = joint_errors_mm(joints, gt)[valid]
-    ra = joint_errors_mm(root_aligned(joints), root_aligned(gt))[valid]
-    acc = [acceleration_error_mm(joints[:, h], gt[:, h], valid[:, h]) for h in range(2)]
-    acc = [float(a) for a in acc if not math.isnan(float(a))]
-    return {
-        "mpjpe_mm": float(err.mean()) if err.numel() else math.nan,
-        "ra_mpjpe_mm": float(ra.mean()) if ra.numel() else math.nan,
-        "acc_err_mm": sum(acc) / len(acc) if acc else math.nan,
-    }

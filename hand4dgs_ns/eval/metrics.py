@@ -7,6 +7,8 @@ box crop.
 
 from __future__ import annotations
 
+import math
+
 import torch
 from jaxtyping import Bool, Float
 from torch import Tensor
@@ -87,3 +89,16 @@ def _masked_mean(values: Tensor, mask: Tensor | None) -> Tensor:
     total = weight.sum()
     mean = (values * weight).sum() / total.clamp(min=1.0)
     return torch.where(total > 0, mean, torch.full_like(mean, float("nan")))
+
+
+def sequence_pose_errors(joints: torch.Tensor, gt: torch.Tensor, valid: torch.Tensor) -> dict[str, float]:
+    """Per-sequence errors over both hands: mean MPJPE / RA-MPJPE (mm), Acc Err (mm/frame^2)."""
+    err = joint_errors_mm(joints, gt)[valid]
+    ra = joint_errors_mm(root_aligned(joints), root_aligned(gt))[valid]
+    acc = [acceleration_error_mm(joints[:, h], gt[:, h], valid[:, h]) for h in range(2)]
+    acc = [float(a) for a in acc if not math.isnan(float(a))]
+    return {
+        "mpjpe_mm": float(err.mean()) if err.numel() else math.nan,
+        "ra_mpjpe_mm": float(ra.mean()) if ra.numel() else math.nan,
+        "acc_err_mm": sum(acc) / len(acc) if acc else math.nan,
+    }

@@ -99,3 +99,13 @@ def matrix_to_quaternion(matrix: Float[Tensor, "*b 3 3"]) -> Float[Tensor, "*b 4
     quat = torch.gather(candidates, -2, best[..., None, None].expand(*best.shape, 1, 4)).squeeze(-2)
     return torch.where(quat[..., :1] < 0, -quat, quat)
 
+
+
+def matrix_to_axis_angle(matrix: Float[Tensor, "*b 3 3"]) -> Float[Tensor, "*b 3"]:
+    """Rotation matrix to axis-angle (MANO's parameterisation), angle in [0, pi], through the quaternion."""
+    quat = matrix_to_quaternion(matrix)
+    xyz_norm = quat[..., 1:].norm(dim=-1, keepdim=True)
+    angle = 2.0 * torch.atan2(xyz_norm, quat[..., :1])
+    # angle / sin(angle / 2) tends to 2 at the identity; the series keeps it finite there.
+    factor = torch.where(xyz_norm > 1e-6, angle / xyz_norm.clamp(min=1e-12), 2.0 + angle.square() / 12.0)
+    return quat[..., 1:] * factor

@@ -1,0 +1,200 @@
+"""``hand4dgs infer``: reconstruct videos a trained network never saw, in one forward pass per batch of frames.
+
+For each video of ``--data`` it writes ``<output-dir>/<video>/``: ``hands.npz`` (per frame and
+hand: joints in the world and camera frames, vertices, template parameters, validity),
+``video.mp4`` and ``contact_sheet.png`` (input | render | overlay), and ``metrics.json``
+(frames/s; pose errors where the video has ground truth, crop PSNR/SSIM where it has masks).
+Each video's folder appears whole or not at all.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal, Optional
+
+import cv2
+import numpy as np
+import torch
+from rich.console import Console
+from rich.table import Table
+
+from hand4dgs_ns.dataparsers.hand_metadata import SequenceTensors
+from hand4dgs_ns.datasets.detect import load_sequences
+from hand4dgs_ns.errors import Hand4DGSError, file_error
+from hand4dgs_ns.eval.metrics import crop_image_metrics, sequence_pose_errors
+from hand4dgs_ns.features.frame_inputs import FrameInputs
+from hand4dgs_ns.features.staging import PinnedStager
+from hand4dgs_ns.features.video_inputs import build_frame_inputs
+from hand4dgs_ns.geometry.cameras import project_points, transform_points, invert_rigid
+from hand4dgs_ns.inference.pictures import contact_sheet, overlay_panel, panel_row, write_mp4, write_png
+from hand4dgs_ns.inference.predict import frame_batches, predict_batch, render_ego, video_hands
+from hand4dgs_ns.inference.run import load_network, read_run
+from hand4dgs_ns.network.hand_network import HandNetwork
+from hand4dgs_ns.progress import progress_bar
+
+SHEET_ROWS = 6
+
+
+@dataclass(frozen=True)
+class Infer:
+    """Reconstruct the hands of new videos with a trained hand4dgs or hand4dgs-generalized run (no optimisation)."""
+
+    load_config: Path
+    """The run's config.yml (its newest checkpoint is used)."""
+    data: Path
+    """A sequence folder, a folder of them, or an H2O or ARCTIC folder (read with the run's dataset options)."""
+    output_dir: Path
+    """Where each video's folder is written."""
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    """Where the network runs; 'auto' takes CUDA when present."""
+    batch_frames: int = 256
+    """Frames predicted per forward pass (both hands each)."""
+    pictures: bool = True
+    """Write video.mp4 and contact_sheet.png (--no-pictures: only hands.npz and metrics.json)."""
+    cache_dir: Optional[Path] = None
+    """Feature cache folder; default: the run's (or the user cache folder)."""
+    overwrite: bool = False
+    """Replace a video's existing output folder."""
+
+    def main(self) -> None:
+        if self.batch_frames < 1:
+            raise Hand4DGSError(f"--batch-frames is {self.batch_frames}; pass 1 or more frames per forward pass.")
+        run = read_run(self.load_config)
+        device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if self.device == "auto" else self.device)
+        dm = run.config.pipeline.datamanager
+        videos = [SequenceTensors.from_sequence(s) for s in load_sequences(self.data, dm.dataparser.dataset)]
+        for video in videos:
+            if not bool(video.valid.any()):
+                raise file_error(video.root, "has no usable hand box in any frame", "add boxes (hands.npz bbox and valid) from a hand detector or HaMeR")
+            if (self.output_dir / video.name).exists() and not self.overwrite:
+                raise file_error(self.output_dir / video.name, "already exists", "pass --overwrite to replace it or choose another --output-dir")
+        started = time.perf_counter()
+        inputs = build_frame_inputs(videos, dm.backbone, dm.hamer_checkpoint, self.cache_dir or dm.cache_dir)
+        features_s = time.perf_counter() - started
+        network = load_network(run, inputs, device)
+        console = Console()
+        table = Table(title=f"hand4dgs infer ({run.config.method_name}, step {run.step}, {device.type})")
+        for column in ("video", "frames", "frames/s (cached features)", "frames/s (with features)", "MPJPE", "Acc Err", "PSNR"):
+            table.add_column(column, justify="right")
+        total_frames = int(inputs.lengths.sum())
+        for s, video in enumerate(videos):
+            share = features_s * video.num_frames / total_frames  # feature time split by frame count
+            metrics = self._write_video(network, inputs, s, video, device, share)
+            table.add_row(
+                video.name, str(video.num_frames), f"{metrics['fps_cached_features']:.0f}", f"{metrics['fps_with_features']:.0f}",
+                _fmt(metrics.get("mpjpe_mm")), _fmt(metrics.get("acc_err_mm")), _fmt(metrics.get("psnr")),
+            )
+        console.print(table)
+        console.print(f"Wrote {len(videos)} video folder{'s' if len(videos) != 1 else ''} to [bold]{self.output_dir}[/].", highlight=False)
+
+    def _write_video(
+        self, network: HandNetwork, inputs: FrameInputs, s: int, video: SequenceTensors, device: torch.device, features_s: float
+    ) -> dict:
+        final = self.output_dir / video.name
+        tmp = self.output_dir / f".{video.name[:200]}.partial-{os.getpid()}"
+        try:
+            tmp.mkdir(parents=True, exist_ok=True)
+            metrics = self._predict_and_write(network, inputs, s, video, device, tmp)
+            metrics["features_s"] = features_s
+            metrics["fps_with_features"] = video.num_frames / (features_s + metrics["predict_s"])
+            (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2))
+            if final.exists():
+                shutil.rmtree(final)
+            os.replace(tmp, final)
+        except OSError as err:
+            raise file_error(final, f"could not be written ({err.strerror or err})", "choose an --output-dir you can write to") from None
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        return metrics
+
+    def _predict_and_write(
+        self, network: HandNetwork, inputs: FrameInputs, s: int, video: SequenceTensors, device: torch.device, out: Path
+    ) -> dict:
+        stager = PinnedStager(device)
+        batches = list(frame_batches(inputs, s, self.batch_frames))
+        predict_batch(network, inputs, s, batches[0], stager, with_gaussians=True)  # warm-up (kernels, autotuning)
+        sheet_frames = set(np.linspace(0, video.num_frames - 1, min(SHEET_ROWS, video.num_frames)).round().astype(int).tolist())
+        parts, c2ws, sheet_rows, psnrs, ssims = [], [], [], [], []
+        predict_s = render_s = 0.0
+
+        def panels():
+            nonlocal predict_s, render_s
+            with progress_bar() as progress:
+                task = progress.add_task(f"Reconstructing {video.name}", total=video.num_frames)
+                for frames in batches:
+                    t0 = _now(device)
+                    prediction, c2w = predict_batch(network, inputs, s, frames, stager, with_gaussians=True)
+                    t1 = _now(device)
+                    K = video.K[frames].to(device)
+                    rgb, alpha = render_ego(prediction, c2w, K, video.width, video.height)
+                    render_s += _now(device) - t1
+                    predict_s += t1 - t0
+                    parts.append(prediction._replace(means=None, quats=None, scales=None, opacities=None, colors=None))
+                    c2ws.append(c2w)
+                    joints_px = project_points(K[:, None], transform_points(invert_rigid(c2w)[:, None], prediction.joints)).cpu().numpy()
+                    for i, f in enumerate(frames.tolist()):
+                        yield self._frame_panel(video, f, rgb[i], alpha[i], joints_px[i], prediction.valid[i].cpu().numpy(), sheet_frames, sheet_rows, psnrs, ssims)
+                    progress.advance(task, len(frames))
+
+        if self.pictures:
+            write_mp4(out / "video.mp4", panels(), fps=video.fps)
+        else:
+            for _ in panels():
+                pass
+        if sheet_rows:
+            write_png(out / "contact_sheet.png", contact_sheet([row for _, row in sheet_rows], [f"frame {f}" for f, _ in sheet_rows]))
+        hands = video_hands(parts, c2ws)
+        np.savez_compressed(out / "hands.npz", **hands.arrays(), fps=np.float32(video.fps))
+        metrics: dict = {
+            "frames": video.num_frames,
+            "predict_s": predict_s,
+            "render_s": render_s,
+            "fps_cached_features": video.num_frames / predict_s,
+            "fps_cached_features_with_render": video.num_frames / (predict_s + render_s),
+        }
+        if video.gt_joints is not None:
+            valid = video.gt_valid & video.valid
+            joints = torch.from_numpy(hands.joints_world)
+            metrics.update(sequence_pose_errors(joints, video.gt_joints, valid))
+            metrics.update({f"pseudo_{k}": v for k, v in sequence_pose_errors(video.pseudo_joints, video.gt_joints, valid).items()})
+        if psnrs:
+            metrics["psnr"], metrics["ssim"] = float(np.mean(psnrs)), float(np.mean(ssims))
+        return metrics
+
+    def _frame_panel(self, video, f, rgb, alpha, joints_px, valid, sheet_frames, sheet_rows, psnrs, ssims) -> np.ndarray:
+        frame = _read_rgb(video.image_paths[f])
+        if video.mask_paths is not None:
+            mask = cv2.imread(str(video.mask_paths[f]), cv2.IMREAD_UNCHANGED)
+            if mask is not None and mask.shape[:2] == frame.shape[:2]:
+                hand = torch.from_numpy((mask > 0).astype(np.float32))[..., None].to(rgb.device)
+                target = torch.from_numpy(frame).to(rgb.device).float() / 255.0 * hand
+                p, q = crop_image_metrics(rgb, target, video.bbox[f][video.valid[f]].to(rgb.device))
+                psnrs.extend(p)
+                ssims.extend(q)
+        render, a = rgb.cpu().numpy(), alpha.cpu().numpy()
+        row = panel_row(frame, render, overlay_panel(frame, render, a, joints_px, valid))
+        if f in sheet_frames:
+            sheet_rows.append((f, row))
+        return row
+
+
+def _read_rgb(path: Path) -> np.ndarray:
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if image is None:
+        raise file_error(path, "is not a readable image", "restore the frame or rebuild the sequence")
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def _now(device: torch.device) -> float:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter()
+
+
+def _fmt(value, digits: int = 2) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"

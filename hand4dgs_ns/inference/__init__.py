@@ -1,0 +1,1 @@
+"""Feed-forward reconstruction of new videos with a trained network (``hand4dgs infer``)."""

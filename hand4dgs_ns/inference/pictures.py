@@ -1,0 +1,77 @@
+"""Pictures of a reconstruction a person looks at: input | render | overlay panels, a video and a contact sheet."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+import cv2
+import imageio_ffmpeg
+import numpy as np
+
+# OpenPose hand skeleton (joint order in hand4dgs_ns/__init__.py): each finger from the wrist.
+OPENPOSE_BONES = tuple(
+    (0 if k == 0 else base + k - 1, base + k) for base in (1, 5, 9, 13, 17) for k in range(4)
+)
+SLOT_COLOURS = ((255, 140, 40), (40, 160, 255))  # RGB: left hand orange, right hand blue
+
+
+def overlay_panel(
+    frame: np.ndarray, render: np.ndarray, alpha: np.ndarray, joints_px: np.ndarray, valid: np.ndarray
+) -> np.ndarray:
+    """The frame with the rendered hands blended in and each valid hand's skeleton drawn on top.
+
+    Args:
+        frame: (H, W, 3) uint8.
+        render, alpha: (H, W, 3) and (H, W, 1) floats in [0, 1].
+        joints_px: (2, 21, 2) pixel coordinates; valid: (2,) bool.
+    """
+    blended = frame.astype(np.float32) * (1 - 0.6 * alpha) + 255.0 * render * 0.6 * alpha
+    out = np.ascontiguousarray(blended.clip(0, 255).astype(np.uint8))
+    thickness = max(1, round(frame.shape[0] / 240))
+    for slot in range(2):
+        if not valid[slot] or not np.isfinite(joints_px[slot]).all():
+            continue
+        points = joints_px[slot].round().astype(np.int32)
+        for a, b in OPENPOSE_BONES:
+            cv2.line(out, tuple(map(int, points[a])), tuple(map(int, points[b])), SLOT_COLOURS[slot], thickness, cv2.LINE_AA)
+        for p in points:
+            cv2.circle(out, tuple(map(int, p)), thickness + 1, (255, 255, 255), -1, cv2.LINE_AA)
+    return out
+
+
+def panel_row(frame: np.ndarray, render: np.ndarray, overlay: np.ndarray) -> np.ndarray:
+    """input | render | overlay, side by side (uint8)."""
+    return np.concatenate([frame, (render * 255).round().astype(np.uint8), overlay], axis=1)
+
+
+def contact_sheet(rows: list[np.ndarray], labels: list[str]) -> np.ndarray:
+    """Panel rows stacked, each labelled with its frame."""
+    out = []
+    for row, label in zip(rows, labels):
+        row = np.ascontiguousarray(row.copy())
+        cv2.putText(row, label, (6, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1, cv2.LINE_AA)
+        out.append(row)
+    return np.concatenate(out, axis=0)
+
+
+def write_png(path: Path, image: np.ndarray) -> None:
+    if not cv2.imwrite(str(path), cv2.cvtColor(image, cv2.COLOR_RGB2BGR)):
+        raise OSError(f"could not write {path}")
+
+
+def write_mp4(path: Path, frames: Iterable[np.ndarray], fps: float) -> None:
+    """H.264 video of uint8 RGB frames, through the ffmpeg binary that the imageio-ffmpeg wheel ships."""
+    writer = None
+    for frame in frames:
+        h, w = frame.shape[:2]
+        frame = frame[: h - h % 2, : w - w % 2]  # yuv420p needs even sizes
+        if writer is None:
+            writer = imageio_ffmpeg.write_frames(
+                str(path), (frame.shape[1], frame.shape[0]), fps=fps, codec="libx264", pix_fmt_out="yuv420p",
+                macro_block_size=1, ffmpeg_log_level="error",
+            )
+            writer.send(None)
+        writer.send(np.ascontiguousarray(frame))
+    if writer is not None:
+        writer.close()

@@ -1,0 +1,81 @@
+"""A trained run's network, loaded from its ``config.yml`` and newest checkpoint, without its training data."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import yaml
+from nerfstudio.engine.trainer import TrainerConfig
+
+from hand4dgs_ns.errors import Hand4DGSError, file_error
+from hand4dgs_ns.features.frame_inputs import FrameInputs
+from hand4dgs_ns.network.hand_network import HandNetwork
+
+HAND_METHODS = ("hand4dgs", "hand4dgs-generalized")
+_PREFIX = "_model.network."
+
+
+@dataclass(frozen=True)
+class TrainedRun:
+    """A run folder's configuration and the path of its newest checkpoint."""
+
+    config_path: Path
+    """The run's config.yml."""
+    config: TrainerConfig
+    """Its training configuration (model, datamanager, dataparser options)."""
+    checkpoint: Path
+    """Its newest ``step-*.ckpt``."""
+
+    @property
+    def step(self) -> int:
+        return int(self.checkpoint.stem.split("-")[-1])
+
+
+def read_run(config_path: Path) -> TrainedRun:
+    """The run of ``config_path``; one sentence if it is not a finished hand4dgs run with a checkpoint."""
+    config_path = Path(config_path)
+    if not config_path.is_file():
+        raise file_error(config_path, "does not exist", "pass the config.yml of a hand4dgs run (outputs/<experiment>/hand4dgs/<time>/config.yml)")
+    try:
+        config = yaml.load(config_path.read_text(), Loader=yaml.Loader)
+    except (yaml.YAMLError, OSError, AttributeError, TypeError, ValueError) as err:
+        raise file_error(config_path, f"is not a readable nerfstudio config ({type(err).__name__})", "pass the config.yml that ns-train wrote") from None
+    if not isinstance(config, TrainerConfig):
+        raise file_error(config_path, "is not a nerfstudio run config", "pass the config.yml that ns-train wrote")
+    if config.method_name not in HAND_METHODS:
+        raise file_error(
+            config_path, f"is a run of the method '{config.method_name}'", f"pass the config.yml of a {' or '.join(HAND_METHODS)} run"
+        )
+    # Checkpoints sit beside the config whatever the folder the run was started from.
+    model_dir = config_path.parent / config.relative_model_dir
+    checkpoints = sorted(model_dir.glob("step-*.ckpt"), key=lambda p: int(p.stem.split("-")[-1]) if p.stem.split("-")[-1].isdigit() else -1)
+    checkpoints = [p for p in checkpoints if p.stem.split("-")[-1].isdigit()]
+    if not checkpoints:
+        raise file_error(model_dir, "holds no checkpoint (step-*.ckpt)", "let training reach its first save, or pass another run")
+    return TrainedRun(config_path=config_path, config=config, checkpoint=checkpoints[-1])
+
+
+def load_network(run: TrainedRun, inputs: FrameInputs, device: torch.device | str) -> HandNetwork:
+    """The run's network, built for ``inputs``' backbone inputs, with the checkpoint's weights, in eval mode."""
+    try:
+        state = torch.load(run.checkpoint, map_location="cpu", weights_only=True)["pipeline"]
+    except Exception as err:  # noqa: BLE001 - any failure to read the file means the same to the user
+        raise file_error(run.checkpoint, f"cannot be read as a checkpoint ({type(err).__name__})", "delete it to fall back to an earlier one, or retrain") from None
+    weights = {}
+    for key, value in state.items():
+        key = key.removeprefix("module.")
+        if key.startswith(_PREFIX):
+            weights[key[len(_PREFIX):]] = value
+    network = HandNetwork(run.config.pipeline.model, inputs.spec)
+    expected = network.state_dict()
+    mismatch = [k for k, v in expected.items() if k not in weights or weights[k].shape != v.shape]
+    if mismatch:
+        raise Hand4DGSError(
+            f"{run.checkpoint} does not fit a network for this clip's backbone inputs ({inputs.kind} {inputs.spec.shape}; "
+            f"first mismatch: {mismatch[0]}): compute the clip's features with the run's backbone "
+            f"('{run.config.pipeline.datamanager.backbone}'), or pass a run trained with this backbone."
+        )
+    network.load_state_dict(weights)
+    return network.to(device).eval()
