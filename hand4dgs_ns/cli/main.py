@@ -17,11 +17,16 @@ from hand4dgs_ns.cli.convert import Convert
 from hand4dgs_ns.cli.demo import Demo
 from hand4dgs_ns.cli.preprocess import Preprocess
 from hand4dgs_ns.cli.synth import Synth
+from hand4dgs_ns.cli.synth_set import SynthSet
 from hand4dgs_ns.errors import Hand4DGSError
 
 Commands = Union[
     Annotated[Demo, tyro.conf.subcommand("demo", description="Synthesise the default clip, train on it, evaluate.")],
     Annotated[Synth, tyro.conf.subcommand("synth", description="Write a synthetic egocentric two-hand clip.")],
+    Annotated[
+        SynthSet,
+        tyro.conf.subcommand("synth-set", description="Write synthetic train and test videos for a generalised model."),
+    ],
     Annotated[
         Preprocess,
         tyro.conf.subcommand("preprocess", description="Run HaMeR on H2O or ARCTIC videos: pseudo-labels, features."),

@@ -19,9 +19,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import tyro
 from jaxtyping import Float
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from torch import Tensor
+from typing_extensions import Annotated
 
 from hand4dgs_ns.data.sequence_format import SequenceCameras, SequenceHands, SequenceWriter
 from hand4dgs_ns.errors import Hand4DGSError
@@ -49,12 +51,12 @@ _HEAD_LAMP_OFFSET = np.array([0.0, -0.06, 0.02])  # head camera frame: just abov
 
 @dataclass(frozen=True)
 class SynthConfig:
-    """Settings of one synthetic clip."""
+    """Settings of one synthetic clip; ``hand4dgs synth`` and ``hand4dgs synth-set`` take them as flags."""
 
-    num_frames: int = 300
+    num_frames: Annotated[int, tyro.conf.arg(name="frames")] = 300
     """Number of frames."""
     seed: int = 0
-    """Random seed: the same settings and seed give identical clips."""
+    """Random seed: subject, room, lighting, camera path and motion; the same seed gives identical files."""
     width: int = 320
     """Image width in pixels."""
     height: int = 240
@@ -62,15 +64,15 @@ class SynthConfig:
     fps: float = 30.0
     """Frame rate."""
     hfov_deg: float = 90.0
-    """Horizontal field of view of the head camera (wide, like H2O's egocentric camera)."""
+    """Horizontal field of view of the head camera in degrees (wide, like H2O's egocentric camera)."""
     pseudo_error_mm: float = 25.0
-    """MPJPE of the pseudo-label joints against the ground truth over usable hands (0 = exact)."""
+    """MPJPE of the pseudo-labels against the ground truth over usable hands, in mm (0 = exact labels)."""
     static_views: bool = True
-    """Also render two static third-person cameras under ``views/``."""
+    """Also render two static third-person cameras under views/ for novel-view evaluation."""
     supersample: int = 2
-    """Antialiasing: rasterise at this many times the resolution per axis."""
-    betas_std: float = 0.8
-    """Standard deviation of the subject's shape coefficients."""
+    """Antialiasing: rasterise at this many times the resolution per axis (1 = off, faster)."""
+    betas_std: tyro.conf.Suppress[float] = 0.8
+    """Standard deviation of the subject's shape coefficients (not a command-line flag)."""
 
 
 @dataclass(frozen=True)
@@ -91,7 +93,8 @@ class SynthResult:
     """(side, first, last) frame ranges where a hand is sent out of view."""
 
 
-def _check(config: SynthConfig) -> None:
+def check_config(config: SynthConfig) -> None:
+    """Raises a user error naming the flag if a setting is out of range."""
     if config.seed < 0:
         raise Hand4DGSError(f"--seed {config.seed} is negative; use a seed >= 0.")
     if config.num_frames < 2:
@@ -199,7 +202,7 @@ def _streams(seed: int) -> dict[str, np.random.Generator]:
 
 def build_scene(config: SynthConfig) -> ClipScene:
     """Draws the subject, room, camera path and motion of a clip and skins the hands."""
-    _check(config)
+    check_config(config)
     rngs = _streams(config.seed)
     F, W, H = config.num_frames, config.width, config.height
     templates = tuple(load_open_hand(side).to(device=torch.device("cpu"), dtype=torch.float32) for side in SIDES)
@@ -262,7 +265,7 @@ def synthesize_clip(
     out: Path, config: SynthConfig = SynthConfig(), overwrite: bool = False, progress: bool = True
 ) -> SynthResult:
     """Writes a synthetic clip to ``out`` (a new sequence folder; nothing is left on error)."""
-    _check(config)
+    check_config(config)
     start = time.perf_counter()
     # One intra-op torch thread: rendering runs in two threads of its own (see _render_and_write),
     # and torch's intra-op threads measured up to 10x slower than one on a busy 2-core machine.
