@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
 import pytest
+import tyro
+import yaml
 from arctic_fixture import arctic_fixture_data_dir, write_arctic_fixture
 from conftest import write_random_sequence
 from fake_mano import write_fake_mano_dir
@@ -265,3 +268,62 @@ def test_check_frames_decodes_every_dataset_frame(h2o, mano_dir, tmp_path):
     with pytest.raises(Hand4DGSError) as error:
         load_sequences(h2o, options, check_frames=True)
     assert "cannot be decoded" in _one_sentence(error, broken)
+
+
+# ---- the options on every command line -----------------------------------------------------
+
+_COMMON_FLAGS = ("--mano-dir", "mano", "--hamer-root", "hamer", "--split", "paper-test", "--box-margin", "0.3",
+                 "--cache-dir", "cache")
+_H2O_FLAGS = ("--h2o-detections", "boxes.npz")
+_ARCTIC_FLAGS = ("--arctic-subjects", "s05", "s08", "--arctic-sequences", "box_grab_01", "--arctic-trim", "50")
+_COMMON = dict(mano_dir=Path("mano"), hamer_root=Path("hamer"), split="paper-test", box_margin=0.3, cache_dir=Path("cache"))
+_H2O = dict(h2o_detections=Path("boxes.npz"))
+_ARCTIC = dict(arctic_subjects=("s05", "s08"), arctic_sequences=("box_grab_01",), arctic_cropped=True, arctic_trim=50)
+
+
+def _assert_options(options: DatasetOptions, values: dict) -> None:
+    """Every field of ``options`` as ``values`` and the common flags set it, the rest at the defaults."""
+    expected = dataclasses.replace(DatasetOptions(), **_COMMON, **values)
+    assert dataclasses.asdict(options) == dataclasses.asdict(expected)
+
+
+@pytest.mark.parametrize(
+    ("dataparser", "flags", "values", "refused"),
+    [
+        ("hand4dgs-sequence", (*_H2O_FLAGS, *_ARCTIC_FLAGS, "--arctic-cropped", "True"), {**_H2O, **_ARCTIC}, None),
+        ("h2o", _H2O_FLAGS, _H2O, "--arctic-trim"),
+        ("arctic", (*_ARCTIC_FLAGS, "--arctic-cropped", "True"), _ARCTIC, "--h2o-detections"),
+    ],
+)
+def test_ns_train_takes_the_dataset_options_by_their_flags(dataparser, flags, values, refused):
+    """As ns-train parses them (its tyro union, plugins included), and back from config.yml as ns-eval reads it."""
+    from nerfstudio.configs.method_configs import AnnotatedBaseConfigUnion
+
+    def parse(*args: str):
+        return tyro.cli(AnnotatedBaseConfigUnion, args=["hand4dgs", "--data", "clips", dataparser, *args])
+
+    config = parse(*_COMMON_FLAGS, *flags)
+    options = config.pipeline.datamanager.dataparser.dataset
+    _assert_options(options, values)
+    assert yaml.load(yaml.dump(config), Loader=yaml.Loader).pipeline.datamanager.dataparser.dataset == options
+    if refused is not None:  # the other dataset's options are not on this dataparser's command line
+        with pytest.raises(SystemExit):
+            parse(refused, "1")
+
+
+@pytest.mark.parametrize(
+    ("args", "values"),
+    [
+        (("convert", "h2o", "src", "out", "--detections", "boxes.npz"), _H2O),
+        (
+            ("convert", "arctic", "src", "out", "--subjects", "s05", "s08", "--sequences", "box_grab_01", "--cropped",
+             "--trim", "50"),
+            _ARCTIC,
+        ),
+        (("preprocess", "src", "--hamer-checkpoint", "ckpt", *_H2O_FLAGS, *_ARCTIC_FLAGS, "--arctic-cropped"), {**_H2O, **_ARCTIC}),
+    ],
+)
+def test_hand4dgs_commands_take_the_dataset_options_by_their_flags(args, values):
+    from hand4dgs_ns.cli.main import Commands
+
+    _assert_options(tyro.cli(Commands, args=[*args, *_COMMON_FLAGS]).dataset, values)

@@ -29,7 +29,14 @@ from hand4dgs_ns.dataparsers.sequence_dataparser import (
     H2ODataParserConfig,
     SequenceDataParserConfig,
 )
-from hand4dgs_ns.datasets.detect import MANO_DIR_ENV, DatasetOptions, load_sequences, read_dataset_sequences
+from hand4dgs_ns.datasets.detect import (
+    MANO_DIR_ENV,
+    ArcticOptions,
+    DatasetOptions,
+    H2OOptions,
+    load_sequences,
+    read_dataset_sequences,
+)
 from hand4dgs_ns.errors import Hand4DGSError
 
 from ns_commands import BIN, FAST
@@ -58,8 +65,8 @@ class Datasets:
         self.env = {k: v for k, v in os.environ.items() if k != MANO_DIR_ENV}
         self.env.update(HAND4DGS_CACHE_DIR=str(self.cache), COLUMNS="200")
 
-    def options(self) -> DatasetOptions:
-        return DatasetOptions(mano_dir=self.mano, arctic_trim=ARCTIC_TRIM, cache_dir=self.cache)
+    def options(self, options_class: type[DatasetOptions] = DatasetOptions) -> DatasetOptions:
+        return options_class(mano_dir=self.mano, arctic_trim=ARCTIC_TRIM, cache_dir=self.cache)
 
 
 @pytest.fixture(scope="module")
@@ -97,12 +104,8 @@ def _evaluate(config: Path, env: dict, out: Path) -> dict:
 # ---- dataparser (in process) ---------------------------------------------------------------
 
 
-def _parser_options(datasets: Datasets) -> dict:
-    return {"mano_dir": datasets.mano, "arctic_trim": ARCTIC_TRIM, "cache_dir": datasets.cache}
-
-
 def test_dataparser_reads_h2o_with_ground_truth_and_novel_views(datasets, tmp_path):
-    outputs = SequenceDataParserConfig(data=datasets.h2o, **_parser_options(datasets)).setup().get_dataparser_outputs("train")
+    outputs = SequenceDataParserConfig(data=datasets.h2o, dataset=datasets.options()).setup().get_dataparser_outputs("train")
     meta = hand_metadata(outputs.metadata)
     assert [s.name for s in meta.sequences] == ["subject4_h1_0"]
     sequence = meta.sequences[0]
@@ -131,7 +134,7 @@ def test_dataset_views_are_novel_views_exactly_as_sequence_views(datasets, tmp_p
     sequence, = load_sequences(folder, datasets.options())
     copy = _as_sequence_folder(sequence, tmp_path / sequence.name)
     from_dataset = hand_metadata(
-        SequenceDataParserConfig(data=folder, eval_mode="all", **_parser_options(datasets)).setup().get_dataparser_outputs("train").metadata
+        SequenceDataParserConfig(data=folder, eval_mode="all", dataset=datasets.options()).setup().get_dataparser_outputs("train").metadata
     ).views
     from_copy = hand_metadata(SequenceDataParserConfig(data=copy, eval_mode="all").setup().get_dataparser_outputs("train").metadata).views
     assert [v.name for v in from_dataset] == [v.name for v in from_copy] == sorted(sequence.views)
@@ -146,12 +149,12 @@ def test_dataset_views_are_novel_views_exactly_as_sequence_views(datasets, tmp_p
 
 
 def test_dataset_dataparsers_accept_only_their_dataset(datasets):
-    arctic = ArcticDataParserConfig(data=datasets.arctic, **_parser_options(datasets)).setup().get_dataparser_outputs("train")
+    arctic = ArcticDataParserConfig(data=datasets.arctic, dataset=datasets.options(ArcticOptions)).setup().get_dataparser_outputs("train")
     assert [s.name for s in hand_metadata(arctic.metadata).sequences] == ["s05_box_grab_01"]
     with pytest.raises(Hand4DGSError, match=r"not an H2O folder"):
-        H2ODataParserConfig(data=datasets.arctic, **_parser_options(datasets)).setup().get_dataparser_outputs("train")
+        H2ODataParserConfig(data=datasets.arctic, dataset=datasets.options(H2OOptions)).setup().get_dataparser_outputs("train")
     with pytest.raises(Hand4DGSError, match=r"not an ARCTIC folder"):
-        ArcticDataParserConfig(data=datasets.h2o, **_parser_options(datasets)).setup().get_dataparser_outputs("train")
+        ArcticDataParserConfig(data=datasets.h2o, dataset=datasets.options(ArcticOptions)).setup().get_dataparser_outputs("train")
 
 
 # ---- ns-train and ns-eval ------------------------------------------------------------------

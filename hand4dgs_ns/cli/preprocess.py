@@ -36,7 +36,7 @@ class Preprocess:
     """Hand crops per forward pass."""
     features: bool = True
     """Also cache the ViT-H features of the hand crops for training (--no-features: pseudo-labels only)."""
-    options: tyro.conf.OmitArgPrefixes[DatasetOptions] = field(default_factory=DatasetOptions)
+    dataset: tyro.conf.OmitArgPrefixes[DatasetOptions] = field(default_factory=DatasetOptions)
     """How to read the dataset (the same options as training's dataparser: MANO folder, HaMeR root,
     split, boxes, ARCTIC subjects, sequences, crops and trim)."""
 
@@ -51,9 +51,9 @@ class Preprocess:
             )
         if self.batch_size < 1:
             raise Hand4DGSError(f"--batch-size is {self.batch_size}; pass 1 or more hand crops per forward pass.")
-        if self.options.arctic_trim < 0:
+        if self.dataset.arctic_trim < 0:
             raise Hand4DGSError(
-                f"--arctic-trim is {self.options.arctic_trim}; pass the number of annotated frames to drop at each end "
+                f"--arctic-trim is {self.dataset.arctic_trim}; pass the number of annotated frames to drop at each end "
                 "(0 or more)."
             )
         kind = detect_layout(self.data)
@@ -63,7 +63,7 @@ class Preprocess:
                 f"train on it directly with `ns-train hand4dgs --data {self.data}` (features are cached on first use)."
             )
         started = time.perf_counter()
-        sequences = read_dataset_sequences(self.data, self.options, kind=kind)
+        sequences = read_dataset_sequences(self.data, self.dataset, kind=kind)
         console = Console()
         for number, seq in enumerate(sequences, start=1):
             preprocess_sequence(

@@ -40,7 +40,13 @@ from hand4dgs_ns.dataparsers.hand_metadata import (
     SequenceTensors,
 )
 from hand4dgs_ns.dataparsers.splits import EvalMode, split_frames
-from hand4dgs_ns.datasets.detect import DatasetKind, DatasetOptions, DatasetSplit, load_sequences
+from hand4dgs_ns.datasets.detect import (
+    ArcticOptions,
+    DatasetKind,
+    DatasetOptions,
+    H2OOptions,
+    load_sequences,
+)
 from hand4dgs_ns.geometry.cameras import opencv_to_opengl_c2w
 
 
@@ -138,45 +144,9 @@ class SequenceDataParserConfig(DataParserConfig):
     """Decode every frame and mask when loading, to find corrupt files before training starts."""
     scene_box_margin: float = 0.1
     """Metres added on every side of the box around the cameras and hands."""
-    mano_dir: Optional[Path] = None
-    """H2O/ARCTIC: folder holding MANO_RIGHT.pkl and MANO_LEFT.pkl (ground truth and hand masks);
-    default: the folder in the environment variable HAND4DGS_MANO_DIR."""
-    hamer_root: Optional[Path] = None
-    """H2O/ARCTIC: folder of per-video HaMeR folders <hamer-root>/<video name>; default: each
-    dataset's own (H2O <seq>/cam4/hamer, ARCTIC data/arctic_data/data/hamer/<sid>/<seq>)."""
-    split: DatasetSplit = "all"
-    """H2O/ARCTIC: which videos to read: 'all' found under --data, or the train or test part of the
-    paper's split among them (not the same as eval-mode, which splits the videos read)."""
-    arctic_subjects: tuple[str, ...] = ()
-    """ARCTIC: keep these subjects (e.g. s05); all when empty."""
-    arctic_sequences: tuple[str, ...] = ()
-    """ARCTIC: keep these sequences, by name (box_grab_01) or with their subject (s05/box_grab_01); all when empty."""
-    arctic_cropped: bool = False
-    """ARCTIC: read cropped_images (840x600) instead of the full 2800x2000 images."""
-    arctic_trim: int = 100
-    """ARCTIC: annotated frames dropped at each end of a video (the paper drops 100)."""
-    h2o_detections: Optional[Path] = None
-    """H2O, one video only: an .npz of detected boxes (bbox (F,2,4), valid (F,2)) used instead of
-    boxes around the projected ground-truth joints."""
-    box_margin: float = 0.2
-    """H2O/ARCTIC: boxes around projected ground-truth joints grow by this share of their size per side."""
-    cache_dir: Optional[Path] = None
-    """H2O/ARCTIC: where undistorted ARCTIC frames and hand masks are kept; default: the package's cache folder."""
-
-    def dataset_options(self) -> DatasetOptions:
-        """The options for reading H2O and ARCTIC folders."""
-        return DatasetOptions(
-            mano_dir=self.mano_dir,
-            hamer_root=self.hamer_root,
-            split=self.split,
-            arctic_subjects=tuple(self.arctic_subjects),
-            arctic_sequences=tuple(self.arctic_sequences),
-            arctic_cropped=self.arctic_cropped,
-            arctic_trim=self.arctic_trim,
-            h2o_detections=self.h2o_detections,
-            box_margin=self.box_margin,
-            cache_dir=self.cache_dir,
-        )
+    dataset: tyro.conf.OmitArgPrefixes[DatasetOptions] = field(default_factory=DatasetOptions)
+    """H2O and ARCTIC only: how to read a dataset folder. split picks the videos to read, unlike
+    eval-mode, which splits the videos read."""
 
 
 @dataclass
@@ -186,10 +156,7 @@ class H2ODataParserConfig(SequenceDataParserConfig):
     layout: ClassVar[Optional[DatasetKind]] = "h2o"
     data: Path = Path()
     """An H2O folder: the root, a subject, an action or a sequence folder, or a sequence's cam4."""
-    arctic_subjects: tyro.conf.Suppress[tuple[str, ...]] = ()
-    arctic_sequences: tyro.conf.Suppress[tuple[str, ...]] = ()
-    arctic_cropped: tyro.conf.Suppress[bool] = False
-    arctic_trim: tyro.conf.Suppress[int] = 100
+    dataset: tyro.conf.OmitArgPrefixes[H2OOptions] = field(default_factory=H2OOptions)
 
 
 @dataclass
@@ -199,7 +166,7 @@ class ArcticDataParserConfig(SequenceDataParserConfig):
     layout: ClassVar[Optional[DatasetKind]] = "arctic"
     data: Path = Path()
     """An ARCTIC folder: the root, data/arctic_data/data, raw_seqs/ or images/, a subject or a sequence folder."""
-    h2o_detections: tyro.conf.Suppress[Optional[Path]] = None
+    dataset: tyro.conf.OmitArgPrefixes[ArcticOptions] = field(default_factory=ArcticOptions)
 
 
 @dataclass
@@ -218,7 +185,7 @@ class SequenceDataParser(DataParser):
         if self._loaded is None:
             read = load_sequences(
                 self.config.data,
-                self.config.dataset_options(),
+                self.config.dataset,
                 check_frames=self.config.check_frames,
                 kind=self.config.layout,
             )

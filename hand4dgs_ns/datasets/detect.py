@@ -17,12 +17,13 @@ hand masks attached (:func:`~hand4dgs_ns.datasets.hamer.attach_pseudo_labels`).
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 from functools import partial
 from importlib.metadata import version
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal, get_args, get_type_hints
 
+import tyro
 from rich.progress import Progress
 from typing_extensions import assert_never
 
@@ -62,7 +63,6 @@ DatasetKind = Literal["sequence", "h2o", "arctic"]
 DatasetSplit = Literal["all", "paper-train", "paper-test"]
 """Which videos of a dataset folder to read (see :attr:`DatasetOptions.split`)."""
 
-"""Environment variable naming the MANO folder when :attr:`DatasetOptions.mano_dir` is not set."""
 MANO_FILES = ("MANO_RIGHT.pkl", "MANO_LEFT.pkl")
 
 _WHAT = {
@@ -76,14 +76,20 @@ _NAMES = {"sequence": "a hand4dgs sequence", "h2o": "an H2O", "arctic": "an ARCT
 
 @dataclass(frozen=True)
 class DatasetOptions:
-    """How to read an H2O or ARCTIC folder; sequence-format folders need none of it."""
+    """How to read an H2O or ARCTIC folder; sequence-format folders need none of it.
+
+    Training's dataparsers, ``hand4dgs preprocess`` and ``hand4dgs convert`` nest it (a command
+    for one dataset nests a subclass from :func:`dataset_options_for`), so that each option is
+    defined here only. Options that only one dataset reads are named ``<dataset>_...``.
+    """
 
     mano_dir: Path | None = None
     """Folder holding MANO_RIGHT.pkl and MANO_LEFT.pkl (ground truth and hand masks); when None,
     the folder named by the environment variable HAND4DGS_MANO_DIR."""
     hamer_root: Path | None = None
-    """Folder of per-video HaMeR folders ``<hamer_root>/<video name>``; when None each reader's
-    default (H2O: ``<seq>/cam4/hamer``; ARCTIC: ``data/arctic_data/data/hamer/<sid>/<seq>``)."""
+    """Folder of per-video HaMeR folders <hamer-root>/<video name>; when None each dataset's own,
+    where `hand4dgs preprocess` puts them (H2O <seq>/cam4/hamer, ARCTIC
+    data/arctic_data/data/hamer/<sid>/<seq>)."""
     split: DatasetSplit = "all"
     """Which videos to read: 'all' found under the folder, or the train or test part of the
     paper's split (H2O_PAPER_SPLIT, ARCTIC_PAPER_SPLIT) among those under the folder."""
@@ -97,13 +103,13 @@ class DatasetOptions:
     arctic_trim: int = 100
     """ARCTIC only: annotated frames dropped at each end of a video (the paper drops 100)."""
     h2o_detections: Path | None = None
-    """H2O only, for a single video: an .npz of detected boxes used instead of boxes from the
-    projected ground-truth joints (see hand4dgs_ns.datasets.h2o)."""
+    """H2O only, for a single video: an .npz of detected boxes (bbox (F,2,4), valid (F,2); see
+    hand4dgs_ns.datasets.h2o) used instead of boxes around the projected ground-truth joints."""
     box_margin: float = 0.2
-    """Boxes from projected ground-truth joints grow by this share of their size on each side."""
+    """Boxes around the projected ground-truth joints grow by this share of their size on each side."""
     cache_dir: Path | None = None
-    """Where undistorted ARCTIC frames and hand masks are kept; when None, the package's cache
-    root (hand4dgs_ns.paths.cache_root())."""
+    """Where derived files (undistorted ARCTIC frames, hand masks) are kept; when None, the
+    package's cache root (hand4dgs_ns.paths.cache_root())."""
 
     def resolved_mano_dir(self, data: Path) -> Path:
         """The MANO folder (option, else ``$HAND4DGS_MANO_DIR``), checked to hold both files.
@@ -127,6 +133,52 @@ class DatasetOptions:
     def resolved_cache_dir(self) -> Path:
         """:attr:`cache_dir`, else :func:`hand4dgs_ns.paths.cache_root`."""
         return Path(self.cache_dir) if self.cache_dir is not None else cache_root()
+
+
+def dataset_options_for(
+    dataset: DatasetName, name: str, module: str, *, drop_prefix: bool = False
+) -> type[DatasetOptions]:
+    """:class:`DatasetOptions` as the command line of a command that reads one dataset shows it.
+
+    The other dataset's options (fields named ``<other dataset>_...``) are hidden and keep their
+    defaults. With ``drop_prefix`` the dataset's own options lose their ``<dataset>_`` prefix on
+    the command line (``--trim`` for ``arctic_trim``), for commands whose name says the dataset.
+    The fields, defaults and docstrings stay those of :class:`DatasetOptions`, of which the
+    result is a subclass.
+
+    Args:
+        dataset: the dataset the command reads.
+        name: the module-level name the class is assigned to, and ``module`` that module's
+            ``__name__``: saved configs (nerfstudio's ``config.yml``) name the class by them.
+    """
+    hints = get_type_hints(DatasetOptions)
+    # A subclass re-annotating a field changes only how tyro shows it; the field keeps its default.
+    annotations: dict[str, object] = {}
+    defaults: dict[str, object] = {}
+    for option in fields(DatasetOptions):
+        owner = option.name.partition("_")[0]
+        if owner in get_args(DatasetName) and owner != dataset:
+            annotations[option.name] = tyro.conf.Suppress[hints[option.name]]
+        elif owner == dataset and drop_prefix:
+            flag = option.name.removeprefix(f"{dataset}_")
+            annotations[option.name] = Annotated[hints[option.name], tyro.conf.arg(name=flag)]
+        else:
+            continue
+        defaults[option.name] = field(default=option.default, default_factory=option.default_factory)
+    namespace = {
+        "__module__": module,
+        "__qualname__": name,
+        "__doc__": f"DatasetOptions for a command that reads {dataset} only.",
+        "__annotations__": annotations,
+        **defaults,
+    }
+    return dataclass(frozen=True)(type(name, (DatasetOptions,), namespace))
+
+
+H2OOptions = dataset_options_for("h2o", "H2OOptions", __name__)
+"""The options that apply to H2O (no ARCTIC ones on the command line)."""
+ArcticOptions = dataset_options_for("arctic", "ArcticOptions", __name__)
+"""The options that apply to ARCTIC (no H2O ones on the command line)."""
 
 
 def _holds_sequence_files(folder: Path) -> bool:
