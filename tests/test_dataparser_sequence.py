@@ -230,7 +230,7 @@ def test_ns_train_lists_the_dataparser_options():
     assert result.returncode == 0, result.stderr[-2000:]
     for option in (
         "--data",
-        "--eval-mode {interval,sequences,all}",
+        "--eval-mode {interval,sequences,split-file,all}",
         "--eval-interval",
         "--eval-sequences",
         "--check-frames",

@@ -114,3 +114,33 @@ def test_infer_refuses_bad_runs_in_one_sentence(trained, tmp_path):
         result = _run([BIN / "hand4dgs", "infer", "--load-config", path, "--data", unseen, "--output-dir", tmp_path / "o"], env, ok=False)
         assert result.returncode == 1 and expected in result.stderr and "Traceback" not in result.stderr, result.stderr
         assert not (tmp_path / "o").exists()
+
+
+def test_tto_fine_tunes_appearance_only_and_writes_a_loadable_run(trained, tmp_path):
+    from hand4dgs_ns.inference.run import network_weights, read_run
+    from hand4dgs_ns.network.hand_network import HandNetwork, InputSpec
+
+    config, env, unseen, _ = trained
+    result = _run([BIN / "hand4dgs", "tto", "--load-config", config, "--data", unseen, "--steps", "3", "--device", "cpu",
+                   "--output-dir", tmp_path / "tto", "--frames-per-step", "2", "--eval-interval", "3"], env)
+    assert "Test-time optimisation: 3 steps" in result.stdout and "PSNR" in result.stdout
+    (tto_config,) = sorted((tmp_path / "tto").rglob("config.yml"))
+    tto_run = read_run(tto_config)
+    assert tto_run.config.method_name == "hand4dgs-tto" and tto_run.step == 2  # its own counter: steps 0, 1, 2
+    summary = json.loads((tto_config.parent / "tto.json").read_text())
+    assert np.isfinite(summary["before"]["psnr"]) and np.isfinite(summary["after"]["psnr"])
+
+    before, after = network_weights(read_run(config)), network_weights(tto_run)
+    network = HandNetwork(tto_run.config.pipeline.model, InputSpec("crops", (3, 64, 48)))
+    names = {id(p): name for name, p in network.named_parameters()}
+    pose = [names[id(p)] for p in network.pose_parameters()]
+    appearance = [names[id(p)] for p in network.appearance_parameters()]
+    assert all(torch.equal(before[n], after[n]) for n in pose), "the pose path must stay as the network gives it"
+    assert any(not torch.equal(before[n], after[n]) for n in appearance), "the appearance must be fine-tuned"
+
+    # The new run loads like any other: ns-eval and hand4dgs infer.
+    _run([BIN / "ns-eval", "--load-config", tto_config, "--output-path", tmp_path / "eval.json"], env)
+    assert np.isfinite(json.loads((tmp_path / "eval.json").read_text())["results"]["psnr"])
+    _run([BIN / "hand4dgs", "infer", "--load-config", tto_config, "--data", unseen, "--output-dir", tmp_path / "infer",
+          "--device", "cpu", "--no-video"], env)
+    assert (tmp_path / "infer" / "new_clip" / "hands.npz").is_file()

@@ -54,8 +54,8 @@ class Infer:
     """Where the network runs; 'auto' takes CUDA when present."""
     batch_frames: int = 256
     """Frames predicted per forward pass (both hands each)."""
-    pictures: bool = True
-    """Write video.mp4 and contact_sheet.png (--no-pictures: only hands.npz and metrics.json)."""
+    video: bool = True
+    """Write video.mp4 (input | render | overlay for every frame; contact_sheet.png is always written)."""
     cache_dir: Optional[Path] = None
     """Feature cache folder; default: the run's (or the user cache folder)."""
     overwrite: bool = False
@@ -141,7 +141,7 @@ class Infer:
                         yield self._frame_panel(video, f, rgb[i], alpha[i], joints_px[i], prediction.valid[i].cpu().numpy(), sheet_frames, sheet_rows, psnrs, ssims)
                     progress.advance(task, len(frames))
 
-        if self.pictures:
+        if self.video:
             write_mp4(out / "video.mp4", panels(), fps=video.fps)
         else:
             for _ in panels():

@@ -15,6 +15,8 @@ from typing_extensions import Annotated
 
 from hand4dgs_ns.cli.convert import Convert
 from hand4dgs_ns.cli.demo import Demo
+from hand4dgs_ns.cli.infer import Infer
+from hand4dgs_ns.cli.tto import TTO
 from hand4dgs_ns.cli.preprocess import Preprocess
 from hand4dgs_ns.cli.synth import Synth
 from hand4dgs_ns.cli.synth_set import SynthSet
@@ -23,6 +25,8 @@ from hand4dgs_ns.errors import Hand4DGSError
 Commands = Union[
     Annotated[Demo, tyro.conf.subcommand("demo", description="Synthesise the default clip, train on it, evaluate.")],
     Annotated[Synth, tyro.conf.subcommand("synth", description="Write a synthetic egocentric two-hand clip.")],
+    Annotated[Infer, tyro.conf.subcommand("infer", description="Reconstruct new videos with a trained run, feed-forward.")],
+    Annotated[TTO, tyro.conf.subcommand("tto", description="Fine-tune a trained run's appearance on a new video (test-time optimisation).")],
     Annotated[
         SynthSet,
         tyro.conf.subcommand("synth-set", description="Write synthetic train and test videos for a generalised model."),

@@ -132,7 +132,8 @@ class SequenceDataParserConfig(DataParserConfig):
     """A sequence folder or a folder of them, or an H2O or ARCTIC folder at any level of its layout."""
     eval_mode: EvalMode = "interval"
     """How to hold out eval images: 'interval' every n-th frame of each sequence, 'sequences' the
-    whole sequences named in eval-sequences, 'all' every image in both splits. On a dataset folder
+    whole sequences named in eval-sequences, 'split-file' the test videos of --data's splits.json
+    (training on its train videos), 'all' every image in both splits. On a dataset folder
     read with split 'all' (e.g. h2o/), 'sequences' holds out the paper's test videos when
     eval-sequences names them (subject4_h1_0 subject4_h1_1 ...)."""
     eval_interval: int = 8

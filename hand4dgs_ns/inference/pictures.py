@@ -6,7 +6,6 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import cv2
-import imageio_ffmpeg
 import numpy as np
 
 # OpenPose hand skeleton (joint order in hand4dgs_ns/__init__.py): each finger from the wrist.
@@ -62,6 +61,8 @@ def write_png(path: Path, image: np.ndarray) -> None:
 
 def write_mp4(path: Path, frames: Iterable[np.ndarray], fps: float) -> None:
     """H.264 video of uint8 RGB frames, through the ffmpeg binary that the imageio-ffmpeg wheel ships."""
+    import imageio_ffmpeg  # imported here: only writing a video needs its 70 MB binary
+
     writer = None
     for frame in frames:
         h, w = frame.shape[:2]

@@ -13,7 +13,7 @@ from hand4dgs_ns.errors import Hand4DGSError, file_error
 from hand4dgs_ns.features.frame_inputs import FrameInputs
 from hand4dgs_ns.network.hand_network import HandNetwork
 
-HAND_METHODS = ("hand4dgs", "hand4dgs-generalized")
+HAND_METHODS = ("hand4dgs", "hand4dgs-generalized", "hand4dgs-tto")
 _PREFIX = "_model.network."
 
 
@@ -57,8 +57,8 @@ def read_run(config_path: Path) -> TrainedRun:
     return TrainedRun(config_path=config_path, config=config, checkpoint=checkpoints[-1])
 
 
-def load_network(run: TrainedRun, inputs: FrameInputs, device: torch.device | str) -> HandNetwork:
-    """The run's network, built for ``inputs``' backbone inputs, with the checkpoint's weights, in eval mode."""
+def network_weights(run: TrainedRun) -> dict[str, torch.Tensor]:
+    """The network's state dict from the run's newest checkpoint."""
     try:
         state = torch.load(run.checkpoint, map_location="cpu", weights_only=True)["pipeline"]
     except Exception as err:  # noqa: BLE001 - any failure to read the file means the same to the user
@@ -68,6 +68,12 @@ def load_network(run: TrainedRun, inputs: FrameInputs, device: torch.device | st
         key = key.removeprefix("module.")
         if key.startswith(_PREFIX):
             weights[key[len(_PREFIX):]] = value
+    return weights
+
+
+def load_network(run: TrainedRun, inputs: FrameInputs, device: torch.device | str) -> HandNetwork:
+    """The run's network, built for ``inputs``' backbone inputs, with the checkpoint's weights, in eval mode."""
+    weights = network_weights(run)
     network = HandNetwork(run.config.pipeline.model, inputs.spec)
     expected = network.state_dict()
     mismatch = [k for k, v in expected.items() if k not in weights or weights[k].shape != v.shape]

@@ -1,0 +1,128 @@
+"""``hand4dgs tto``: test-time optimisation of a trained run on a new video.
+
+The paper's optional last step for a generalised model: a few hundred steps of the image loss
+on the new video that fine-tune the network's appearance parameters (per-vertex embeddings,
+colour and scale decoders, base scales, opacities) while the pose path stays as the
+feed-forward network gives it (``--free-pose`` trains it too, still pulled towards the
+pseudo-labels by the vertex loss). The result is a normal nerfstudio run folder (config.yml and
+a checkpoint, its own step counter and learning-rate schedule from zero) that ``ns-eval``,
+``ns-render``, ``ns-viewer``, ``hand4dgs infer`` and ``hand4dgs export`` load.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal, Optional
+
+import torch
+from nerfstudio.engine.trainer import TrainerConfig
+from rich.console import Console
+
+from hand4dgs_ns.cli.demo import setup_trainer
+from hand4dgs_ns.errors import Hand4DGSError
+from hand4dgs_ns.inference.run import TrainedRun, network_weights, read_run
+
+TTO_METHOD = "hand4dgs-tto"
+
+
+@dataclass(frozen=True)
+class TTO:
+    """Fine-tune a trained run's appearance on a new video (test-time optimisation); writes a new run folder."""
+
+    load_config: Path
+    """The trained run's config.yml (hand4dgs-generalized, hand4dgs or an earlier tto run)."""
+    data: Path
+    """The new video: a sequence folder, a folder of them, or an H2O or ARCTIC folder."""
+    steps: int = 500
+    """Optimisation steps (paper: 500)."""
+    free_pose: bool = False
+    """Also fine-tune the pose path (backbone, TC, shape/pose/translation heads)."""
+    output_dir: Path = Path("outputs")
+    """Root of the new run folder (<output-dir>/<experiment>/hand4dgs-tto/<time>/)."""
+    experiment_name: Optional[str] = None
+    """Experiment folder name; default: the data folder's name."""
+    frames_per_step: Optional[int] = None
+    """Frames per step; default: the trained run's."""
+    eval_interval: int = 8
+    """Frames 0, n, 2n, ... are held out: the before/after PSNR is measured on them."""
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    """Where to optimise; 'auto' takes CUDA when present."""
+
+    def main(self) -> None:
+        if self.steps < 1:
+            raise Hand4DGSError(f"--steps is {self.steps}; pass 1 or more optimisation steps.")
+        run = read_run(self.load_config)
+        device = ("cuda" if torch.cuda.is_available() else "cpu") if self.device == "auto" else self.device
+        config = tto_config(run, self, device)
+        trainer = setup_trainer(config)
+        network = trainer.pipeline.model.network
+        network.load_state_dict(network_weights(run))
+        if not self.free_pose:
+            for p in network.pose_parameters():
+                p.requires_grad_(False)
+        console = Console()
+        before = _image_metrics(trainer.pipeline)
+        started = time.perf_counter()
+        trainer.train()
+        if device == "cuda":
+            torch.cuda.synchronize()
+        wall = time.perf_counter() - started
+        after = _image_metrics(trainer.pipeline)
+        base = config.get_base_dir()
+        summary = {"steps": self.steps, "free_pose": self.free_pose, "wall_s": wall, "before": before, "after": after, "from": str(run.config_path)}
+        (base / "tto.json").write_text(json.dumps(summary, indent=2))
+        console.print(
+            f"Test-time optimisation: {self.steps} steps in {wall:.1f} s on {device}; hand-crop PSNR on held-out frames "
+            f"{before.get('psnr', float('nan')):.2f} -> {after.get('psnr', float('nan')):.2f} dB, "
+            f"SSIM {before.get('ssim', float('nan')):.3f} -> {after.get('ssim', float('nan')):.3f}.\n"
+            f"Run folder: [bold]{base}[/] (load it with ns-eval, ns-render, ns-viewer, hand4dgs infer or export: "
+            f"--load-config {base / 'config.yml'})",
+            highlight=False,
+            soft_wrap=True,
+        )
+
+
+def tto_config(run: TrainedRun, args: TTO, device: str) -> TrainerConfig:
+    """The trained run's configuration turned into a short image-loss run on ``args.data``."""
+    config = copy.deepcopy(run.config)
+    steps = args.steps
+    config.method_name = TTO_METHOD
+    config.output_dir = args.output_dir
+    config.experiment_name = args.experiment_name or Path(args.data).resolve().name
+    config.timestamp = "{timestamp}"
+    config.set_timestamp()
+    config.load_dir = config.load_checkpoint = None
+    config.load_step = None
+    config.machine.device_type = device
+    config.vis = "tensorboard"
+    config.max_num_iterations = steps
+    config.steps_per_save = steps
+    config.steps_per_eval_batch = config.steps_per_eval_image = config.steps_per_eval_all_images = steps + 1
+    dm = config.pipeline.datamanager
+    dm.data = Path(args.data)
+    dm.dataparser.data = Path(args.data)
+    dm.dataparser.eval_mode = "interval"
+    dm.dataparser.eval_interval = args.eval_interval
+    dm.dataparser.eval_sequences = ()
+    if args.frames_per_step is not None:
+        dm.frames_per_step = args.frames_per_step
+    model = config.pipeline.model
+    # The image loss from the first step; the vertex weight stays 1 (with a frozen pose path it
+    # only reports, with --free-pose it keeps the pose near the pseudo-labels).
+    model.image_loss_from = 0
+    model.vertex_decay_steps = 0
+    # A few hundred steps do not repay torch.compile's pause before the first (tens of seconds on a fresh machine).
+    model.compile_graphs = False
+    for group in config.optimizers.values():
+        group["scheduler"].max_steps = steps
+    config.save_config()
+    return config
+
+
+def _image_metrics(pipeline) -> dict:
+    results = pipeline.get_average_eval_image_metrics()
+    return {key: results[key] for key in ("psnr", "ssim") if key in results}

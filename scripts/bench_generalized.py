@@ -1,0 +1,223 @@
+"""The feed-forward benchmark (the paper's Table 6 on a synthetic set): pseudo-labels, per-video
+training on each held-out video, and the generalised model zero-shot on those videos; then
+``hand4dgs infer`` speed with and without the feature extraction. Prints a table and writes
+``results.json`` (and each run's logs) under ``--out``.
+
+    python scripts/bench_generalized.py --out /tmp/gen --train 16 --test 4 --frames 300 \\
+        --generalized-steps 12000 --per-video-steps 6000
+
+Runs go in parallel (one process per run, sharing the GPU); speed figures of training are
+therefore not comparable with single runs: only quality is read from them. Host memory is
+the peak resident size of each training process (from /proc); GPU memory is polled per process
+with nvidia-smi.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import tyro
+
+BIN = Path(sys.executable).parent
+
+
+def tool(name: str) -> str:
+    """A console script of this environment (beside the interpreter, else on PATH)."""
+    return str(BIN / name) if (BIN / name).exists() else (shutil.which(name) or name)
+KEYS = ("psnr", "ssim", "mpjpe_mm", "ra_mpjpe_mm", "acc_err_mm")
+
+
+@dataclass
+class BenchGeneralized:
+    out: Path
+    """Work folder (data, runs, logs, results.json)."""
+    train: int = 16
+    """Training videos."""
+    test: int = 4
+    """Held-out videos."""
+    frames: int = 300
+    """Frames per video."""
+    seed: int = 0
+    """Seed of the synthetic set."""
+    generalized_steps: int = 12000
+    """Steps of the generalised run (its schedule scales with it)."""
+    per_video_steps: int = 6000
+    """Steps of each per-video run (its schedule scales with it)."""
+    frames_per_step: int = 8
+    """Frames per training step."""
+    device: str = "cuda"
+    """Training device."""
+    workers: int = 8
+    """Processes for synthesising the set."""
+    synth_extra: str = ""
+    """More synth-set options, as one string (e.g. "--no-static-views")."""
+    video: bool = True
+    """Let infer write its mp4 (needs imageio-ffmpeg)."""
+    extra: str = ""
+    """More ns-train options for every run, as one string (e.g. "--pipeline.model.window 1")."""
+
+
+class MemoryPoller(threading.Thread):
+    """Peak memory (MiB) of each process, polled twice a second: host from /proc (VmHWM, the
+    resident high-water mark), GPU from nvidia-smi."""
+
+    def __init__(self):
+        super().__init__(daemon=True)
+        self.pids: list[int] = []
+        self.gpu: dict[int, float] = {}
+        self.host: dict[int, float] = {}
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            for pid in self.pids:
+                try:
+                    status = Path(f"/proc/{pid}/status").read_text()
+                except OSError:
+                    continue
+                match = re.search(r"VmHWM:\s+(\d+) kB", status)
+                if match:
+                    self.host[pid] = max(self.host.get(pid, 0.0), int(match.group(1)) / 1024)
+            try:
+                text = subprocess.run(
+                    ["nvidia-smi", "--query-compute-apps=pid,used_memory", "--format=csv,noheader,nounits"],
+                    capture_output=True, text=True, timeout=10,
+                ).stdout
+            except (OSError, subprocess.TimeoutExpired):
+                text = ""
+            for line in text.strip().splitlines():
+                pid, used = (int(x) for x in line.split(","))
+                self.gpu[pid] = max(self.gpu.get(pid, 0.0), float(used))
+            self.stop.wait(0.5)
+
+
+def train_command(method: str, data: Path, out: Path, steps: int, args: BenchGeneralized, extra: list[str]) -> list[str]:
+    image_from, decay = (round(steps * 0.77), round(steps * 0.115)) if method == "hand4dgs-generalized" else (steps * 2 // 3, steps // 3)
+    return [
+        tool("ns-train"), method, "--data", str(data), "--output-dir", str(out), "--vis", "tensorboard",
+        "--machine.device-type", args.device, "--max-num-iterations", str(steps), "--steps-per-eval-all-images", str(steps + 1),
+        "--steps-per-save", str(steps), "--pipeline.model.image-loss-from", str(image_from),
+        "--pipeline.model.vertex-decay-steps", str(decay), "--pipeline.datamanager.frames-per-step", str(args.frames_per_step),
+        "--optimizers.network.scheduler.max-steps", str(steps), "--optimizers.gaussians.scheduler.max-steps", str(steps),
+        *shlex.split(args.extra), *extra,
+    ]
+
+
+def run_logged(command: list[str], log: Path) -> subprocess.Popen:
+    """Starts a command with its output in ``log``."""
+    return subprocess.Popen(command, stdout=open(log, "w"), stderr=subprocess.STDOUT)
+
+
+def evaluate(config: Path, out: Path) -> dict:
+    subprocess.run([tool("ns-eval"), "--load-config", str(config), "--output-path", str(out)], check=True, capture_output=True)
+    return json.loads(out.read_text())["results"]
+
+
+def main(args: BenchGeneralized) -> None:
+    args.out.mkdir(parents=True, exist_ok=True)
+    data, runs, logs = args.out / "set", args.out / "runs", args.out / "logs"
+    logs.mkdir(exist_ok=True)
+    started = time.perf_counter()
+    if not (data / "splits.json").is_file():
+        subprocess.run(
+            [tool("hand4dgs"), "synth-set", str(data), "--train", str(args.train), "--test", str(args.test),
+             "--frames", str(args.frames), "--seed", str(args.seed), "--workers", str(args.workers), "--overwrite",
+             *shlex.split(args.synth_extra)],
+            check=True,
+        )
+    synth_s = time.perf_counter() - started
+    test_names = json.loads((data / "splits.json").read_text())["test"]
+    env_cache = args.out / "cache"
+    os.environ["HAND4DGS_CACHE_DIR"] = str(env_cache)
+
+    # Every run at once: the generalised one over the set, one per-video run on each held-out video.
+    poller = MemoryPoller()
+    jobs = {"generalized": run_logged(train_command("hand4dgs-generalized", data, runs / "generalized", args.generalized_steps, args, []), logs / "generalized.log")}
+    for name in test_names:
+        jobs[name] = run_logged(train_command("hand4dgs", data / name, runs / name, args.per_video_steps, args, []), logs / f"{name}.log")
+    poller.pids = [job.pid for job in jobs.values()]
+    poller.start()
+    train_started = time.perf_counter()
+    walls = {}
+    for name, job in jobs.items():
+        if job.wait() != 0:
+            raise SystemExit(f"run {name} failed: see {logs / (name + '.log')}")
+        walls[name] = time.perf_counter() - train_started
+    poller.stop.set()
+    results: dict = {
+        "synth_s": synth_s,
+        "train_wall_s": walls,
+        "host_peak_mib": {name: poller.host.get(job.pid, float("nan")) for name, job in jobs.items()},
+        "gpu_peak_mib": {name: poller.gpu.get(job.pid, float("nan")) for name, job in jobs.items()},
+    }
+    configs = {name: next((runs / name).rglob("config.yml")) for name in jobs}
+    general = evaluate(configs["generalized"], args.out / "eval_generalized.json")
+    results["generalized"] = general
+    per_video = {name: evaluate(configs[name], args.out / f"eval_{name}.json") for name in test_names}
+    results["per_video"] = per_video
+
+    # Inference speed on the held-out videos: a fresh feature cache (extraction included), then a filled one.
+    held_out = args.out / "held_out"
+    held_out.mkdir(exist_ok=True)
+    for name in test_names:
+        target = held_out / name
+        if not target.exists():
+            target.symlink_to((data / name).resolve())
+    infer = {}
+    for label, cache in (("fresh_cache", args.out / "infer_cache"), ("filled_cache", args.out / "infer_cache")):
+        if label == "fresh_cache":
+            shutil.rmtree(cache, ignore_errors=True)
+        target = args.out / f"infer_{label}"
+        subprocess.run(
+            [tool("hand4dgs"), "infer", "--load-config", str(configs["generalized"]), "--data", str(held_out),
+             "--output-dir", str(target), "--cache-dir", str(cache), "--overwrite", "--batch-frames", "300", *(() if args.video else ("--no-video",))],
+            check=True,
+        )
+        infer[label] = {name: json.loads((target / name / "metrics.json").read_text()) for name in test_names}
+    results["infer"] = infer
+    (args.out / "results.json").write_text(json.dumps(results, indent=2))
+    print_table(results, test_names)
+
+
+def print_table(results: dict, test_names: list[str]) -> None:
+    general, per_video = results["generalized"], results["per_video"]
+
+    def mean(rows: list[dict], key: str) -> float:
+        values = [r[key] for r in rows if key in r]
+        return sum(values) / len(values) if values else float("nan")
+
+    rows = {
+        "pseudo-labels (held-out videos)": {k: general.get(f"pseudo_{k}", float("nan")) for k in KEYS},
+        "per-video (trained on each held-out video)": {k: mean(list(per_video.values()), k) for k in KEYS},
+        "generalised, zero-shot": {k: general.get(k, float("nan")) for k in KEYS},
+    }
+    print("| rows | " + " | ".join(KEYS) + " |")
+    print("|---" * (len(KEYS) + 1) + "|")
+    for label, row in rows.items():
+        print(f"| {label} | " + " | ".join(f"{row[k]:.3f}" if k == "ssim" else f"{row[k]:.2f}" for k in KEYS) + " |")
+    for name in test_names:
+        print(f"{name}: zero-shot " + ", ".join(f"{k} {general.get(f'{name}/{k}', float('nan')):.2f}" for k in KEYS)
+              + " | per-video " + ", ".join(f"{k} {per_video[name].get(k, float('nan')):.2f}" for k in KEYS))
+    for label, videos in results["infer"].items():
+        fps = [v["fps_cached_features"] for v in videos.values()]
+        with_features = [v["fps_with_features"] for v in videos.values()]
+        render = [v["fps_cached_features_with_render"] for v in videos.values()]
+        print(f"infer ({label}): {sum(fps) / len(fps):.0f} frames/s cached features, {sum(render) / len(render):.0f} with the ego render, "
+              f"{sum(with_features) / len(with_features):.0f} with feature extraction")
+    print("train wall (s):", {k: round(v) for k, v in results["train_wall_s"].items()})
+    print("host peak (MiB):", {k: round(v) for k, v in results["host_peak_mib"].items()})
+    print("gpu peak (MiB):", results["gpu_peak_mib"])
+
+
+if __name__ == "__main__":
+    main(tyro.cli(BenchGeneralized))
