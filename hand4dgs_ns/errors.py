@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import sys
+from pathlib import PurePath
+from types import TracebackType
+from typing import Optional
 
 
 class Hand4DGSError(Exception):
@@ -18,9 +21,41 @@ def file_error(file: object, problem: str, fix: str) -> Hand4DGSError:
     return Hand4DGSError(f"{file}: {problem}; {fix}.")
 
 
+def _ns_export_splat_of_a_hand_run(exc: BaseException, tb: Optional[TracebackType]) -> Optional[Hand4DGSError]:
+    """The sentence for ``ns-export gaussian-splat`` on a hand4dgs run, else None.
+
+    nerfstudio's ``ExportGaussianSplat.main`` asserts that the model is a ``SplatfactoModel``
+    (one static scene); our hands move in every frame. Recognised narrowly: an AssertionError
+    whose traceback passes through ``main`` of ``ExportGaussianSplat`` in
+    ``nerfstudio/scripts/exporter.py`` while that frame's pipeline holds one of our models.
+    """
+    if not isinstance(exc, AssertionError):
+        return None
+    while tb is not None:
+        frame, tb = tb.tb_frame, tb.tb_next
+        code = frame.f_code
+        if code.co_name != "main" or PurePath(code.co_filename).parts[-3:] != ("nerfstudio", "scripts", "exporter.py"):
+            continue
+        exporter = frame.f_locals.get("self")
+        model = getattr(frame.f_locals.get("pipeline"), "model", None)
+        if type(exporter).__name__ == "ExportGaussianSplat" and type(model).__module__.startswith("hand4dgs_ns."):
+            config = getattr(exporter, "load_config", "<run>/config.yml")
+            output_dir = getattr(exporter, "output_dir", "<folder>")
+            return file_error(
+                config,
+                "is a hand4dgs run, whose hands move from frame to frame, and ns-export gaussian-splat writes one static splatfacto scene",
+                f"run `hand4dgs export --load-config {config} --output-dir {output_dir}` instead (splats and meshes per frame)",
+            )
+    return None
+
+
 def _print_user_errors(exc_type, exc, tb, _fallback=sys.excepthook) -> None:
     if issubclass(exc_type, Hand4DGSError):
         print(f"error: {exc}", file=sys.stderr)
+        return
+    sentence = _ns_export_splat_of_a_hand_run(exc, tb)
+    if sentence is not None:
+        print(f"error: {sentence}", file=sys.stderr)
         return
     _fallback(exc_type, exc, tb)
 
@@ -30,8 +65,9 @@ def install_excepthook() -> None:
 
     nerfstudio's own commands (``ns-train``, ``ns-eval``, ...) run our dataparsers and models
     inside their code, where no ``try`` of ours can catch a user error; the plugin modules call
-    this when nerfstudio loads them. Other exceptions keep the usual traceback; the exit status
-    stays 1.
+    this when nerfstudio loads them. ``ns-export gaussian-splat`` on a hand4dgs run, which fails
+    on nerfstudio's own assertion, likewise points to ``hand4dgs export``. Other exceptions keep
+    the usual traceback; the exit status stays 1.
     """
     if sys.excepthook is not _print_user_errors:
         sys.excepthook = _print_user_errors

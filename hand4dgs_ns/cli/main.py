@@ -15,6 +15,7 @@ from typing_extensions import Annotated
 
 from hand4dgs_ns.cli.convert import Convert
 from hand4dgs_ns.cli.demo import Demo
+from hand4dgs_ns.cli.export import Export
 from hand4dgs_ns.cli.infer import Infer
 from hand4dgs_ns.cli.tto import TTO
 from hand4dgs_ns.cli.preprocess import Preprocess
@@ -31,6 +32,7 @@ Commands = Union[
         SynthSet,
         tyro.conf.subcommand("synth-set", description="Write synthetic train and test videos for a generalised model."),
     ],
+    Annotated[Export, tyro.conf.subcommand("export", description="Write a run's hands per frame: splat PLYs, meshes, hands.npz.")],
     Annotated[
         Preprocess,
         tyro.conf.subcommand("preprocess", description="Run HaMeR on H2O or ARCTIC videos: pseudo-labels, features."),
