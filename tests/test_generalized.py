@@ -26,11 +26,13 @@ def _run(args: list[str], env: dict, ok: bool = True) -> subprocess.CompletedPro
 def trained(tmp_path_factory):
     from conftest import write_random_sequence
 
+    from hand4dgs_ns.synthetic.clip import SynthConfig
+    from hand4dgs_ns.synthetic.clip_set import synthesize_clip_set
+
     root = tmp_path_factory.mktemp("generalized")
-    data = root / "set"
-    for i, name in enumerate(("train_000", "train_001", "test_000", "test_001")):
-        write_random_sequence(data / name, num_frames=6, width=80, height=60, seed=i)
-    (data / "splits.json").write_text(json.dumps({"train": ["train_000", "train_001"], "test": ["test_000", "test_001"]}))
+    data = root / "set"  # a tiny synth-set: two training and two held-out synthetic videos
+    tiny = SynthConfig(num_frames=6, width=80, height=60, supersample=1, static_views=False, seed=3)
+    synthesize_clip_set(data, num_train=2, num_test=2, config=tiny, progress=False)
     unseen = write_random_sequence(root / "unseen" / "new_clip", num_frames=7, width=80, height=60, seed=9)
     env = dict(os.environ, HAND4DGS_CACHE_DIR=str(root / "cache"), COLUMNS="200")
     _run([BIN / "ns-train", "hand4dgs-generalized", "--data", data, "--output-dir", root / "out", *FAST], env)
@@ -74,7 +76,7 @@ def test_infer_reconstructs_an_unseen_clip_with_the_trained_weights(trained, tmp
     out = tmp_path / "infer"
     _run([BIN / "hand4dgs", "infer", "--load-config", config, "--data", unseen, "--output-dir", out, "--device", "cpu", "--batch-frames", "3"], env)
     folder = out / "new_clip"
-    assert sorted(p.name for p in folder.iterdir()) == ["contact_sheet.png", "hands.npz", "metrics.json", "video.mp4"]
+    assert sorted(p.name for p in folder.iterdir()) == ["contact_sheet.png", "hands.npz", "joint_error.png", "metrics.json", "video.mp4"]
     assert not list(out.glob(".*partial*"))
     hands = np.load(folder / "hands.npz")
     assert hands["joints_world"].shape == (7, 2, 21, 3) and hands["joints_camera"].shape == (7, 2, 21, 3)
@@ -126,7 +128,7 @@ def test_tto_fine_tunes_appearance_only_and_writes_a_loadable_run(trained, tmp_p
     assert "Test-time optimisation: 3 steps" in result.stdout and "PSNR" in result.stdout
     (tto_config,) = sorted((tmp_path / "tto").rglob("config.yml"))
     tto_run = read_run(tto_config)
-    assert tto_run.config.method_name == "hand4dgs-tto" and tto_run.step == 2  # its own counter: steps 0, 1, 2
+    assert tto_run.config.method_name == "hand4dgs-generalized" and tto_run.step == 2  # its own counter: steps 0, 1, 2
     summary = json.loads((tto_config.parent / "tto.json").read_text())
     assert np.isfinite(summary["before"]["psnr"]) and np.isfinite(summary["after"]["psnr"])
 

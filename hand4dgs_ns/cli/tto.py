@@ -26,8 +26,6 @@ from hand4dgs_ns.cli.demo import setup_trainer
 from hand4dgs_ns.errors import Hand4DGSError
 from hand4dgs_ns.inference.run import TrainedRun, network_weights, read_run
 
-TTO_METHOD = "hand4dgs-tto"
-
 
 @dataclass(frozen=True)
 class TTO:
@@ -42,7 +40,7 @@ class TTO:
     free_pose: bool = False
     """Also fine-tune the pose path (backbone, TC, shape/pose/translation heads)."""
     output_dir: Path = Path("outputs")
-    """Root of the new run folder (<output-dir>/<experiment>/hand4dgs-tto/<time>/)."""
+    """Root of the new run folder (<output-dir>/<experiment>/<the run's method>/<time>/, with a tto.json beside its config)."""
     experiment_name: Optional[str] = None
     """Experiment folder name; default: the data folder's name."""
     frames_per_step: Optional[int] = None
@@ -90,7 +88,7 @@ def tto_config(run: TrainedRun, args: TTO, device: str) -> TrainerConfig:
     """The trained run's configuration turned into a short image-loss run on ``args.data``."""
     config = copy.deepcopy(run.config)
     steps = args.steps
-    config.method_name = TTO_METHOD
+    # The method name stays the trained run's: nerfstudio's tools look it up among the registered methods.
     config.output_dir = args.output_dir
     config.experiment_name = args.experiment_name or Path(args.data).resolve().name
     config.timestamp = "{timestamp}"

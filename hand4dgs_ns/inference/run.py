@@ -13,7 +13,7 @@ from hand4dgs_ns.errors import Hand4DGSError, file_error
 from hand4dgs_ns.features.frame_inputs import FrameInputs
 from hand4dgs_ns.network.hand_network import HandNetwork
 
-HAND_METHODS = ("hand4dgs", "hand4dgs-generalized", "hand4dgs-tto")
+HAND_METHODS = ("hand4dgs", "hand4dgs-generalized")
 _PREFIX = "_model.network."
 
 
