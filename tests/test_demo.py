@@ -1,4 +1,4 @@
-"""hand4dgs demo end to end (a few steps): synthesis, training, evaluation, summary, outputs."""
+"""hand4dgs demo end to end (a few steps): synthesis, training, evaluation, summary, outputs, pictures."""
 
 from __future__ import annotations
 
@@ -7,6 +7,12 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+
+import cv2
+
+from hand4dgs_ns.cli.infer import SHEET_ROWS
+from hand4dgs_ns.inference.plots import PLOT_SIZE_PX
+from hand4dgs_ns.synthetic.default_clip import DEFAULT_CLIP_CONFIG, DEFAULT_CLIP_VERSION
 
 BIN = Path(sys.executable).parent
 
@@ -21,7 +27,17 @@ def test_demo_runs_end_to_end(tmp_path):
     assert "ns-train hand4dgs --data" in out.stdout
     for label in ("MPJPE (mm)", "RA-MPJPE (mm)", "Acc Err", "PSNR", "SSIM"):
         assert label in out.stdout
-    results = json.loads(next((tmp_path / "runs").rglob("eval.json")).read_text())["results"]
+    (run_dir,) = [p.parent for p in (tmp_path / "runs").rglob("eval.json")]
+    results = json.loads((run_dir / "eval.json").read_text())["results"]
     assert {"mpjpe_mm", "pseudo_mpjpe_mm", "acc_err_mm", "psnr", "ssim"} <= results.keys()
     assert 15.0 < results["pseudo_mpjpe_mm"] < 40.0  # the default clip's pseudo-label error
     assert (tmp_path / "cache" / "synthetic" / "default-v1" / "hands.npz").is_file()
+
+    # The pictures hand4dgs infer writes, in the run folder, and the demo says where.
+    pictures = run_dir / "pictures" / DEFAULT_CLIP_VERSION
+    assert f"Pictures: {pictures}" in out.stdout
+    assert (pictures / "video.mp4").stat().st_size > 1000
+    width, height = DEFAULT_CLIP_CONFIG.width, DEFAULT_CLIP_CONFIG.height
+    for name, size in (("contact_sheet.png", (3 * width, SHEET_ROWS * height)), ("joint_error.png", PLOT_SIZE_PX)):
+        image = cv2.imread(str(pictures / name))
+        assert image is not None and (image.shape[1], image.shape[0]) == size, name

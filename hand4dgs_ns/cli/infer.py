@@ -2,8 +2,9 @@
 
 For each video of ``--data`` it writes ``<output-dir>/<video>/``: ``hands.npz`` (per frame and
 hand: joints in the world and camera frames, vertices, template parameters, validity),
-``video.mp4`` and ``contact_sheet.png`` (input | render | overlay), and ``metrics.json``
-(frames/s; pose errors where the video has ground truth, crop PSNR/SSIM where it has masks).
+``video.mp4`` and ``contact_sheet.png`` (input | render | overlay), ``metrics.json``
+(frames/s; pose errors where the video has ground truth, crop PSNR/SSIM where it has masks) and,
+where the video has ground truth, ``joint_error.png`` (per-frame MPJPE of model and pseudo-labels).
 Each video's folder appears whole or not at all.
 """
 
@@ -32,6 +33,7 @@ from hand4dgs_ns.features.staging import PinnedStager
 from hand4dgs_ns.features.video_inputs import build_frame_inputs
 from hand4dgs_ns.geometry.cameras import project_points, transform_points, invert_rigid
 from hand4dgs_ns.inference.pictures import contact_sheet, overlay_panel, panel_row, write_mp4, write_png
+from hand4dgs_ns.inference.plots import write_joint_error_plot
 from hand4dgs_ns.inference.predict import frame_batches, predict_batch, render_ego, video_hands
 from hand4dgs_ns.inference.run import load_network, read_run
 from hand4dgs_ns.network.hand_network import HandNetwork
@@ -162,6 +164,7 @@ class Infer:
             joints = torch.from_numpy(hands.joints_world)
             metrics.update(sequence_pose_errors(joints, video.gt_joints, valid))
             metrics.update({f"pseudo_{k}": v for k, v in sequence_pose_errors(video.pseudo_joints, video.gt_joints, valid).items()})
+            write_joint_error_plot(out / "joint_error.png", joints, video.pseudo_joints, video.gt_joints, valid, title=video.name)
         if psnrs:
             metrics["psnr"], metrics["ssim"] = float(np.mean(psnrs)), float(np.mean(ssims))
         return metrics

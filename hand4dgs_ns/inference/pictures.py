@@ -49,7 +49,8 @@ def contact_sheet(rows: list[np.ndarray], labels: list[str]) -> np.ndarray:
     out = []
     for row, label in zip(rows, labels):
         row = np.ascontiguousarray(row.copy())
-        cv2.putText(row, label, (6, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1, cv2.LINE_AA)
+        for colour, thickness in (((0, 0, 0), 3), ((255, 255, 255), 1)):  # white on a dark outline: readable on any frame
+            cv2.putText(row, label, (6, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.5, colour, thickness, cv2.LINE_AA)
         out.append(row)
     return np.concatenate(out, axis=0)
 
