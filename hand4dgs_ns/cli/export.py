@@ -15,7 +15,6 @@ appears whole or not at all.
 from __future__ import annotations
 
 import re
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Optional
@@ -34,7 +33,7 @@ from hand4dgs_ns.export.splats import Splats, write_splats_ply
 from hand4dgs_ns.features.frame_inputs import FrameInputs
 from hand4dgs_ns.features.staging import PinnedStager
 from hand4dgs_ns.features.video_inputs import build_frame_inputs
-from hand4dgs_ns.inference.predict import predict_batch, video_hands
+from hand4dgs_ns.inference.predict import predict_batch, synchronized_time, video_hands
 from hand4dgs_ns.inference.run import TrainedRun, load_network, read_run
 from hand4dgs_ns.network.hand_network import HandNetwork, HandsPrediction
 from hand4dgs_ns.output_folder import atomic_folder
@@ -112,7 +111,7 @@ class Export:
         if device.type == "cuda":
             predict_batch(network, inputs, s, batches[0], stager, with_gaussians=True)  # warm-up (kernels, autotuning), not timed
         parts, c2ws = [], []
-        started = _now(device)
+        started = synchronized_time(device)
         with progress_bar() as progress:
             task = progress.add_task(f"Exporting {video.name}", total=len(frames))
             for batch in batches:
@@ -128,7 +127,7 @@ class Export:
                 c2ws.append(c2w)
         hands = video_hands(parts, c2ws)
         np.savez_compressed(out / "hands.npz", **hands.arrays(), frames=frames.numpy(), fps=np.float32(video.fps))
-        return _now(device) - started
+        return synchronized_time(device) - started
 
 
 def parse_frame_slice(text: str) -> slice:
@@ -155,7 +154,4 @@ def _without_gaussians(prediction: HandsPrediction) -> HandsPrediction:
     return prediction._replace(**dict.fromkeys(_GAUSSIANS))
 
 
-def _now(device: torch.device) -> float:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    return time.perf_counter()
+

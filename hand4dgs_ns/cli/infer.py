@@ -11,8 +11,6 @@ Each video's folder appears whole or not at all.
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,9 +32,10 @@ from hand4dgs_ns.features.video_inputs import build_frame_inputs
 from hand4dgs_ns.geometry.cameras import project_points, transform_points, invert_rigid
 from hand4dgs_ns.inference.pictures import contact_sheet, overlay_panel, panel_row, write_mp4, write_png
 from hand4dgs_ns.inference.plots import write_joint_error_plot
-from hand4dgs_ns.inference.predict import frame_batches, predict_batch, render_ego, video_hands
+from hand4dgs_ns.inference.predict import frame_batches, predict_batch, render_ego, synchronized_time, video_hands
 from hand4dgs_ns.inference.run import load_network, read_run
 from hand4dgs_ns.network.hand_network import HandNetwork
+from hand4dgs_ns.output_folder import atomic_folder
 from hand4dgs_ns.progress import progress_bar
 
 SHEET_ROWS = 6
@@ -97,21 +96,11 @@ class Infer:
     def _write_video(
         self, network: HandNetwork, inputs: FrameInputs, s: int, video: SequenceTensors, device: torch.device, features_s: float
     ) -> dict:
-        final = self.output_dir / video.name
-        tmp = self.output_dir / f".{video.name[:200]}.partial-{os.getpid()}"
-        try:
-            tmp.mkdir(parents=True, exist_ok=True)
+        with atomic_folder(self.output_dir / video.name) as tmp:
             metrics = self._predict_and_write(network, inputs, s, video, device, tmp)
             metrics["features_s"] = features_s
             metrics["fps_with_features"] = video.num_frames / (features_s + metrics["predict_s"])
             (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2))
-            if final.exists():
-                shutil.rmtree(final)
-            os.replace(tmp, final)
-        except OSError as err:
-            raise file_error(final, f"could not be written ({err.strerror or err})", "choose an --output-dir you can write to") from None
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
         return metrics
 
     def _predict_and_write(
@@ -129,12 +118,12 @@ class Infer:
             with progress_bar() as progress:
                 task = progress.add_task(f"Reconstructing {video.name}", total=video.num_frames)
                 for frames in batches:
-                    t0 = _now(device)
+                    t0 = synchronized_time(device)
                     prediction, c2w = predict_batch(network, inputs, s, frames, stager, with_gaussians=True)
-                    t1 = _now(device)
+                    t1 = synchronized_time(device)
                     K = video.K[frames].to(device)
                     rgb, alpha = render_ego(prediction, c2w, K, video.width, video.height)
-                    render_s += _now(device) - t1
+                    render_s += synchronized_time(device) - t1
                     predict_s += t1 - t0
                     parts.append(prediction._replace(means=None, quats=None, scales=None, opacities=None, colors=None))
                     c2ws.append(c2w)
@@ -191,12 +180,6 @@ def _read_rgb(path: Path) -> np.ndarray:
     if image is None:
         raise file_error(path, "is not a readable image", "restore the frame or rebuild the sequence")
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-
-
-def _now(device: torch.device) -> float:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    return time.perf_counter()
 
 
 def _fmt(value, digits: int = 2) -> str:

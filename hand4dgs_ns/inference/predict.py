@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -41,6 +42,13 @@ class VideoHands:
 
     def arrays(self) -> dict[str, np.ndarray]:
         return {name: getattr(self, name) for name in self.__dataclass_fields__}
+
+
+def synchronized_time(device: torch.device) -> float:
+    """``time.perf_counter()`` once the device has finished its queued work (timings of GPU work)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter()
 
 
 def frame_batches(inputs: FrameInputs, sequence: int, batch_frames: int) -> Iterator[Tensor]:
