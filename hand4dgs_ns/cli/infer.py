@@ -22,6 +22,7 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
+from hand4dgs_ns.data.sequence_format import hand_pixels
 from hand4dgs_ns.dataparsers.hand_metadata import SequenceTensors
 from hand4dgs_ns.datasets.detect import load_sequences
 from hand4dgs_ns.errors import Hand4DGSError, file_error
@@ -163,7 +164,7 @@ class Infer:
         if video.mask_paths is not None:
             mask = cv2.imread(str(video.mask_paths[f]), cv2.IMREAD_UNCHANGED)
             if mask is not None and mask.shape[:2] == frame.shape[:2]:
-                hand = torch.from_numpy((mask > 0).astype(np.float32))[..., None].to(rgb.device)
+                hand = torch.from_numpy(hand_pixels(mask).astype(np.float32))[..., None].to(rgb.device)
                 target = torch.from_numpy(frame).to(rgb.device).float() / 255.0 * hand
                 p, q = crop_image_metrics(rgb, target, video.bbox[f][video.valid[f]].to(rgb.device))
                 psnrs.extend(p)

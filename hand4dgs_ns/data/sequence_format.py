@@ -27,6 +27,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
+from typing import TypeVar
 
 import numpy as np
 from jaxtyping import Bool, Float
@@ -44,6 +45,13 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 DEFAULT_FPS = 30.0
 NUM_JOINTS = 21
 MASK_BACKGROUND, MASK_LEFT, MASK_RIGHT = 0, 1, 2
+ArrayT = TypeVar("ArrayT")
+
+
+def hand_pixels(mask: ArrayT) -> ArrayT:
+    """Where a mask (a numpy array or a torch tensor of labels) shows a hand: labels 1 and 2 only, so any later
+    label (such as an occluder's) counts as not-hand."""
+    return (mask == MASK_LEFT) | (mask == MASK_RIGHT)
 # c2w rotations are stored as float32 by most tools: allow that much rounding.
 _RIGID_TOLERANCE = 1e-3
 

@@ -23,6 +23,7 @@ from typing_extensions import assert_never
 
 from hand4dgs_ns.features.frame_inputs import INPUTS_KEY, FrameInputs
 from hand4dgs_ns.features.staging import PinnedStager
+from hand4dgs_ns.data.sequence_format import hand_pixels
 from hand4dgs_ns.dataparsers.hand_metadata import METADATA_KEY, HandSequencesMetadata
 from hand4dgs_ns.eval.metrics import crop_image_metrics, mpjpe_mm
 from hand4dgs_ns.geometry.alignment import kabsch_rotation, mean_rotation
@@ -41,9 +42,6 @@ from hand4dgs_ns.model.losses import (
     scale_range_loss,
 )
 from hand4dgs_ns.render import rasterize
-
-SIDES = ("left", "right")
-
 
 @dataclass
 class Hand4DGSModelConfig(HandNetworkConfig, ModelConfig):
@@ -73,7 +71,7 @@ class Hand4DGSModelConfig(HandNetworkConfig, ModelConfig):
     viewer_sequence: int = 0
     """Sequence shown for cameras without frame metadata (viewer, camera paths)."""
     compile: bool = False
-    """torch.compile both hand branches and their Gaussians where CUDA graphs are not used
+    """torch.compile the network's decoder (both hand branches and their Gaussians) where CUDA graphs are not used
     (evaluation, rendering, CPU training, or cuda-graphs off); the first calls are slow while it compiles."""
     compile_mode: Literal["default", "max-autotune-no-cudagraphs"] = "default"
     """torch.compile mode when compile is on."""
@@ -219,7 +217,7 @@ class Hand4DGSModel(Model):
             vertex = point_loss(outputs["joints"], batch["pseudo_joints"], valid)
         losses = {"vertex_loss": c.vertex_loss_weight * self.schedule.vertex_weight(self.step) * vertex}
         if self.schedule.image_weight(self.step) > 0:
-            hand = (batch["hand_mask"] > 0).float()[..., None]
+            hand = hand_pixels(batch["hand_mask"]).float()[..., None]
             target = masked_target(batch["image"], hand, outputs["background"])
             losses["image_loss"] = image_loss(outputs["rgb"], target, c.ssim_lambda)[0]
             losses["scale_loss"] = c.scale_loss_weight * scale_range_loss(outputs["scales"], *c.scale_range)
@@ -240,7 +238,7 @@ class Hand4DGSModel(Model):
     def get_image_metrics_and_images(self, outputs, batch) -> Tuple[Dict[str, float], Dict[str, Tensor]]:
         """Hand-crop PSNR/SSIM of one frame and, with ground truth, its pose errors."""
         image = batch["image"].reshape(-1, *batch["image"].shape[-3:])[0].to(self.device)
-        mask = (batch["hand_mask"].reshape(-1, *batch["hand_mask"].shape[-2:])[0] > 0).float()[..., None].to(self.device)
+        mask = hand_pixels(batch["hand_mask"].reshape(-1, *batch["hand_mask"].shape[-2:])[0]).float()[..., None].to(self.device)
         rgb = outputs["rgb"]
         background = rgb.new_tensor(0.0 if self.config.eval_background == "black" else 1.0).expand(3)
         target = image * mask + background * (1 - mask)
