@@ -35,12 +35,11 @@ from hand4dgs_ns.features.staging import PinnedStager
 from hand4dgs_ns.features.video_inputs import build_frame_inputs
 from hand4dgs_ns.inference.predict import predict_batch, synchronized_time, video_hands
 from hand4dgs_ns.inference.run import TrainedRun, load_network, read_run
-from hand4dgs_ns.network.hand_network import HandNetwork, HandsPrediction
+from hand4dgs_ns.network.hand_network import GAUSSIAN_FIELDS, HandNetwork
 from hand4dgs_ns.output_folder import atomic_folder
 from hand4dgs_ns.progress import progress_bar
 
 _SLICE = re.compile(r"^\s*(-?\d+)?\s*:\s*(-?\d+)?\s*(?::\s*(-?\d+)?\s*)?$")
-_GAUSSIANS = ("means", "quats", "scales", "opacities", "colors")
 
 
 @dataclass(frozen=True)
@@ -116,14 +115,14 @@ class Export:
             task = progress.add_task(f"Exporting {video.name}", total=len(frames))
             for batch in batches:
                 prediction, c2w = predict_batch(network, inputs, s, batch, stager, with_gaussians=True)
-                gaussians = {name: getattr(prediction, name).float().cpu().numpy() for name in _GAUSSIANS}
+                gaussians = {name: getattr(prediction, name).float().cpu().numpy() for name in GAUSSIAN_FIELDS}
                 vertices = prediction.vertices.float().cpu().numpy()
                 for i, f in enumerate(batch.tolist()):
                     write_splats_ply(out / "splats" / f"frame_{f:06d}.ply", Splats(**{k: v[i] for k, v in gaussians.items()}))
                     mesh_path = out / "meshes" / f"frame_{f:06d}.{self.mesh_format}"
                     write_hands_mesh(mesh_path, hands_mesh(vertices[i], faces), self.mesh_format)
                     progress.advance(task)
-                parts.append(_without_gaussians(prediction))
+                parts.append(prediction.without_gaussians())
                 c2ws.append(c2w)
         hands = video_hands(parts, c2ws)
         np.savez_compressed(out / "hands.npz", **hands.arrays(), frames=frames.numpy(), fps=np.float32(video.fps))
@@ -148,10 +147,6 @@ def training_data(run: TrainedRun) -> Path:
     if data is None or Path(data) == Path():
         raise file_error(run.config_path, "does not say which data the run was trained on", "pass the videos to export with --data")
     return Path(data)
-
-
-def _without_gaussians(prediction: HandsPrediction) -> HandsPrediction:
-    return prediction._replace(**dict.fromkeys(_GAUSSIANS))
 
 
 

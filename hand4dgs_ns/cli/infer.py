@@ -126,7 +126,7 @@ class Infer:
                     rgb, alpha = render_ego(prediction, c2w, K, video.width, video.height)
                     render_s += synchronized_time(device) - t1
                     predict_s += t1 - t0
-                    parts.append(prediction._replace(means=None, quats=None, scales=None, opacities=None, colors=None))
+                    parts.append(prediction.without_gaussians())
                     c2ws.append(c2w)
                     joints_px = project_points(K[:, None], transform_points(invert_rigid(c2w)[:, None], prediction.joints)).cpu().numpy()
                     for i, f in enumerate(frames.tolist()):

@@ -50,8 +50,8 @@ def read_run(config_path: Path) -> TrainedRun:
         )
     # Checkpoints sit beside the config whatever the folder the run was started from.
     model_dir = config_path.parent / config.relative_model_dir
-    checkpoints = sorted(model_dir.glob("step-*.ckpt"), key=lambda p: int(p.stem.split("-")[-1]) if p.stem.split("-")[-1].isdigit() else -1)
-    checkpoints = [p for p in checkpoints if p.stem.split("-")[-1].isdigit()]
+    steps = {p: p.stem.removeprefix("step-") for p in model_dir.glob("step-*.ckpt")}
+    checkpoints = sorted((p for p, step in steps.items() if step.isdigit()), key=lambda p: int(steps[p]))
     if not checkpoints:
         raise file_error(model_dir, "holds no checkpoint (step-*.ckpt)", "let training reach its first save, or pass another run")
     return TrainedRun(config_path=config_path, config=config, checkpoint=checkpoints[-1])

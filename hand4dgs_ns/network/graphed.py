@@ -18,10 +18,9 @@ from typing import Iterator
 import torch
 from torch import Tensor, nn
 
-from hand4dgs_ns.network.hand_network import HandNetwork, HandsPrediction, NetworkInputs
+from hand4dgs_ns.network.hand_network import GAUSSIAN_FIELDS, HandNetwork, HandsPrediction, NetworkInputs
 
 _POSE_OUTPUTS = ("vertices", "joints")
-_GAUSSIAN_OUTPUTS = ("means", "quats", "scales", "opacities", "colors")
 
 
 class NetworkStep(nn.Module):
@@ -35,7 +34,7 @@ class NetworkStep(nn.Module):
         super().__init__()
         object.__setattr__(self, "network", network)  # not registered as a submodule
         self.with_gaussians = with_gaussians
-        self.outputs = _POSE_OUTPUTS + (_GAUSSIAN_OUTPUTS if with_gaussians else ())
+        self.outputs = _POSE_OUTPUTS + (GAUSSIAN_FIELDS if with_gaussians else ())
         self.decoder = torch.compile(network.decode, dynamic=False) if compile else None
 
     def parameters(self, recurse: bool = True) -> Iterator[nn.Parameter]:

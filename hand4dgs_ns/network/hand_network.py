@@ -27,6 +27,8 @@ from hand4dgs_ns.network.hand_branch import HandBranch
 from hand4dgs_ns.network.layers import squash_tokens
 
 SIDES = ("left", "right")
+GAUSSIAN_FIELDS = ("means", "quats", "scales", "opacities", "colors")
+"""The :class:`HandsPrediction` fields that hold the Gaussians (None when not asked for)."""
 
 
 @dataclass(frozen=True)
@@ -87,6 +89,10 @@ class HandsPrediction(NamedTuple):
     """Gaussian opacities (zero for invalid hands)."""
     colors: Optional[Float[Tensor, "B N 3"]] = None
     """Gaussian colours, RGB in [0, 1]."""
+
+    def without_gaussians(self) -> HandsPrediction:
+        """The same hands without their Gaussians (what a whole video keeps of each batch)."""
+        return self._replace(**dict.fromkeys(GAUSSIAN_FIELDS))
 
 
 Decoder = Callable[..., HandsPrediction]
@@ -162,8 +168,7 @@ class HandNetwork(nn.Module):
             for slot, (branch, mesh, v_world) in enumerate(zip(self.branches, meshes, vertices)):
                 g = branch.gaussians(v_world, mesh.embeddings)
                 parts.append((g.means, g.quats, g.scales, g.opacities * valid[:, slot, None].float(), g.colors))
-            names = ("means", "quats", "scales", "opacities", "colors")
-            gaussians = {name: torch.cat(p, dim=1) for name, p in zip(names, zip(*parts))}
+            gaussians = {name: torch.cat(p, dim=1) for name, p in zip(GAUSSIAN_FIELDS, zip(*parts))}
 
         def both(attr: str) -> Tensor:
             return torch.stack([getattr(mesh, attr) for mesh in meshes], dim=1)
