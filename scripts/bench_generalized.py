@@ -25,6 +25,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import tyro
 
@@ -71,6 +72,12 @@ class BenchGeneralized:
     """Let infer write its mp4 (needs imageio-ffmpeg)."""
     extra: str = ""
     """More ns-train options for every run, as one string (e.g. "--pipeline.model.window 1")."""
+    stages: tuple[Literal["generalized", "per-video"], ...] = ("generalized", "per-video")
+    """What to run: the generalised run with its evaluation, TTO, infer and export; the per-video
+    runs with theirs. Separate invocations (same --seed) can run them on separate machines;
+    --merge then prints the joint table."""
+    merge: tuple[Path, ...] = ()
+    """Only print the table of these results.json files, merged (no runs)."""
 
 
 class MemoryPoller(threading.Thread):
@@ -140,6 +147,9 @@ def evaluate_all(configs: dict[str, Path], out: Path, logs: Path) -> dict[str, d
 
 
 def main(args: BenchGeneralized) -> None:
+    if args.merge:
+        print_table(*merged(args.merge))
+        return
     args.out.mkdir(parents=True, exist_ok=True)
     data, runs, logs = args.out / "set", args.out / "runs", args.out / "logs"
     logs.mkdir(exist_ok=True)
@@ -160,9 +170,12 @@ def main(args: BenchGeneralized) -> None:
     # or (--sequential, for small machines) one after the other.
     poller = MemoryPoller()
     poller.start()
-    commands = {"generalized": train_command("hand4dgs-generalized", data, runs / "generalized", args.generalized_steps, args, [])}
-    for name in test_names:
-        commands[name] = train_command("hand4dgs", data / name, runs / name, args.per_video_steps, args, [])
+    commands = {}
+    if "generalized" in args.stages:
+        commands["generalized"] = train_command("hand4dgs-generalized", data, runs / "generalized", args.generalized_steps, args, [])
+    if "per-video" in args.stages:
+        for name in test_names:
+            commands[name] = train_command("hand4dgs", data / name, runs / name, args.per_video_steps, args, [])
     jobs: dict[str, subprocess.Popen] = {}
     walls = {}
     for group in ([[n] for n in commands] if args.sequential else [list(commands)]):
@@ -183,9 +196,14 @@ def main(args: BenchGeneralized) -> None:
     }
     configs = {name: next((runs / name).rglob("config.yml")) for name in jobs}
     evaluated = evaluate_all(configs, args.out, logs)
-    results["generalized"] = evaluated.pop("generalized")
-    results["per_video"] = evaluated
+    if "generalized" in evaluated:
+        results["generalized"] = evaluated.pop("generalized")
+    if evaluated:
+        results["per_video"] = evaluated
     (args.out / "results.json").write_text(json.dumps(results, indent=2))
+    if "generalized" not in args.stages:
+        print_table(results, test_names)
+        return
 
     # Test-time optimisation of the generalised run on each held-out video: the first alone (its wall
     # time is the TTO speed figure), the others together.
@@ -240,22 +258,39 @@ def main(args: BenchGeneralized) -> None:
     print_table(results, test_names)
 
 
+def merged(paths: tuple[Path, ...]) -> tuple[dict, list[str]]:
+    """Results of separate invocations as one; the held-out video names."""
+    results: dict = {}
+    for path in paths:
+        for key, value in json.loads(path.read_text()).items():
+            if isinstance(value, dict) and isinstance(results.get(key), dict):
+                results[key] = {**results[key], **value}
+            else:
+                results[key] = value
+    names = sorted(results.get("per_video", {}) or results.get("tto", {}) or {
+        k.split("/")[0] for k in results.get("generalized", {}) if "/" in k
+    })
+    return results, names
+
+
 def print_table(results: dict, test_names: list[str]) -> None:
-    general, per_video = results["generalized"], results["per_video"]
+    nan = float("nan")
+    general, per_video = results.get("generalized", {}), results.get("per_video", {})
 
     def mean(rows: list[dict], key: str) -> float:
         values = [r[key] for r in rows if key in r]
-        return sum(values) / len(values) if values else float("nan")
+        return sum(values) / len(values) if values else nan
 
+    pseudo = general if general else next(iter(per_video.values()), {})
     rows = {
-        "pseudo-labels (held-out videos)": {k: general.get(f"pseudo_{k}", float("nan")) for k in KEYS},
+        "pseudo-labels (held-out videos)": {k: pseudo.get(f"pseudo_{k}", nan) for k in KEYS},
         "per-video (trained on each held-out video)": {k: mean(list(per_video.values()), k) for k in KEYS},
-        "generalised, zero-shot": {k: general.get(k, float("nan")) for k in KEYS},
+        "generalised, zero-shot": {k: general.get(k, nan) for k in KEYS},
     }
     if "tto" in results:
         tto = results["tto"]
         rows["generalised, zero-shot (image metrics on the per-video runs' held-out frames)"] = {
-            k: mean([t["summary"]["before"] for t in tto.values()], k) if k in ("psnr", "ssim") else general.get(k, float("nan")) for k in KEYS
+            k: mean([t["summary"]["before"] for t in tto.values()], k) if k in ("psnr", "ssim") else general.get(k, nan) for k in KEYS
         }
         rows["generalised + TTO"] = {k: mean([t["eval"] for t in tto.values()], k) for k in KEYS}
     print("| rows | " + " | ".join(KEYS) + " |")
@@ -263,9 +298,9 @@ def print_table(results: dict, test_names: list[str]) -> None:
     for label, row in rows.items():
         print(f"| {label} | " + " | ".join(f"{row[k]:.3f}" if k == "ssim" else f"{row[k]:.2f}" for k in KEYS) + " |")
     for name in test_names:
-        print(f"{name}: zero-shot " + ", ".join(f"{k} {general.get(f'{name}/{k}', float('nan')):.2f}" for k in KEYS)
-              + " | per-video " + ", ".join(f"{k} {per_video[name].get(k, float('nan')):.2f}" for k in KEYS))
-    for label, videos in results["infer"].items():
+        print(f"{name}: zero-shot " + ", ".join(f"{k} {general.get(f'{name}/{k}', nan):.2f}" for k in KEYS)
+              + " | per-video " + ", ".join(f"{k} {per_video.get(name, {}).get(k, nan):.2f}" for k in KEYS))
+    for label, videos in results.get("infer", {}).items():
         fps = [v["fps_cached_features"] for v in videos.values()]
         with_features = [v["fps_with_features"] for v in videos.values()]
         render = [v["fps_cached_features_with_render"] for v in videos.values()]
@@ -276,9 +311,9 @@ def print_table(results: dict, test_names: list[str]) -> None:
         print(f"tto wall (s; the first alone, the others {len(walls) - 1} at once):", [round(w, 2) for w in walls])
     if "export_ms_per_frame" in results:
         print(f"export: {results['export_ms_per_frame']:.1f} ms per frame (prediction, splat PLY and mesh writing)")
-    print("train wall (s):", {k: round(v) for k, v in results["train_wall_s"].items()})
-    print("host peak (MiB):", {k: round(v) for k, v in results["host_peak_mib"].items()})
-    print("gpu peak (MiB):", results["gpu_peak_mib"])
+    print("train wall (s):", {k: round(v) for k, v in results.get("train_wall_s", {}).items()})
+    print("host peak (MiB):", {k: round(v) for k, v in results.get("host_peak_mib", {}).items()})
+    print("gpu peak (MiB):", results.get("gpu_peak_mib", {}))
 
 
 if __name__ == "__main__":

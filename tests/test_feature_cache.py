@@ -242,3 +242,22 @@ def test_sequence_tokens_on_cuda_match_cpu(tmp_path):
     cpu = np.array(hand_features_for_sequence(paths, bbox, valid, vit, FeatureCache(tmp_path / "cpu"), batch_frames=2))
     gpu = np.array(hand_features_for_sequence(paths, bbox, valid, vit.cuda(), FeatureCache(tmp_path / "gpu"), batch_frames=2))
     np.testing.assert_allclose(gpu.astype(np.float32), cpu.astype(np.float32), atol=2e-2, rtol=1e-2)
+
+
+def test_videos_sharing_a_cache_folder_keep_their_own_entries(tmp_path):
+    """Many videos in one cache (a generalised run, ``infer`` on a folder of videos): each video
+    has an entry of its own, so a second pass over them rebuilds nothing."""
+    videos = []
+    for i in range(2):
+        (tmp_path / f"video_{i}").mkdir()
+        videos.append(_frames(tmp_path / f"video_{i}", seed=i))
+    cnn, cache = SmallCNN(), _cache(tmp_path)
+    first = [np.array(hand_features_for_sequence(p, b, v, cnn, cache, batch_frames=3)) for p, _, b, v in videos]
+    assert not np.array_equal(first[0], first[1])
+    stamps = sorted(path.stat().st_mtime_ns for path in (tmp_path / "cache").rglob("*.npy"))
+    assert len(stamps) == 2
+    again = [hand_features_for_sequence(p, b, v, cnn, cache, batch_frames=3) for p, _, b, v in videos]
+    for before, after in zip(first, again):
+        np.testing.assert_array_equal(before, after)
+    assert sorted(path.stat().st_mtime_ns for path in (tmp_path / "cache").rglob("*.npy")) == stamps
+    assert "Rebuilding" not in cache.console.file.getvalue()

@@ -104,7 +104,8 @@ class FeatureCache:
     """A folder of cached ``(F, 2, ...)`` arrays, one file pair per entry name.
 
     Args:
-        root: folder holding the entries (created on the first build).
+        root: folder holding the entries (created on the first build); an entry name may hold
+            one sub-folder (one per video).
         verify_data: hash the whole data file on every load (about 1.7 GB/s); off, only its
             size, header, shape and dtype are checked.
         console: where the progress bar and rebuild notes go (stderr by default).
@@ -176,7 +177,7 @@ class FeatureCache:
         if total <= 0:
             raise ValueError(f"nothing to cache for {name}: total is {total}")
         data_path, manifest_path = self.paths(name)
-        self.root.mkdir(parents=True, exist_ok=True)
+        data_path.parent.mkdir(parents=True, exist_ok=True)
         manifest_path.unlink(missing_ok=True)
         tmp_data = data_path.with_name(f".{data_path.name}.{os.getpid()}.tmp")
         tmp_manifest = manifest_path.with_name(f".{manifest_path.name}.{os.getpid()}.tmp")
@@ -359,4 +360,15 @@ def hand_features_for_sequence(
 
     h, w = backbone.input_hw
     name = f"crops-{h}x{w}" if backbone.trainable else f"{backbone.name}-tokens"
-    return cache.get_or_build(key, build, total=len(paths), name=name)
+    return cache.get_or_build(key, build, total=len(paths), name=f"{video_folder_name(paths)}/{name}")
+
+
+def video_folder_name(image_paths: Sequence[Path]) -> str:
+    """The cache sub-folder of one video: its folder's name and a digest of its resolved path.
+
+    One sub-folder per video lets a shared cache hold many videos; the video's location (not its
+    frames' contents) names it, so a changed video is found stale and rebuilt in place.
+    """
+    folder = Path(image_paths[0]).resolve().parent
+    readable = folder.parent.name if folder.name in ("images", "rgb") else folder.name
+    return f"{readable or 'video'}-{hashlib.sha256(str(folder).encode()).hexdigest()[:10]}"
