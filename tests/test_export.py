@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -119,7 +120,10 @@ def test_export_writes_splats_meshes_and_hands_per_frame(trained, tmp_path, monk
     folder = out / "clip"  # --data defaults to the run's training data
     assert str(folder) in result.stdout and "ms per frame" in result.stdout, result.stdout
     assert sorted(p.name for p in out.iterdir()) == ["clip"], "nothing partial may be left"
-    assert sorted(p.name for p in folder.iterdir()) == ["hands.npz", "meshes", "splats"]
+    assert sorted(p.name for p in folder.iterdir()) == ["hands.npz", "meshes", "preview.png", "splats"]
+    preview = cv2.imread(str(folder / "preview.png"))
+    assert preview.shape == (60, 160, 3), "frame 1 | its splat PLY rendered, side by side"
+    assert preview[:, 80:].max() > 10, "the read-back PLY's render should show the hand"
     names = [f"frame_{f:06d}.ply" for f in FRAMES]
     assert sorted(p.name for p in (folder / "splats").iterdir()) == names
     assert sorted(p.name for p in (folder / "meshes").iterdir()) == names
@@ -242,7 +246,5 @@ def _renders(config: Path, data: Path, ply: Path, frame: int, zooms: tuple[int, 
 
 
 def _write_png(path: Path, rgb: torch.Tensor) -> None:
-    import cv2
-
     image = (rgb.clamp(0, 1).numpy() * 255).round().astype(np.uint8)
     cv2.imwrite(str(path), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))

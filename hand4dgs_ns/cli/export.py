@@ -6,7 +6,9 @@ For each video of ``--data`` (default: the run's training data) it writes ``<out
   (see :mod:`hand4dgs_ns.export.splats`), absent hands left out;
 - ``meshes/frame_000123.ply`` (or ``.obj``): both hand meshes in one file, left hand first;
 - ``hands.npz``: joints, vertices, template parameters and validity, as ``hand4dgs infer``
-  writes them, for the exported frames, plus ``frames`` (their indices in the video).
+  writes them, for the exported frames, plus ``frames`` (their indices in the video);
+- ``preview.png``: the first exported frame | its splat PLY, read back from disk and rendered
+  from the frame's camera: a look at what a splat viewer will show.
 
 Positions are in the video's world frame (metres, OpenCV-style axes). Each video's folder
 appears whole or not at all.
@@ -29,11 +31,14 @@ from hand4dgs_ns.dataparsers.hand_metadata import SequenceTensors
 from hand4dgs_ns.datasets.detect import load_sequences
 from hand4dgs_ns.errors import Hand4DGSError, file_error
 from hand4dgs_ns.export.meshes import MeshFormat, hands_mesh, write_hands_mesh
-from hand4dgs_ns.export.splats import Splats, write_splats_ply
+from hand4dgs_ns.export.splats import Splats, read_splats_ply, write_splats_ply
 from hand4dgs_ns.features.frame_inputs import FrameInputs
 from hand4dgs_ns.features.staging import PinnedStager
 from hand4dgs_ns.features.video_inputs import build_frame_inputs
+from hand4dgs_ns.geometry.cameras import invert_rigid
+from hand4dgs_ns.inference.pictures import read_rgb, write_png
 from hand4dgs_ns.inference.predict import predict_batch, synchronized_time, video_hands
+from hand4dgs_ns.render.rasterize import rasterize
 from hand4dgs_ns.inference.run import TrainedRun, load_network, read_run
 from hand4dgs_ns.network.hand_network import GAUSSIAN_FIELDS, HandNetwork
 from hand4dgs_ns.output_folder import atomic_folder
@@ -126,7 +131,23 @@ class Export:
                 c2ws.append(c2w)
         hands = video_hands(parts, c2ws)
         np.savez_compressed(out / "hands.npz", **hands.arrays(), frames=frames.numpy(), fps=np.float32(video.fps))
-        return synchronized_time(device) - started
+        seconds = synchronized_time(device) - started
+        first = int(frames[0])
+        write_png(out / "preview.png", splats_preview(out / "splats" / f"frame_{first:06d}.ply", video, first, device))
+        return seconds
+
+
+def splats_preview(ply: Path, video: SequenceTensors, frame: int, device: torch.device) -> np.ndarray:
+    """The video's frame | the Gaussians of a splat PLY (as read back from disk) rendered from its camera, uint8."""
+    splats = read_splats_ply(ply)
+    fields = {name: torch.from_numpy(getattr(splats, name)).to(device)[None] for name in GAUSSIAN_FIELDS}
+    c2w, K = video.c2w[frame].to(device).float(), video.K[frame].to(device).float()
+    out = rasterize(
+        fields["means"], fields["quats"], fields["scales"], fields["opacities"], fields["colors"],
+        invert_rigid(c2w)[None], K[None], video.width, video.height, with_depth=False,
+    )
+    render = (out.rgb[0].clamp(0, 1) * 255).round().byte().cpu().numpy()
+    return np.concatenate([read_rgb(video.image_paths[frame]), render], axis=1)
 
 
 def parse_frame_slice(text: str) -> slice:

@@ -31,7 +31,7 @@ from hand4dgs_ns.features.frame_inputs import FrameInputs
 from hand4dgs_ns.features.staging import PinnedStager
 from hand4dgs_ns.features.video_inputs import build_frame_inputs
 from hand4dgs_ns.geometry.cameras import project_points, transform_points, invert_rigid
-from hand4dgs_ns.inference.pictures import contact_sheet, overlay_panel, panel_row, write_mp4, write_png
+from hand4dgs_ns.inference.pictures import contact_sheet, overlay_panel, panel_row, read_rgb, write_mp4, write_png
 from hand4dgs_ns.inference.plots import write_joint_error_plot
 from hand4dgs_ns.inference.predict import frame_batches, predict_batch, render_ego, synchronized_time, video_hands
 from hand4dgs_ns.inference.run import load_network, read_run
@@ -160,7 +160,7 @@ class Infer:
         return metrics
 
     def _frame_panel(self, video, f, rgb, alpha, joints_px, valid, sheet_frames, sheet_rows, psnrs, ssims) -> np.ndarray:
-        frame = _read_rgb(video.image_paths[f])
+        frame = read_rgb(video.image_paths[f])
         if video.mask_paths is not None:
             mask = cv2.imread(str(video.mask_paths[f]), cv2.IMREAD_UNCHANGED)
             if mask is not None and mask.shape[:2] == frame.shape[:2]:
@@ -174,13 +174,6 @@ class Infer:
         if f in sheet_frames:
             sheet_rows.append((f, row))
         return row
-
-
-def _read_rgb(path: Path) -> np.ndarray:
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if image is None:
-        raise file_error(path, "is not a readable image", "restore the frame or rebuild the sequence")
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
 def _fmt(value, digits: int = 2) -> str:
