@@ -18,6 +18,7 @@ import torch
 from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
+from hand4dgs_ns.features.augment import CropJitter
 from hand4dgs_ns.features.staging import PinnedStager
 from hand4dgs_ns.features.windows import window_indices
 from hand4dgs_ns.network.hand_network import InputSpec, NetworkInputs
@@ -91,12 +92,14 @@ class FrameInputs:
         half_width: int,
         stager: PinnedStager,
         distinct: bool = True,
+        jitter: tuple[CropJitter, torch.Generator] | None = None,
     ) -> NetworkInputs:
         """The network's inputs for frames ``(sequence, frame)`` (host indices), on ``stager``'s device.
 
         With ``distinct`` each frame that several windows share is sent once (neighbouring
         frames share most of their windows); without it every window row is sent, so the
-        shapes depend on the batch size alone (what CUDA graphs need).
+        shapes depend on the batch size alone (what CUDA graphs need). ``jitter`` (crops only)
+        changes the crops' colours per video on the host, before they are sent.
         """
         sequence, frame = sequence.cpu().long(), frame.cpu().long()
         window = self.window_rows(sequence, frame, half_width)
@@ -105,8 +108,13 @@ class FrameInputs:
         else:
             unique, local = window.reshape(-1), torch.arange(window.numel()).reshape(window.shape)
         rows = self.rows(sequence, frame)
+        frames = self.gather(unique)
+        if jitter is not None and self.kind == "crops":
+            augment, generator = jitter
+            video = torch.searchsorted(self.offsets, unique, right=True) - 1
+            frames = augment(torch.from_numpy(frames), video, generator).numpy()
         return NetworkInputs(
-            frames=stager.to_device(self.gather(unique)),
+            frames=stager.to_device(frames),
             window=stager.to_device(local),
             bbox=stager.to_device(self.bbox[rows]),
             valid=stager.to_device(self.valid[rows]),

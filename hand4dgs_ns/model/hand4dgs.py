@@ -22,6 +22,7 @@ from torch.nn import Parameter
 from typing_extensions import assert_never
 
 from hand4dgs_ns.features.frame_inputs import INPUTS_KEY, FrameInputs
+from hand4dgs_ns.features.augment import CropJitter
 from hand4dgs_ns.features.staging import PinnedStager
 from hand4dgs_ns.data.sequence_format import hand_pixels
 from hand4dgs_ns.dataparsers.hand_metadata import METADATA_KEY, HandSequencesMetadata
@@ -68,6 +69,10 @@ class Hand4DGSModelConfig(HandNetworkConfig, ModelConfig):
     """Training background: 'random' draws white or black per frame (paper)."""
     eval_background: Literal["black", "white"] = "black"
     """Background for evaluation and rendering."""
+    crop_jitter: bool = False
+    """Training: jitter the crops' brightness, contrast and colour balance, one transform per video,
+    hand and step (hand4dgs_ns/features/augment.py), so the network does not learn the training
+    subjects' skin and lighting as part of the hand. On for hand4dgs-generalized; crops only."""
     viewer_sequence: int = 0
     """Sequence shown for cameras without frame metadata (viewer, camera paths)."""
     compile: bool = False
@@ -99,6 +104,7 @@ class Hand4DGSModel(Model):
             raise ValueError("Hand4DGSModel needs the hand datamanager's frame inputs (use the hand4dgs method's datamanager).")
         self.inputs = inputs  # data, not weights: kept out of the state dict; stays on the host
         self._stager: Optional[PinnedStager] = None
+        self._jitter_generator = torch.Generator().manual_seed(self.config.seed)
         self.step = 0
         self._metrics_every = 1  # training steps between training metrics: nerfstudio's logging interval once training starts
         self.schedule = LossSchedule(self.config.image_loss_from, self.config.vertex_decay_steps)
@@ -152,7 +158,8 @@ class Hand4DGSModel(Model):
         if self._stager is None or self._stager.device != self.device:
             self._stager = PinnedStager(self.device)
         graphed = self.config.cuda_graphs and self.training and torch.is_grad_enabled() and self.device.type == "cuda"
-        x = self.inputs.network_inputs(sequence, frame, self.config.window // 2, self._stager, distinct=not graphed)
+        jitter = (CropJitter(), self._jitter_generator) if self.config.crop_jitter and self.training and torch.is_grad_enabled() else None
+        x = self.inputs.network_inputs(sequence, frame, self.config.window // 2, self._stager, distinct=not graphed, jitter=jitter)
         if not graphed:
             return self.network(x, with_gaussians, self._compiled_decode)
         key = (int(x.window.shape[0]), with_gaussians)

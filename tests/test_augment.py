@@ -1,0 +1,69 @@
+"""Photometric jitter of training crops (hand4dgs_ns/features/augment.py)."""
+
+from __future__ import annotations
+
+import torch
+
+from hand4dgs_ns.features.augment import CropJitter
+from hand4dgs_ns.method_configs import hand4dgs_generalized_trainer, hand4dgs_trainer
+
+
+def _crops(seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    crops = torch.randint(40, 200, (6, 2, 3, 8, 6), generator=g, dtype=torch.uint8)
+    crops[5, 1] = 0  # an absent hand
+    return crops
+
+
+def test_one_transform_per_video_and_hand():
+    crops = _crops()
+    crops[1] = crops[0]  # the same frame twice in one video ...
+    crops[3] = crops[0]  # ... and in another video
+    video = torch.tensor([7, 7, 7, 9, 9, 9])
+    out = CropJitter()(crops, video, torch.Generator().manual_seed(1))
+    assert out.dtype == torch.uint8 and out.shape == crops.shape
+    assert torch.equal(out[0], out[1]), "frames of one video share their colour transform"
+    assert not torch.equal(out[0], out[3]), "another video gets another transform"
+    assert not torch.equal(out[0, 0] - crops[0, 0], out[0, 1] - crops[0, 1]), "each hand its own"
+    assert (out[5, 1] == 0).all(), "an absent hand stays zeros"
+    again = CropJitter()(crops, video, torch.Generator().manual_seed(1))
+    assert torch.equal(out, again), "seeded: the same generator state gives the same jitter"
+
+
+def test_jitter_stays_within_its_ranges():
+    crops = torch.full((2, 2, 3, 4, 4), 100, dtype=torch.uint8)  # flat crops: contrast does nothing
+    jitter = CropJitter(brightness=1.5, contrast=1.4, colour=1.2)
+    ratios = []
+    for seed in range(50):
+        out = jitter(crops, torch.tensor([0, 1]), torch.Generator().manual_seed(seed)).float()
+        ratios.append(out / 100)
+    ratios = torch.stack(ratios)
+    assert ratios.min() >= 1 / (1.5 * 1.2) - 0.01 and ratios.max() <= 1.5 * 1.2 + 0.01
+    assert ratios.std() > 0.1, "the factors must actually vary"
+
+
+def test_only_the_generalised_method_jitters_by_default():
+    assert hand4dgs_generalized_trainer(100).pipeline.model.crop_jitter
+    assert not hand4dgs_trainer(100).pipeline.model.crop_jitter
+
+
+def test_network_inputs_jitter_crops_on_request_only():
+    import numpy as np
+
+    from hand4dgs_ns.features.frame_inputs import FrameInputs
+    from hand4dgs_ns.features.staging import PinnedStager
+
+    data = tuple(np.asarray(_crops(seed)[:4]) for seed in (0, 1))  # two videos of 4 frames
+    eye = torch.eye(4).expand(8, 4, 4)
+    inputs = FrameInputs(
+        kind="crops", data=data, bbox=torch.zeros(8, 2, 4), valid=torch.ones(8, 2, dtype=torch.bool),
+        K=torch.eye(3).expand(8, 3, 3), c2w=eye, image_hw=torch.tensor([[60, 80], [60, 80]]),
+        offsets=torch.tensor([0, 4]), lengths=torch.tensor([4, 4]),
+    )
+    sequence, frame, stager = torch.tensor([0, 1]), torch.tensor([1, 2]), PinnedStager(torch.device("cpu"))
+    plain = inputs.network_inputs(sequence, frame, 1, stager)
+    jittered = inputs.network_inputs(sequence, frame, 1, stager, jitter=(CropJitter(), torch.Generator().manual_seed(0)))
+    expected = torch.from_numpy(np.concatenate([data[0][0:3], data[1][1:4]]))
+    assert torch.equal(plain.frames, expected), "without jitter the cached crops go through unchanged"
+    assert jittered.frames.shape == plain.frames.shape and not torch.equal(jittered.frames, plain.frames)
+    assert torch.equal(jittered.window, plain.window)
