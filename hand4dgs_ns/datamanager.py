@@ -22,6 +22,7 @@ from nerfstudio.data.datamanagers.base_datamanager import DataManager
 from nerfstudio.data.datamanagers.full_images_datamanager import FullImageDatamanagerConfig
 from nerfstudio.data.datasets.base_dataset import InputDataset
 from nerfstudio.data.utils.dataloaders import FixedIndicesEvalDataloader
+from nerfstudio.utils.rich_utils import CONSOLE
 from PIL import Image
 from torch.nn import Parameter
 
@@ -106,6 +107,8 @@ class HandDataManager(DataManager):
         self.config = config
         self.device = torch.device(device)
         self.test_mode = test_mode
+        if test_mode == "val" and self.device.type == "cpu" and not torch.cuda.is_available():
+            CONSOLE.print("No CUDA device here: training on the CPU (the method configs default to it on such machines).")
         self.world_size = world_size
         self.local_rank = local_rank
         self.test_split = "test" if test_mode in ("test", "inference") else "val"

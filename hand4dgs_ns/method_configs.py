@@ -16,7 +16,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from nerfstudio.configs.base_config import ViewerConfig
+import torch
+from nerfstudio.configs.base_config import MachineConfig, ViewerConfig
 from nerfstudio.engine.optimizers import AdamOptimizerConfig
 from nerfstudio.engine.trainer import TrainerConfig
 from nerfstudio.plugins.types import MethodSpecification
@@ -25,6 +26,7 @@ from hand4dgs_ns.datamanager import HandDataManagerConfig
 from hand4dgs_ns.dataparsers.sequence_dataparser import SequenceDataParserConfig
 from hand4dgs_ns.errors import install_excepthook
 from hand4dgs_ns.model.hand4dgs import Hand4DGSModelConfig
+from hand4dgs_ns.paths import ffmpeg_on_path
 from hand4dgs_ns.pipeline import Hand4DGSPipelineConfig
 from hand4dgs_ns.schedulers import ExponentialDecayConfig
 
@@ -32,6 +34,7 @@ PER_VIDEO_STEPS = 30000
 GENERALIZED_STEPS = 60000
 
 install_excepthook()  # user errors inside ns-train/ns-eval print one sentence, not a traceback
+ffmpeg_on_path()  # ns-render needs an `ffmpeg` program; the imageio-ffmpeg wheel provides one
 
 
 @dataclass
@@ -76,6 +79,8 @@ def _trainer(method_name: str, max_steps: int, image_loss_from: int, vertex_deca
         steps_per_save=5000,
         max_num_iterations=max_steps,
         mixed_precision=False,
+        # nerfstudio defaults to CUDA and fails without it; on a CPU-only machine train there instead.
+        machine=MachineConfig(device_type="cuda" if torch.cuda.is_available() else "cpu"),
         pipeline=Hand4DGSPipelineConfig(
             datamanager=HandDataManagerConfig(),
             model=Hand4DGSModelConfig(image_loss_from=image_loss_from, vertex_decay_steps=vertex_decay_steps),
