@@ -8,8 +8,7 @@ vertex weight decaying to zero by the end, exponential learning-rate decay.
 held-out ones (zero-shot): by default the videos that ``--data``'s ``splits.json`` lists as test
 (``hand4dgs synth-set`` writes one). Its schedule has the paper's shape, scaled to the steps
 given: vertex loss only for the first 77% (paper: 1M of 1.3M steps), then the image loss with
-the vertex weight decaying to zero over the next 11.5% (paper: 150K steps). Its training crops are
-colour-jittered per video (``--pipeline.model.crop-jitter``).
+the vertex weight decaying to zero over the next 11.5% (paper: 150K steps).
 """
 
 from __future__ import annotations
@@ -65,7 +64,6 @@ def hand4dgs_generalized_trainer(max_steps: int = GENERALIZED_STEPS) -> TrainerC
         "hand4dgs-generalized", max_steps, image_loss_from=round(max_steps * 0.77), vertex_decay_steps=round(max_steps * 0.115)
     )
     config.pipeline.datamanager.dataparser = SequenceDataParserConfig(eval_mode="split-file")
-    config.pipeline.model.crop_jitter = True  # few subjects and rooms: their colours must not become the hand's
     config.steps_per_eval_image = 2000
     return config
 

@@ -42,8 +42,8 @@ def test_jitter_stays_within_its_ranges():
     assert ratios.std() > 0.1, "the factors must actually vary"
 
 
-def test_only_the_generalised_method_jitters_by_default():
-    assert hand4dgs_generalized_trainer(100).pipeline.model.crop_jitter
+def test_jitter_is_an_option_off_by_default():
+    assert not hand4dgs_generalized_trainer(100).pipeline.model.crop_jitter
     assert not hand4dgs_trainer(100).pipeline.model.crop_jitter
 
 

@@ -72,7 +72,8 @@ class Hand4DGSModelConfig(HandNetworkConfig, ModelConfig):
     crop_jitter: bool = False
     """Training: jitter the crops' brightness, contrast and colour balance, one transform per video,
     hand and step (hand4dgs_ns/features/augment.py), so the network does not learn the training
-    subjects' skin and lighting as part of the hand. On for hand4dgs-generalized; crops only."""
+    subjects' skin and lighting as part of the hand. Crops only. Off by default: on a small synthetic
+    set it did not change the zero-shot pose error (docs/benchmarks.md)."""
     viewer_sequence: int = 0
     """Sequence shown for cameras without frame metadata (viewer, camera paths)."""
     compile: bool = False
