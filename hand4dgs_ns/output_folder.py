@@ -1,4 +1,4 @@
-"""An output folder that appears whole or not at all: written in a temporary sibling, then renamed."""
+"""Outputs that appear whole or not at all: written under a temporary sibling name, then renamed."""
 
 from __future__ import annotations
 
@@ -30,3 +30,21 @@ def atomic_folder(final: Path) -> Iterator[Path]:
         raise file_error(final, f"could not be written ({err.strerror or err})", "choose an --output-dir you can write to") from None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+@contextmanager
+def atomic_file(final: Path) -> Iterator[Path]:
+    """Yields a temporary path beside ``final`` (same suffix) that replaces ``final`` when the block ends.
+
+    As :func:`atomic_folder`: a block that raises leaves ``final`` as it was and nothing behind.
+    """
+    final = Path(final)
+    tmp = final.parent / f".{final.stem[:200]}.partial-{os.getpid()}{final.suffix}"
+    try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        yield tmp
+        os.replace(tmp, final)
+    except OSError as err:
+        raise file_error(final, f"could not be written ({err.strerror or err})", "choose an output path you can write to") from None
+    finally:
+        tmp.unlink(missing_ok=True)

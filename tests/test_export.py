@@ -1,5 +1,6 @@
 """``hand4dgs export``: splat PLYs and meshes round trip, the command on a tiny trained run, an
-exported PLY renders as the prediction does, and ``ns-export gaussian-splat`` points to it."""
+exported PLY renders as the prediction does, ``ns-export gaussian-splat`` points to it, and
+``hand4dgs render`` writes orbit, bullet-time and egocentric videos of the same run."""
 
 from __future__ import annotations
 
@@ -160,6 +161,40 @@ def test_export_refuses_a_bad_frame_range_in_one_sentence(trained, tmp_path, mon
             Export(load_config=config, output_dir=out, frames=frames).main()
         assert str(err.value).count(". ") == 0 and str(err.value).endswith("."), err.value
     assert not out.exists()
+
+
+def _mp4_frames(path: Path) -> list[np.ndarray]:
+    import imageio_ffmpeg
+
+    reader = imageio_ffmpeg.read_frames(str(path))
+    width, height = next(reader)["size"]
+    return [np.frombuffer(f, np.uint8).reshape(height, width, 3) for f in reader]
+
+
+def test_render_orbit_bullet_time_and_ego_videos(trained, tmp_path):
+    """hand4dgs render: the camera paths ns-render cannot make for a video model."""
+    config, env, _ = trained
+    base = [BIN / "hand4dgs", "render", "--load-config", config, "--device", "cpu", "--fps", "10"]
+    orbit, bullet, ego = tmp_path / "orbit.mp4", tmp_path / "bullet.mp4", tmp_path / "ego.mp4"
+    out = _run([*base, "--output", orbit, "--path", "orbit", "--frame", "2", "--seconds", "0.8"], env)
+    assert str(orbit) in out.stdout
+    frames = _mp4_frames(orbit)
+    assert len(frames) == 8 and frames[0].shape == (60, 80, 3)
+    assert all(f.max() > 20 for f in frames), "every view of the orbit should show the hands"
+    assert np.abs(frames[0].astype(int) - frames[4].astype(int)).mean() > 0.5, "half a turn later the view differs"
+
+    _run([*base, "--output", bullet, "--path", "bullet-time", "--frames", "0:6", "--degrees", "90"], env)
+    assert len(_mp4_frames(bullet)) == 6
+
+    _run([*base, "--output", ego, "--path", "ego", "--frames", "1:5", "--scale", "2"], env)
+    ego_frames = _mp4_frames(ego)
+    assert len(ego_frames) == 4 and ego_frames[0].shape == (120, 160, 3)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bullet.mp4", "ego.mp4", "orbit.mp4"], "no temporary file left"
+
+    refused = _run([*base, "--output", orbit, "--path", "orbit"], env, ok=False)
+    assert refused.returncode == 1 and "already exists" in refused.stderr and "Traceback" not in refused.stderr
+    refused = _run([*base, "--output", tmp_path / "x.mp4", "--frame", "99"], env, ok=False)
+    assert refused.returncode == 1 and "--frame 99 is outside" in refused.stderr and not (tmp_path / "x.mp4").exists()
 
 
 def test_ns_export_gaussian_splat_points_to_hand4dgs_export(trained, tmp_path):

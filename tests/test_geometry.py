@@ -101,3 +101,38 @@ def test_kabsch_recovers_a_rotation_and_mean_rotation_averages():
     torch.testing.assert_close(mean_rotation(r @ small), r)
     # Invalid entries do not count.
     torch.testing.assert_close(mean_rotation(torch.stack([r, small[0]]), torch.tensor([True, False])), r)
+
+
+def test_look_at_puts_the_target_at_the_image_centre_upright():
+    from hand4dgs_ns.geometry.camera_paths import look_at
+    from hand4dgs_ns.geometry.cameras import invert_rigid, project_points, transform_points
+
+    eye, target, up = torch.tensor([0.3, -0.2, -0.5]), torch.tensor([0.0, 0.1, 0.4]), torch.tensor([0.0, -1.0, 0.0])
+    c2w = look_at(eye, target, up)
+    R = c2w[:3, :3]
+    torch.testing.assert_close(R.T @ R, torch.eye(3), atol=1e-6, rtol=0)
+    assert torch.det(R) > 0
+    K = torch.tensor([[100.0, 0, 50], [0, 100.0, 40], [0, 0, 1]])
+    w2c = invert_rigid(c2w)
+    torch.testing.assert_close(project_points(K, transform_points(w2c, target[None])), torch.tensor([[50.0, 40.0]]), atol=1e-4, rtol=0)
+    above = transform_points(w2c, (target + 0.1 * up)[None])[0]
+    assert above[1] < 0, "a point above the target appears above the image centre (smaller y)"
+
+
+def test_orbit_starts_at_the_camera_and_keeps_its_distance():
+    from hand4dgs_ns.geometry.camera_paths import orbit
+
+    start = torch.eye(4)
+    start[:3, 3] = torch.tensor([0.0, 0.0, -0.6])  # looking along +z at the origin, y down
+    centre = torch.tensor([0.05, 0.0, 0.0])
+    angles = torch.linspace(0, 2 * torch.pi, 9)
+    cams = orbit(start, centre, angles, distance=1.5)
+    torch.testing.assert_close(cams[0, :3, 3], centre + (start[:3, 3] - centre) * 1.5, atol=1e-6, rtol=0)
+    radii = (cams[:, :3, 3] - centre).norm(dim=-1)
+    torch.testing.assert_close(radii, radii[:1].expand_as(radii), atol=1e-5, rtol=0)
+    torch.testing.assert_close(cams[-1], cams[0], atol=1e-5, rtol=0)  # a full turn comes back
+    heights = cams[:, 1, 3]  # the up axis is -y: the orbit stays level
+    torch.testing.assert_close(heights, torch.zeros_like(heights), atol=1e-6, rtol=0)
+    forward = cams[:, :3, 2]
+    to_centre = torch.nn.functional.normalize(centre - cams[:, :3, 3], dim=-1)
+    torch.testing.assert_close(forward, to_centre, atol=1e-5, rtol=0)

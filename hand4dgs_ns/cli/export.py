@@ -16,7 +16,6 @@ appears whole or not at all.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Optional
@@ -39,13 +38,11 @@ from hand4dgs_ns.geometry.cameras import invert_rigid
 from hand4dgs_ns.inference.pictures import read_rgb, write_png
 from hand4dgs_ns.inference.predict import predict_batch, synchronized_time, video_hands
 from hand4dgs_ns.render.rasterize import rasterize
-from hand4dgs_ns.inference.run import TrainedRun, load_network, read_run
+from hand4dgs_ns.cli.frame_slice import parse_frame_slice
+from hand4dgs_ns.inference.run import load_network, read_run, training_data
 from hand4dgs_ns.network.hand_network import GAUSSIAN_FIELDS, HandNetwork
 from hand4dgs_ns.output_folder import atomic_folder
 from hand4dgs_ns.progress import progress_bar
-
-_SLICE = re.compile(r"^\s*(-?\d+)?\s*:\s*(-?\d+)?\s*(?::\s*(-?\d+)?\s*)?$")
-
 
 @dataclass(frozen=True)
 class Export:
@@ -148,26 +145,3 @@ def splats_preview(ply: Path, video: SequenceTensors, frame: int, device: torch.
     )
     render = (out.rgb[0].clamp(0, 1) * 255).round().byte().cpu().numpy()
     return np.concatenate([read_rgb(video.image_paths[frame]), render], axis=1)
-
-
-def parse_frame_slice(text: str) -> slice:
-    """``start:stop[:step]`` of frame indices (each may be left out) as a slice; one sentence if malformed."""
-    match = _SLICE.match(text)
-    if match is None:
-        raise Hand4DGSError(f"--frames '{text}' is not a slice of frame indices; pass start:stop such as 0:100 (either may be left out).")
-    start, stop, step = (None if g is None else int(g) for g in match.groups())
-    if step == 0:
-        raise Hand4DGSError(f"--frames '{text}' has a step of 0; pass a positive step such as 0:100:2.")
-    return slice(start, stop, step)
-
-
-def training_data(run: TrainedRun) -> Path:
-    """The data the run was trained on (``ns-train --data``); one sentence if the config does not name it."""
-    dm = run.config.pipeline.datamanager
-    data = dm.data if dm.data is not None else dm.dataparser.data
-    if data is None or Path(data) == Path():
-        raise file_error(run.config_path, "does not say which data the run was trained on", "pass the videos to export with --data")
-    return Path(data)
-
-
-

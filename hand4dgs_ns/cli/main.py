@@ -19,6 +19,7 @@ from hand4dgs_ns.cli.export import Export
 from hand4dgs_ns.cli.infer import Infer
 from hand4dgs_ns.cli.tto import TTO
 from hand4dgs_ns.cli.preprocess import Preprocess
+from hand4dgs_ns.cli.render import Render
 from hand4dgs_ns.cli.synth import Synth
 from hand4dgs_ns.cli.synth_set import SynthSet
 from hand4dgs_ns.errors import Hand4DGSError
@@ -33,6 +34,10 @@ Commands = Union[
         tyro.conf.subcommand("synth-set", description="Write synthetic train and test videos for a generalised model."),
     ],
     Annotated[Export, tyro.conf.subcommand("export", description="Write a run's hands per frame: splat PLYs, meshes, hands.npz.")],
+    Annotated[
+        Render,
+        tyro.conf.subcommand("render", description="Render a run's hands to an mp4: an orbit at one frame, bullet time, or the ego path."),
+    ],
     Annotated[
         Preprocess,
         tyro.conf.subcommand("preprocess", description="Run HaMeR on H2O or ARCTIC videos: pseudo-labels, features."),

@@ -85,3 +85,12 @@ def load_network(run: TrainedRun, inputs: FrameInputs, device: torch.device | st
         )
     network.load_state_dict(weights)
     return network.to(device).eval()
+
+
+def training_data(run: TrainedRun) -> Path:
+    """The data the run was trained on (``ns-train --data``); one sentence if the config does not name it."""
+    dm = run.config.pipeline.datamanager
+    data = dm.data if dm.data is not None else dm.dataparser.data
+    if data is None or Path(data) == Path():
+        raise file_error(run.config_path, "does not say which data the run was trained on", "pass the videos with --data")
+    return Path(data)
