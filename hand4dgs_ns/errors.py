@@ -49,11 +49,49 @@ def _ns_export_splat_of_a_hand_run(exc: BaseException, tb: Optional[TracebackTyp
     return None
 
 
+_CHECKPOINT_LOADERS = {
+    ("utils", "eval_utils.py", "eval_load_checkpoint"),  # ns-eval, ns-render, ns-viewer, ns-export
+    ("engine", "trainer.py", "_load_checkpoint"),  # ns-train --load-dir / --load-checkpoint
+}
+
+
+def _hand_checkpoint_problem(exc: BaseException, tb: Optional[TracebackType]) -> Optional[Hand4DGSError]:
+    """The sentence for a hand4dgs run whose checkpoint folder is empty or whose checkpoint is
+    truncated or damaged, as nerfstudio's loaders meet it, else None.
+
+    Recognised where nerfstudio's two checkpoint loaders fail, for runs of this package's methods:
+    an empty folder makes them index an empty list; a damaged file makes ``torch.load`` raise.
+    """
+    while tb is not None:
+        frame, tb = tb.tb_frame, tb.tb_next
+        code = frame.f_code
+        if (*PurePath(code.co_filename).parts[-2:], code.co_name) not in _CHECKPOINT_LOADERS:
+            continue
+        local = frame.f_locals
+        config = local.get("config") or getattr(local.get("self"), "config", None)
+        if not str(getattr(config, "method_name", "")).startswith("hand4dgs"):
+            return None
+        if "load_path" not in local and "load_checkpoint" in local and local["load_checkpoint"] is not None:
+            local = {**local, "load_path": local["load_checkpoint"]}
+        if "load_path" not in local and isinstance(exc, (IndexError, ValueError)):
+            folder = local.get("load_dir") or getattr(config, "load_dir", None)
+            return file_error(
+                folder, "holds no checkpoint (step-*.ckpt)", "train the run until it saves one (--steps-per-save) or pass another run"
+            )
+        if "load_path" in local and "loaded_state" not in local:
+            return file_error(
+                local["load_path"], f"is not a readable checkpoint ({type(exc).__name__}: it is truncated or damaged)",
+                "delete it to use the one before, or train again",
+            )
+        return None
+    return None
+
+
 def _print_user_errors(exc_type, exc, tb, _fallback=sys.excepthook) -> None:
     if issubclass(exc_type, Hand4DGSError):
         print(f"error: {exc}", file=sys.stderr)
         return
-    sentence = _ns_export_splat_of_a_hand_run(exc, tb)
+    sentence = _ns_export_splat_of_a_hand_run(exc, tb) or _hand_checkpoint_problem(exc, tb)
     if sentence is not None:
         print(f"error: {sentence}", file=sys.stderr)
         return
@@ -66,7 +104,8 @@ def install_excepthook() -> None:
     nerfstudio's own commands (``ns-train``, ``ns-eval``, ...) run our dataparsers and models
     inside their code, where no ``try`` of ours can catch a user error; the plugin modules call
     this when nerfstudio loads them. ``ns-export gaussian-splat`` on a hand4dgs run, which fails
-    on nerfstudio's own assertion, likewise points to ``hand4dgs export``. Other exceptions keep
+    on nerfstudio's own assertion, likewise points to ``hand4dgs export``, and a hand4dgs run's
+    empty checkpoint folder or damaged checkpoint is named. Other exceptions keep
     the usual traceback; the exit status stays 1.
     """
     if sys.excepthook is not _print_user_errors:

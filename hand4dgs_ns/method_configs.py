@@ -18,7 +18,6 @@ from dataclasses import dataclass
 import torch
 from nerfstudio.configs.base_config import MachineConfig, ViewerConfig
 from nerfstudio.engine.optimizers import AdamOptimizerConfig
-from nerfstudio.engine.trainer import TrainerConfig
 from nerfstudio.plugins.types import MethodSpecification
 
 from hand4dgs_ns.datamanager import HandDataManagerConfig
@@ -28,6 +27,7 @@ from hand4dgs_ns.model.hand4dgs import Hand4DGSModelConfig
 from hand4dgs_ns.paths import ffmpeg_on_path
 from hand4dgs_ns.pipeline import Hand4DGSPipelineConfig
 from hand4dgs_ns.schedulers import ExponentialDecayConfig
+from hand4dgs_ns.trainer import Hand4DGSTrainerConfig
 
 PER_VIDEO_STEPS = 30000
 GENERALIZED_STEPS = 60000
@@ -52,12 +52,12 @@ def _adam(lr: float, lr_final: float, max_steps: int) -> dict:
     }
 
 
-def hand4dgs_trainer(max_steps: int = PER_VIDEO_STEPS) -> TrainerConfig:
+def hand4dgs_trainer(max_steps: int = PER_VIDEO_STEPS) -> Hand4DGSTrainerConfig:
     """The per-video training configuration; ``max_steps`` rescales the whole schedule."""
     return _trainer("hand4dgs", max_steps, image_loss_from=max_steps * 2 // 3, vertex_decay_steps=max_steps // 3)
 
 
-def hand4dgs_generalized_trainer(max_steps: int = GENERALIZED_STEPS) -> TrainerConfig:
+def hand4dgs_generalized_trainer(max_steps: int = GENERALIZED_STEPS) -> Hand4DGSTrainerConfig:
     """The generalised configuration (many videos, zero-shot evaluation on held-out ones);
     ``max_steps`` rescales the whole schedule with the paper's proportions."""
     config = _trainer(
@@ -68,8 +68,8 @@ def hand4dgs_generalized_trainer(max_steps: int = GENERALIZED_STEPS) -> TrainerC
     return config
 
 
-def _trainer(method_name: str, max_steps: int, image_loss_from: int, vertex_decay_steps: int) -> TrainerConfig:
-    return TrainerConfig(
+def _trainer(method_name: str, max_steps: int, image_loss_from: int, vertex_decay_steps: int) -> Hand4DGSTrainerConfig:
+    return Hand4DGSTrainerConfig(
         method_name=method_name,
         steps_per_eval_batch=500,
         steps_per_eval_image=1000,

@@ -33,13 +33,15 @@ def atomic_folder(final: Path) -> Iterator[Path]:
 
 
 @contextmanager
-def atomic_file(final: Path) -> Iterator[Path]:
-    """Yields a temporary path beside ``final`` (same suffix) that replaces ``final`` when the block ends.
+def atomic_file(final: Path, scratch: Path | None = None) -> Iterator[Path]:
+    """Yields a temporary path (same suffix) that replaces ``final`` when the block ends.
 
-    As :func:`atomic_folder`: a block that raises leaves ``final`` as it was and nothing behind.
+    The temporary lies beside ``final``, or in ``scratch`` (on the same file system) where
+    ``final``'s folder must hold only finished files. As :func:`atomic_folder`: a block that
+    raises leaves ``final`` as it was and nothing behind.
     """
     final = Path(final)
-    tmp = final.parent / f".{final.stem[:200]}.partial-{os.getpid()}{final.suffix}"
+    tmp = Path(scratch or final.parent) / f".{final.stem[:200]}.partial-{os.getpid()}{final.suffix}"
     try:
         final.parent.mkdir(parents=True, exist_ok=True)
         yield tmp

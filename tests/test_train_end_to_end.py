@@ -90,3 +90,39 @@ def test_viewer_loading_path_renders_by_time(trained, monkeypatch):
         assert out["rgb"].shape == (60, 80, 3) and torch.isfinite(out["rgb"]).all()
         images.append(out["rgb"])
     assert not torch.equal(images[0], images[1]), "the time slider must change the rendered frame"
+
+
+def test_checkpoints_are_whole_and_damaged_or_missing_ones_are_named(trained, tmp_path):
+    """Checkpoints are written under a temporary name beside the checkpoint folder, then renamed;
+    a truncated checkpoint or an empty folder is named in one sentence by ns-eval and ns-train."""
+    config, env = trained
+    folder = config.parent / "nerfstudio_models"
+    (ckpt,) = sorted(folder.glob("step-*.ckpt"))
+    assert not [p.name for p in config.parent.iterdir() if ".partial" in p.name], "no temporary left beside the run"
+    saved = ckpt.read_bytes()
+    data = yaml_data(config)
+    try:
+        ckpt.write_bytes(saved[: len(saved) // 3])  # a save killed halfway (what an in-place write leaves)
+        out = subprocess.run([str(BIN / "ns-eval"), "--load-config", str(config), "--output-path", str(tmp_path / "e.json")],
+                             capture_output=True, text=True, env=env, timeout=600)
+        assert out.returncode != 0 and "Traceback" not in out.stderr, out.stderr[-2000:]
+        assert f"{ckpt}: is not a readable checkpoint" in out.stderr, out.stderr[-2000:]
+        out = subprocess.run([str(BIN / "ns-train"), "hand4dgs", "--data", data, "--output-dir", str(tmp_path / "more"),
+                              "--load-dir", str(folder), *FAST], capture_output=True, text=True, env=env, timeout=600)
+        assert out.returncode != 0 and "Traceback" not in out.stderr and f"{ckpt}: is not a readable checkpoint" in out.stderr, out.stderr[-2000:]
+        ckpt.unlink()
+        out = subprocess.run([str(BIN / "ns-eval"), "--load-config", str(config), "--output-path", str(tmp_path / "e.json")],
+                             capture_output=True, text=True, env=env, timeout=600)
+        assert out.returncode != 0 and "Traceback" not in out.stderr, out.stderr[-2000:]
+        assert f"{folder}: holds no checkpoint" in out.stderr, out.stderr[-2000:]
+        assert not (tmp_path / "e.json").exists()
+    finally:
+        ckpt.write_bytes(saved)
+
+
+def yaml_data(config: Path) -> str:
+    """The --data a run was trained on, from its config.yml."""
+    import yaml
+
+    loaded = yaml.load(config.read_text(), Loader=yaml.Loader)
+    return str(loaded.pipeline.datamanager.data)
