@@ -33,3 +33,19 @@ def test_hand4dgs_synth_refuses_to_overwrite(tmp_path):
     assert out.returncode == 1
     assert "Traceback" not in out.stderr and str(target) in out.stderr
     assert (target / "keep.txt").read_text() == "not a sequence" and sorted(p.name for p in target.iterdir()) == ["keep.txt"]
+
+
+def test_ns_train_refuses_a_clip_without_any_valid_hand(tmp_path):
+    import numpy as np
+    from conftest import write_random_sequence
+
+    clip = write_random_sequence(tmp_path / "clip", num_frames=4)
+    hands = dict(np.load(clip / "hands.npz"))
+    hands["valid"] = np.zeros_like(hands["valid"])
+    np.savez(clip / "hands.npz", **hands)
+    out = _run([str(BIN / "ns-train"), "hand4dgs", "--data", str(clip), "--machine.device-type", "cpu",
+                "--vis", "tensorboard", "--output-dir", str(tmp_path / "out")], tmp_path)
+    assert out.returncode != 0 and "Traceback" not in out.stderr
+    last = out.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"error: {clip / 'hands.npz'}: marks no hand valid in any frame"), last
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").rglob("*.ckpt"))

@@ -40,6 +40,7 @@ from hand4dgs_ns.dataparsers.hand_metadata import (
     SequenceTensors,
 )
 from hand4dgs_ns.dataparsers.splits import EvalMode, split_frames
+from hand4dgs_ns.errors import file_error
 from hand4dgs_ns.datasets.detect import (
     ArcticOptions,
     DatasetKind,
@@ -190,6 +191,13 @@ class SequenceDataParser(DataParser):
                 check_frames=self.config.check_frames,
                 kind=self.config.layout,
             )
+            for sequence in read:
+                if not np.asarray(sequence.hands.valid).any():
+                    where = sequence.root / "hands.npz" if (sequence.root / "hands.npz").is_file() else sequence.root
+                    raise file_error(
+                        where, "marks no hand valid in any frame, so there is nothing to train on",
+                        "set valid where a hand is visible (hand4dgs preprocess or a hand detector gives boxes) or leave this video out",
+                    )
             views = tuple(
                 NovelView(
                     sequence_index=s,
