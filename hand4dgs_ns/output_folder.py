@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,7 +22,7 @@ def atomic_folder(final: Path) -> Iterator[Path]:
     final = Path(final)
     tmp = final.parent / f".{final.name[:200]}.partial-{os.getpid()}"
     try:
-        tmp.mkdir(parents=True, exist_ok=True)
+        tmp = partial_folder(final)
         yield tmp
         if final.exists():
             shutil.rmtree(final)
@@ -42,6 +43,7 @@ def atomic_file(final: Path, scratch: Path | None = None) -> Iterator[Path]:
     """
     final = Path(final)
     tmp = Path(scratch or final.parent) / f".{final.stem[:200]}.partial-{os.getpid()}{final.suffix}"
+    remove_leftovers(tmp.parent, f".{final.stem[:200]}.partial-*{final.suffix}")
     try:
         final.parent.mkdir(parents=True, exist_ok=True)
         yield tmp
@@ -50,3 +52,40 @@ def atomic_file(final: Path, scratch: Path | None = None) -> Iterator[Path]:
         raise file_error(final, f"could not be written ({err.strerror or err})", "choose an output path you can write to") from None
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def partial_folder(final: Path) -> Path:
+    """A new empty hidden folder beside ``final`` (``.<name>.partial-<pid>``) to write ``final`` in,
+    after removing those that killed processes left for the same ``final``."""
+    final = Path(final)
+    tmp = final.parent / f".{final.name[:200]}.partial-{os.getpid()}"
+    final.parent.mkdir(parents=True, exist_ok=True)
+    remove_leftovers(final.parent, f".{final.name[:200]}.partial-*")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    return tmp
+
+
+def remove_leftovers(folder: Path, pattern: str) -> None:
+    """Removes temporaries matching ``pattern`` in ``folder`` whose writing process has ended
+    (a killed run's). The writer's process id is the first number after the last '-' or '.'
+    of the name: ``.name.partial-<pid>[.suffix]`` or ``.name.<pid>.tmp``."""
+    for path in Path(folder).glob(pattern):
+        digits = re.findall(r"[-.](\d+)(?:\.[A-Za-z0-9]+)?$", path.name)
+        if not digits or _running(int(digits[-1])):
+            continue
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+
+
+def _running(pid: int) -> bool:
+    """Whether a process with this id exists (it may be another user's)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

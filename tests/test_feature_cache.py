@@ -261,3 +261,29 @@ def test_videos_sharing_a_cache_folder_keep_their_own_entries(tmp_path):
         np.testing.assert_array_equal(before, after)
     assert sorted(path.stat().st_mtime_ns for path in (tmp_path / "cache").rglob("*.npy")) == stamps
     assert "Rebuilding" not in cache.console.file.getvalue()
+
+
+def test_leftovers_of_killed_writers_are_removed_and_live_ones_kept(tmp_path):
+    import subprocess
+    import sys
+
+    from hand4dgs_ns.output_folder import atomic_folder
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True).stdout.strip()
+    alive = str(os.getppid())
+    (tmp_path / f".clip.partial-{dead}").mkdir()  # a killed `hand4dgs synth` / infer / export
+    (tmp_path / f".clip.partial-{dead}" / "frame.png").write_bytes(b"x")
+    (tmp_path / f".clip.partial-{alive}").mkdir()  # another process still writing
+    with atomic_folder(tmp_path / "clip") as out:
+        (out / "done.txt").write_text("ok")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f".clip.partial-{alive}", "clip"]
+
+    cache = _cache(tmp_path)
+    entry = tmp_path / "cache" / "video-x"
+    entry.mkdir(parents=True)
+    stale = entry / f".crops-64x48.npy.{dead}.tmp"  # a killed cache build
+    stale.write_bytes(b"half")
+    live = entry / f".crops-64x48.npy.{alive}.tmp"
+    live.write_bytes(b"half")
+    cache.get_or_build(KEY, Builder(_data()), total=7, name="video-x/crops-64x48")
+    assert not stale.exists() and live.exists()

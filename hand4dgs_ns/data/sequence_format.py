@@ -34,6 +34,7 @@ from jaxtyping import Bool, Float
 from PIL import Image, UnidentifiedImageError
 
 from hand4dgs_ns.errors import file_error
+from hand4dgs_ns.output_folder import partial_folder
 from hand4dgs_ns.progress import progress_bar
 
 RGB_DIR = "rgb"
@@ -543,8 +544,7 @@ class SequenceWriter:
             )
 
     def __enter__(self) -> SequenceWriter:
-        self.out.parent.mkdir(parents=True, exist_ok=True)
-        self._tmp = Path(tempfile.mkdtemp(prefix=f".{self.out.name}.", suffix=".partial", dir=self.out.parent))
+        self._tmp = partial_folder(self.out)
         (self._tmp / RGB_DIR).mkdir()
         return self
 

@@ -79,6 +79,7 @@ from hand4dgs_ns.data.sequence_format import MASK_BACKGROUND, MASK_LEFT, MASK_RI
 from hand4dgs_ns.datasets.base import DatasetSequence
 from hand4dgs_ns.errors import Hand4DGSError, file_error
 from hand4dgs_ns.geometry.cameras import transform_points
+from hand4dgs_ns.output_folder import partial_folder
 from hand4dgs_ns.hands import load_template
 from hand4dgs_ns.progress import progress_bar
 from hand4dgs_ns.synthetic.rasterizer import rasterize_mesh
@@ -578,8 +579,7 @@ def _cached_masks(
         reusable = False
     if reusable:
         return paths
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".partial", dir=folder.parent))
+    tmp = partial_folder(folder)
     try:
         K = torch.from_numpy(np.asarray(seq.cameras.K, np.float32))
         keep = torch.from_numpy(valid)

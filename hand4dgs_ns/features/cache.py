@@ -31,6 +31,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from hand4dgs_ns.errors import Hand4DGSError
+from hand4dgs_ns.output_folder import remove_leftovers
 from hand4dgs_ns.features.backbones.base import HandBackbone
 from hand4dgs_ns.features.crops import (
     HAMER_BBOX_SHAPE_HW,
@@ -178,6 +179,7 @@ class FeatureCache:
             raise ValueError(f"nothing to cache for {name}: total is {total}")
         data_path, manifest_path = self.paths(name)
         data_path.parent.mkdir(parents=True, exist_ok=True)
+        remove_leftovers(data_path.parent, f".{data_path.stem}.*.tmp")  # a killed build's
         manifest_path.unlink(missing_ok=True)
         tmp_data = data_path.with_name(f".{data_path.name}.{os.getpid()}.tmp")
         tmp_manifest = manifest_path.with_name(f".{manifest_path.name}.{os.getpid()}.tmp")
