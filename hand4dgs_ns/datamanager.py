@@ -156,10 +156,18 @@ class HandDataManager(DataManager):
             images, masks = [], []
             # Truncated like nerfstudio's Cameras.rescale_output_resolution, so images match their cameras.
             size = (int(sequence.width * self.config.image_scale), int(sequence.height * self.config.image_scale))
+            native: set[tuple[int, int]] = set()
             with progress_bar() as progress:
                 for f in progress.track(frames.tolist(), description=f"Caching {split} frames of {sequence.name}"):
                     images.append(_read_image(sequence.image_paths[f], "Frame", size, Image.Resampling.BOX, "RGB"))
-                    masks.append(_read_image(sequence.mask_paths[f], "Mask", size, Image.Resampling.NEAREST, None))
+                    masks.append(_read_image(sequence.mask_paths[f], "Mask", size, Image.Resampling.NEAREST, None, native))
+            odd = sorted(native - {(sequence.width, sequence.height)})
+            if odd:
+                CONSOLE.print(
+                    f"[yellow]warning:[/] masks of {sequence.root} are {' and '.join(f'{w}x{h}' for w, h in odd)}, its frames "
+                    f"{sequence.width}x{sequence.height}: the masks were resized to the frames (nearest label); check that they belong to them.",
+                    highlight=False, soft_wrap=True,
+                )
             per_sequence[s] = _SequenceImages(
                 frames=frames,
                 dataset_index=rows,
@@ -243,10 +251,14 @@ def hand_targets(sequence: SequenceTensors, frames: torch.Tensor) -> dict[str, t
     return out
 
 
-def _read_image(path: Path, what: str, size: tuple[int, int], resample: Image.Resampling, mode: str | None) -> np.ndarray:
-    """A frame or mask as an array, resized to ``size`` (width, height) when needed."""
+def _read_image(
+    path: Path, what: str, size: tuple[int, int], resample: Image.Resampling, mode: str | None, sizes: set | None = None
+) -> np.ndarray:
+    """A frame or mask as an array, resized to ``size`` (width, height) when needed; its own size is added to ``sizes``."""
     try:
         with Image.open(path) as im:
+            if sizes is not None:
+                sizes.add(im.size)
             im = im.convert(mode) if mode else im
             if im.size != size:
                 im = im.resize(size, resample)

@@ -49,3 +49,19 @@ def test_ns_train_refuses_a_clip_without_any_valid_hand(tmp_path):
     last = out.stderr.strip().splitlines()[-1]
     assert last.startswith(f"error: {clip / 'hands.npz'}: marks no hand valid in any frame"), last
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").rglob("*.ckpt"))
+
+
+def test_masks_of_another_size_are_resized_with_a_warning(tmp_path):
+    from PIL import Image
+
+    from conftest import write_random_sequence
+    from ns_commands import FAST
+
+    clip = write_random_sequence(tmp_path / "clip", num_frames=4, width=64, height=48)
+    for mask in sorted((clip / "masks").glob("*.png")):
+        with Image.open(mask) as im:
+            im.resize((32, 24), Image.Resampling.NEAREST).save(mask)
+    out = _run([str(BIN / "ns-train"), "hand4dgs", "--data", str(clip), "--output-dir", str(tmp_path / "out"), *FAST], tmp_path)
+    assert out.returncode == 0, out.stderr[-2000:]
+    text = " ".join((out.stdout + out.stderr).split())
+    assert f"warning: masks of {clip} are 32x24, its frames 64x48: the masks were resized" in text, text[-3000:]
