@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import sys
 from pathlib import PurePath
 from types import TracebackType
@@ -19,6 +20,39 @@ class Hand4DGSError(Exception):
 def file_error(file: object, problem: str, fix: str) -> Hand4DGSError:
     """The project's sentence for a problem with one file or folder: ``"<file>: <problem>; <fix>."``."""
     return Hand4DGSError(f"{file}: {problem}; {fix}.")
+
+
+_OS_PROBLEMS = {
+    errno.EACCES: ("cannot be written or read (permission denied)", "choose a place you may write to, or change its permissions"),
+    errno.EPERM: ("cannot be written or read (operation not permitted)", "choose a place you may write to, or change its permissions"),
+    errno.EROFS: ("is on a read-only file system", "choose a place you may write to"),
+    errno.ENOSPC: ("cannot be written: no space left on the device", "free some space or choose another disk"),
+    errno.EDQUOT: ("cannot be written: disk quota exceeded", "free some space or choose another disk"),
+    errno.ENAMETOOLONG: ("has a name too long for the file system", "choose a shorter name or a shallower folder"),
+    errno.ENOTDIR: ("lies under a file, not a folder", "choose a path whose folders are folders"),
+    errno.EEXIST: ("already exists where a new file or folder is needed", "choose another path or move it away"),
+}
+
+
+def os_error_sentence(err: OSError) -> Optional[Hand4DGSError]:
+    """The sentence for an operating-system error the user can fix (permissions, a full or read-only
+    disk, a name too long) that names its file; None for other errors."""
+    problem = _OS_PROBLEMS.get(err.errno or -1)
+    if problem is None or err.filename is None:
+        return None
+    return file_error(err.filename, *problem)
+
+
+def _runs_hand4dgs_code(tb: Optional[TracebackType]) -> bool:
+    """Whether the traceback passes through this package's code or holds one of its objects."""
+    package = str(PurePath(__file__).parent)
+    while tb is not None:
+        frame, tb = tb.tb_frame, tb.tb_next
+        if frame.f_code.co_filename.startswith(package):
+            return True
+        if any(type(v).__module__.startswith("hand4dgs_ns.") for v in frame.f_locals.values()):
+            return True
+    return False
 
 
 def _ns_export_splat_of_a_hand_run(exc: BaseException, tb: Optional[TracebackType]) -> Optional[Hand4DGSError]:
@@ -92,6 +126,8 @@ def _print_user_errors(exc_type, exc, tb, _fallback=sys.excepthook) -> None:
         print(f"error: {exc}", file=sys.stderr)
         return
     sentence = _ns_export_splat_of_a_hand_run(exc, tb) or _hand_checkpoint_problem(exc, tb)
+    if sentence is None and isinstance(exc, OSError) and _runs_hand4dgs_code(tb):
+        sentence = os_error_sentence(exc)
     if sentence is not None:
         print(f"error: {sentence}", file=sys.stderr)
         return
@@ -104,8 +140,9 @@ def install_excepthook() -> None:
     nerfstudio's own commands (``ns-train``, ``ns-eval``, ...) run our dataparsers and models
     inside their code, where no ``try`` of ours can catch a user error; the plugin modules call
     this when nerfstudio loads them. ``ns-export gaussian-splat`` on a hand4dgs run, which fails
-    on nerfstudio's own assertion, likewise points to ``hand4dgs export``, and a hand4dgs run's
-    empty checkpoint folder or damaged checkpoint is named. Other exceptions keep
+    on nerfstudio's own assertion, likewise points to ``hand4dgs export``; a hand4dgs run's
+    empty checkpoint folder or damaged checkpoint is named, and so is the file of an
+    operating-system error the user can fix (a read-only folder, a full disk). Other exceptions keep
     the usual traceback; the exit status stays 1.
     """
     if sys.excepthook is not _print_user_errors:

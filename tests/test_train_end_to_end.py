@@ -126,3 +126,15 @@ def yaml_data(config: Path) -> str:
 
     loaded = yaml.load(config.read_text(), Loader=yaml.Loader)
     return str(loaded.pipeline.datamanager.data)
+
+
+def test_ns_eval_output_path_blocked_by_a_file_is_one_sentence(trained, tmp_path):
+    config, env = trained
+    (tmp_path / "a_file").write_text("")
+    out = subprocess.run([str(BIN / "ns-eval"), "--load-config", str(config), "--output-path", str(tmp_path / "a_file" / "eval.json")],
+                         capture_output=True, text=True, env=env, timeout=600)
+    assert out.returncode != 0 and "Traceback" not in out.stderr, out.stderr[-2000:]
+    assert f"{tmp_path / 'a_file'}: already exists where a new file or folder is needed" in out.stderr
+    out = subprocess.run([str(BIN / "ns-eval"), "--load-config", str(config), "--output-path", str(tmp_path / "a_file" / "x" / "eval.json")],
+                         capture_output=True, text=True, env=env, timeout=600)
+    assert out.returncode != 0 and f"{tmp_path / 'a_file' / 'x'}: lies under a file, not a folder" in out.stderr, out.stderr[-2000:]

@@ -65,3 +65,14 @@ def test_masks_of_another_size_are_resized_with_a_warning(tmp_path):
     assert out.returncode == 0, out.stderr[-2000:]
     text = " ".join((out.stdout + out.stderr).split())
     assert f"warning: masks of {clip} are 32x24, its frames 64x48: the masks were resized" in text, text[-3000:]
+
+
+def test_operating_system_errors_name_the_file(tmp_path):
+    long_ok = tmp_path / ("c" * 240)  # its temporary sibling's name is longer: it must still work
+    out = _run([str(BIN / "hand4dgs"), "synth", str(long_ok), "--frames", "2", "--width", "64", "--height", "48"], tmp_path)
+    assert out.returncode == 0 and long_ok.is_dir(), out.stderr[-2000:]
+    too_long = tmp_path / ("c" * 300)
+    out = _run([str(BIN / "hand4dgs"), "synth", str(too_long), "--frames", "2", "--width", "64", "--height", "48"], tmp_path)
+    assert out.returncode == 1 and "Traceback" not in out.stderr
+    assert "has a name too long for the file system; choose a shorter name" in " ".join(out.stderr.split())
+    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith("cache")) == [long_ok.name], "nothing half-written"

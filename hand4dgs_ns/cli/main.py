@@ -22,7 +22,7 @@ from hand4dgs_ns.cli.preprocess import Preprocess
 from hand4dgs_ns.cli.render import Render
 from hand4dgs_ns.cli.synth import Synth
 from hand4dgs_ns.cli.synth_set import SynthSet
-from hand4dgs_ns.errors import Hand4DGSError
+from hand4dgs_ns.errors import Hand4DGSError, os_error_sentence
 
 Commands = Union[
     Annotated[Demo, tyro.conf.subcommand("demo", description="Synthesise the default clip, train on it, evaluate.")],
@@ -55,6 +55,12 @@ def run_user_command(fn) -> None:
         fn()
     except Hand4DGSError as err:
         Console(stderr=True).print(f"[bold red]error:[/] {err}", highlight=False, soft_wrap=True)
+        sys.exit(1)
+    except OSError as err:
+        sentence = os_error_sentence(err)
+        if sentence is None:
+            raise
+        Console(stderr=True).print(f"[bold red]error:[/] {sentence}", highlight=False, soft_wrap=True)
         sys.exit(1)
     except KeyboardInterrupt:
         Console(stderr=True).print("[yellow]interrupted[/]")
