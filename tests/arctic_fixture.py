@@ -1,4 +1,4 @@
-"""A tiny ARCTIC dataset on disk, in the exact layout of the real one (FORMATS.md section 3).
+"""A tiny ARCTIC dataset on disk, in the exact layout of the real one (docs/formats.md section 3).
 
 :func:`write_arctic_fixture` writes, under ``<root>/data/arctic_data/data/``::
 

@@ -12,7 +12,7 @@ frame. The left box sits in the left part of the image, the right box in the rig
 right box of frame 1 is unusable.
 
 :func:`write_hamer_fixture` writes ``<seq.hamer_dir>/<frame_id>.npz`` for every frame
-(FORMATS.md section 5): known MANO hands (right-hand MANO from ``MANO_RIGHT.pkl``, random
+(docs/formats.md section 5): known MANO hands (right-hand MANO from ``MANO_RIGHT.pkl``, random
 rotations and shape) are placed in each camera at the boxes, and the files hold what HaMeR
 would output for them: the right-hand MANO of the mirror image for the left hand (vertices,
 joints, rotations), and ``cam_t_full`` for HaMeR's camera (focal ``f_H``, principal point at

@@ -225,8 +225,9 @@ def test_sequence_input_errors(tmp_path):
     cnn, cache = SmallCNN(), _cache(tmp_path)
     bad = bbox.copy()
     bad[2, 1] = [50, 50, 40, 60]
-    with pytest.raises(Hand4DGSError, match="right hand box of frame 2"):
+    with pytest.raises(Hand4DGSError, match="right hand box of frame 2") as err:
         hand_features_for_sequence(paths, bad, valid, cnn, cache)
+    assert str(err.value).startswith(f"{tmp_path / 'rgb'}: "), "the sentence names where the boxes belong"
     paths[4].write_bytes(b"not an image")
     with pytest.raises(Hand4DGSError, match="000004.png is not a readable image"):
         hand_features_for_sequence(paths, bbox, valid, cnn, cache)

@@ -329,7 +329,7 @@ def test_missing_folder_says_where_and_how(seq, mano_dir: Path, tmp_path: Path):
     message = str(err.value)
     _one_sentence(message)
     assert str(seq.hamer_dir) in message and "hand4dgs preprocess" in message and "--hamer-checkpoint" in message
-    assert "FORMATS.md section 5" in message
+    assert "docs/formats.md section 5" in message
 
 
 def test_missing_frame_file_is_named(seq, mano_dir: Path, tmp_path: Path):
@@ -340,7 +340,7 @@ def test_missing_frame_file_is_named(seq, mano_dir: Path, tmp_path: Path):
         attach_pseudo_labels(seq, mano_dir, tmp_path / "cache")
     message = str(err.value)
     _one_sentence(message)
-    assert str(missing) in message and "hand4dgs preprocess" in message and "FORMATS.md section 5" in message
+    assert str(missing) in message and "hand4dgs preprocess" in message and "docs/formats.md section 5" in message
 
 
 def _drop_key(file: Path) -> None:

@@ -122,7 +122,7 @@ def test_unexpected_names_and_contents_are_user_errors(tmp_path: Path):
         load_mano(incomplete)
     garbage = tmp_path / "MANO_LEFT.pkl"
     garbage.write_bytes(b"not a pickle at all")
-    with pytest.raises(Hand4DGSError, match="MANO_LEFT.pkl"):
+    with pytest.raises(Hand4DGSError, match="MANO_LEFT.pkl is not a MANO model file \\(not a Python pickle at all\\)"):
         load_mano(garbage)
 
 

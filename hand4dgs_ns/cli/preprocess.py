@@ -1,7 +1,7 @@
 """``hand4dgs preprocess DATA --hamer-checkpoint FILE``: HaMeR pseudo-labels (and ViT-H features) for a dataset.
 
 Runs HaMeR on the hand boxes of every video of an H2O or ARCTIC folder and writes one
-pseudo-label file per frame (FORMATS.md section 5) where training and ``hand4dgs convert`` look
+pseudo-label file per frame (docs/formats.md section 5) where training and ``hand4dgs convert`` look
 for them. Needs the ``hamer`` package, which is not a dependency of this project.
 """
 

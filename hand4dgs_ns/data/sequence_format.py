@@ -1,6 +1,6 @@
 """The project's sequence format v1: reading, validating and writing one folder per video.
 
-Every dataset the project supports is turned into this layout (FORMATS.md section 1)::
+Every dataset the project supports is turned into this layout (docs/formats.md section 1)::
 
     <seq>/
       rgb/000000.png ...   frames, all the same size, sorted by name (png or jpg)
@@ -214,7 +214,7 @@ def _require(arrays: Mapping[str, np.ndarray], key: str, file: Path) -> np.ndarr
     if key not in arrays:
         present = ", ".join(sorted(arrays)) or "nothing"
         raise file_error(
-            file, f"has no '{key}' array (it holds {present})", f"add '{key}' as FORMATS.md section 1 documents"
+            file, f"has no '{key}' array (it holds {present})", f"add '{key}' as docs/formats.md section 1 documents"
         )
     return arrays[key]
 
@@ -400,7 +400,7 @@ def _read_view(folder: Path, num_frames: int, check_frames: bool) -> SequenceVie
         )
     cameras_file = folder / CAMERAS_FILE
     if not cameras_file.is_file():
-        raise file_error(cameras_file, "is missing", "add the view's K and c2w as FORMATS.md section 1 documents")
+        raise file_error(cameras_file, "is missing", "add the view's K and c2w as docs/formats.md section 1 documents")
     cameras = _validated_cameras(_load_npz(cameras_file), cameras_file, num_frames, width, height)
     if check_frames:
         verify_frames(image_paths, width, height, f"Checking view {folder.name}")
@@ -427,12 +427,12 @@ def read_sequence(path: Path, *, check_frames: bool = False) -> Sequence:
 
     cameras_file = root / CAMERAS_FILE
     if not cameras_file.is_file():
-        raise file_error(cameras_file, "is missing", "add the per-frame K and c2w as FORMATS.md section 1 documents")
+        raise file_error(cameras_file, "is missing", "add the per-frame K and c2w as docs/formats.md section 1 documents")
     cameras = _validated_cameras(_load_npz(cameras_file), cameras_file, num_frames, width, height)
 
     hands_file = root / HANDS_FILE
     if not hands_file.is_file():
-        raise file_error(hands_file, "is missing", "add bbox, valid and pseudo_joints as FORMATS.md section 1 documents")
+        raise file_error(hands_file, "is missing", "add bbox, valid and pseudo_joints as docs/formats.md section 1 documents")
     hands = _validated_hands(_load_npz(hands_file), hands_file, num_frames)
 
     mask_paths = None

@@ -1,6 +1,6 @@
 """ARCTIC (Fan et al., CVPR 2023) read into :class:`DatasetSequence`: the egocentric view 0.
 
-Layout (FORMATS.md section 3), under ``<root>/data/arctic_data/data/``::
+Layout (docs/formats.md section 3), under ``<root>/data/arctic_data/data/``::
 
     raw_seqs/sNN/<seq>.mano.npy        MANO ground truth, world frame (dict, np.save of a dict)
     raw_seqs/sNN/<seq>.egocam.dist.npy egocentric camera: world-to-camera R, T; K; dist8

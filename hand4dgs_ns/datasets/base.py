@@ -53,7 +53,7 @@ class DatasetSequence:
     views: dict[str, SequenceView]
     """Static cameras filming the same frames, for novel-view evaluation only."""
     hamer_dir: Path
-    """Folder of this video's per-frame HaMeR files (FORMATS.md section 5)."""
+    """Folder of this video's per-frame HaMeR files (docs/formats.md section 5)."""
 
     @property
     def num_frames(self) -> int:

@@ -1,4 +1,4 @@
-"""Public datasets written out in the project's sequence format v1 (FORMATS.md section 1).
+"""Public datasets written out in the project's sequence format v1 (docs/formats.md section 1).
 
 A converted folder holds exactly what training reads from the dataset itself
 (:func:`~hand4dgs_ns.datasets.detect.load_sequences`): the frames, the hand masks drawn from

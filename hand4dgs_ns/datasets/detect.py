@@ -1,6 +1,6 @@
 """Which kind of hand data a folder holds, and reading any kind into the project's sequences.
 
-Three layouts are recognised (FORMATS.md sections 1-3):
+Three layouts are recognised (docs/formats.md sections 1-3):
 
 - ``"sequence"``: the project's sequence format v1, one folder holding ``rgb/``,
   ``cameras.npz`` and ``hands.npz``, or a folder of such folders;

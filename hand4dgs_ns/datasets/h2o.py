@@ -1,6 +1,6 @@
 """The H2O dataset (Kwon et al., ICCV 2021) read into :class:`DatasetSequence` objects.
 
-Layout (FORMATS.md section 2, read from the official code)::
+Layout (docs/formats.md section 2, read from the official code)::
 
     <root>/subject{1..4}/{h1,h2,k1,k2,o1,o2}/{0..7}/cam{0..4}/
         rgb/NNNNNN.png          frames (6 digits from 000000)

@@ -1,6 +1,6 @@
 """HaMeR pseudo-labels: the per-frame file, its conversion to the dataset's cameras, and attaching it.
 
-One file per frame, ``<hamer_dir>/<frame_id>.npz`` (FORMATS.md section 5), slot 0 = left hand,
+One file per frame, ``<hamer_dir>/<frame_id>.npz`` (docs/formats.md section 5), slot 0 = left hand,
 slot 1 = right hand. It holds what HaMeR's network and demo (``geopavlakos/hamer``,
 ``demo.py``) give, unconverted, so that files made by HaMeR's own tools can be imported:
 
@@ -94,7 +94,7 @@ NUM_TOKENS = 192
 TOKEN_DIM = 1280
 MIRROR = (-1.0, 1.0, 1.0)
 """Diagonal of ``M``, the mirror HaMeR applies to left hands (about the camera's y-z plane)."""
-_FORMAT_DOC = "as FORMATS.md section 5 describes"
+_FORMAT_DOC = "as docs/formats.md section 5 describes"
 _MAKE_THEM = (
     "make them with `hand4dgs preprocess <data folder> --hamer-checkpoint <file>` with the hamer package "
     f"installed, or put per-frame npz files in that folder {_FORMAT_DOC}"

@@ -1,4 +1,4 @@
-"""Hand reconstruction metrics (FORMATS.md section 6), pure functions.
+"""Hand reconstruction metrics (docs/formats.md section 6), pure functions.
 
 Pose metrics take joints in metres (any frame, as long as prediction and ground truth share
 it) in OpenPose order and return millimetres. Image metrics use torchmetrics on each hand's

@@ -30,7 +30,7 @@ import torch
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from hand4dgs_ns.errors import Hand4DGSError
+from hand4dgs_ns.errors import Hand4DGSError, file_error
 from hand4dgs_ns.output_folder import remove_leftovers
 from hand4dgs_ns.features.backbones.base import HandBackbone
 from hand4dgs_ns.features.crops import (
@@ -240,7 +240,7 @@ def default_name(key: CacheKey) -> str:
 def _read_rgb(path: Path) -> np.ndarray:
     image = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if image is None:
-        raise Hand4DGSError(f"{path} is not a readable image: replace the frame or remove it from the sequence.")
+        raise Hand4DGSError(f"{path} is not a readable image: replace it with the frame, readable and of the same size (a sequence needs all its frames).")
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
@@ -264,16 +264,18 @@ def _prefetched_batches(paths: Sequence[Path], batch: int, workers: int) -> Iter
             pending = ahead
 
 
-def _check_boxes(bbox: np.ndarray, valid: np.ndarray) -> None:
+def _check_boxes(bbox: np.ndarray, valid: np.ndarray, paths: Sequence[Path]) -> None:
     finite = np.isfinite(bbox).all(-1)
     positive = (bbox[..., 2] > bbox[..., 0]) & (bbox[..., 3] > bbox[..., 1])
     bad = np.argwhere(valid & ~(finite & positive))
     if len(bad):
         frame, slot = bad[0]
         side = ("left", "right")[slot]
-        raise Hand4DGSError(
-            f"The {side} hand box of frame {frame} ({bbox[frame, slot].tolist()}) is empty or not finite: "
-            "fix it in the sequence's hands.npz or mark that hand invalid."
+        hands = Path(paths[0]).parent.parent / "hands.npz"
+        where = hands if hands.is_file() else Path(paths[0]).parent
+        raise file_error(
+            where, f"the {side} hand box of frame {frame} ({bbox[frame, slot].tolist()}) is empty or not finite",
+            "fix it in the sequence's hands.npz or mark that hand invalid",
         )
 
 
@@ -329,7 +331,7 @@ def hand_features_for_sequence(
     valid = np.asarray(valid, bool)
     if bbox.shape != (len(paths), 2, 4) or valid.shape != (len(paths), 2):
         raise ValueError(f"expected boxes (F, 2, 4) and valid (F, 2) for F = {len(paths)}, got {bbox.shape}, {valid.shape}")
-    _check_boxes(bbox, valid)
+    _check_boxes(bbox, valid, paths)
     missing = next((p for p in paths if not p.is_file()), None)
     if missing is not None:
         raise Hand4DGSError(f"Frame {missing} does not exist: restore it or rebuild the sequence.")

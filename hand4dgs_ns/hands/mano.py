@@ -80,17 +80,23 @@ class _MANOUnpickler(pickle.Unpickler):
             return copyreg._reconstructor
         if module == "_codecs" and name == "encode":  # Python 3 pickles bytes this way
             return codecs.encode
-        raise pickle.UnpicklingError(f"{module}.{name}")
+        raise _ForeignObject(f"{module}.{name}")
+
+
+class _ForeignObject(pickle.UnpicklingError):
+    """A pickle that holds an object no MANO file holds (and that is never imported)."""
 
 
 def _read_mano_pickle(path: Path) -> dict[str, Any]:
     try:
         with path.open("rb") as f:
             data = _MANOUnpickler(f, encoding="latin1").load()
-    except pickle.UnpicklingError as err:
+    except _ForeignObject as err:
         raise Hand4DGSError(
             f"{path} is not a MANO model file (it holds {err}, which MANO files do not); download it again from {MANO_URL}."
         ) from None
+    except pickle.UnpicklingError:
+        raise Hand4DGSError(f"{path} is not a MANO model file (not a Python pickle at all); download it again from {MANO_URL}.") from None
     except (EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError) as err:
         raise Hand4DGSError(f"{path} could not be read as a MANO model file ({err}); download it again from {MANO_URL}.") from None
     if not isinstance(data, dict):

@@ -152,7 +152,7 @@ def load_template(
                 mano_dir = mano_dir_from_env()
             if mano_dir is None:
                 raise Hand4DGSError(
-                    f"The MANO hand template needs the folder holding MANO_RIGHT.pkl and MANO_LEFT.pkl (from the MANO website, {MANO_URL}, after registering); pass it as mano_dir or set {MANO_DIR_ENV}."
+                    f"The MANO hand template needs the folder holding MANO_RIGHT.pkl and MANO_LEFT.pkl (from the MANO website, {MANO_URL}, after registering); pass it with --pipeline.model.mano-dir (or --mano-dir to hand4dgs commands) or set {MANO_DIR_ENV}."
                 )
             path = Path(mano_dir) / f"MANO_{side.upper()}.pkl"
             return load_mano(path, flat_hand_mean=flat_hand_mean, fix_left_shapedirs=fix_left_shapedirs)

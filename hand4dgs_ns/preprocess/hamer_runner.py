@@ -2,7 +2,7 @@
 
 Needs the ``hamer`` package (https://github.com/geopavlakos/hamer), which is not a dependency
 of this project; without it, pseudo-labels can be imported as per-frame npz files instead
-(FORMATS.md section 5). The maths lives in :mod:`hand4dgs_ns.datasets.hamer`; this module only
+(docs/formats.md section 5). The maths lives in :mod:`hand4dgs_ns.datasets.hamer`; this module only
 feeds the network and writes its outputs.
 
 HaMeR's input is our crop of each box: :func:`~hand4dgs_ns.features.crops.crop_params` with
@@ -50,7 +50,7 @@ def _import_load_hamer(seq: DatasetSequence):
     except ImportError as exc:
         raise Hand4DGSError(
             f"HaMeR cannot run because the hamer package does not import ({exc}): install HaMeR ({HAMER_URL}) "
-            f"in this environment, or put per-frame pseudo-label npz files in {seq.hamer_dir} as FORMATS.md "
+            f"in this environment, or put per-frame pseudo-label npz files in {seq.hamer_dir} as docs/formats.md "
             "section 5 describes."
         ) from exc
     return load_hamer

@@ -1,4 +1,4 @@
-"""Synthetic egocentric two-hand clips in the project's sequence format (FORMATS.md section 1).
+"""Synthetic egocentric two-hand clips in the project's sequence format (docs/formats.md section 1).
 
 A head-mounted camera watches both hands (open hand templates, random subject shape and skin)
 grasp, open, turn, move fast, cross and leave the view over a procedural room; the frames are
