@@ -15,14 +15,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, Optional, Type
 
+import numpy as np
 import torch
 import torchvision.utils as vutils
 from nerfstudio.pipelines.base_pipeline import VanillaPipeline, VanillaPipelineConfig
+from PIL import Image
 from rich.progress import track
 
 from hand4dgs_ns.datamanager import HandDataManager, HandDataManagerConfig
 from hand4dgs_ns.dataparsers.hand_metadata import hand_metadata
-from hand4dgs_ns.eval.metrics import sequence_pose_errors
+from hand4dgs_ns.data.sequence_format import hand_pixels
+from hand4dgs_ns.eval.metrics import crop_image_metrics, mask_boxes, sequence_pose_errors
 from hand4dgs_ns.model.hand4dgs import Hand4DGSModel, Hand4DGSModelConfig
 
 POSE_CHUNK = 64
@@ -83,8 +86,36 @@ class Hand4DGSPipeline(VanillaPipeline):
         if len({key.split("/")[0] for key in per_video}) > 1:  # several held-out videos: each one's means too
             results.update({key: float(torch.tensor(values).mean()) for key, values in sorted(per_video.items())})
         results.update(self.pose_metrics())
+        results.update(self.novel_view_metrics())
         self.train()
         return results
+
+    @torch.no_grad()
+    def novel_view_metrics(self) -> Dict[str, float]:
+        """Hand-crop PSNR/SSIM of the held-out frames seen from the videos' static views that have
+        hand masks (format v1 ``views/<name>/masks/``; the paper's novel-view table): the predicted
+        hands are rendered from the view's camera and compared with the view's frame on the crops
+        around each hand's mask. ``nvs_psnr``, ``nvs_ssim``, ``nvs_num_images``; empty without such views."""
+        held_out = hand_metadata(self.datamanager.eval_dataset.metadata)
+        views = [v for v in self.datamanager.hands.views if v.mask_filenames is not None]
+        psnrs, ssims, images = [], [], 0
+        work = [(view, int(f)) for view in views for f in held_out.frame_index[held_out.sequence_index == view.sequence_index].tolist()]
+        for view, f in track(work, description="Evaluating novel views", transient=True) if work else ():
+            outputs = self.model.get_outputs_for_camera(view.cameras[f : f + 1])
+            image = torch.from_numpy(np.asarray(Image.open(view.image_filenames[f]).convert("RGB"))).to(self.device).float() / 255
+            labels = torch.from_numpy(np.asarray(Image.open(view.mask_filenames[f]))).to(self.device)
+            hand = hand_pixels(labels).float()[..., None]
+            background = image.new_tensor(0.0 if self.model.config.eval_background == "black" else 1.0).expand(3)
+            boxes = mask_boxes(labels)
+            if len(boxes) == 0:
+                continue  # no hand visible from this view in this frame
+            p, s = crop_image_metrics(outputs["rgb"], image * hand + background * (1 - hand), boxes)
+            psnrs += p
+            ssims += s
+            images += 1
+        if not psnrs:
+            return {}
+        return {"nvs_psnr": float(np.mean(psnrs)), "nvs_ssim": float(np.mean(ssims)), "nvs_num_images": float(images)}
 
     @torch.no_grad()
     def pose_metrics(self) -> Dict[str, float]:

@@ -92,7 +92,12 @@ def write_random_sequence(
             mask = rng.integers(0, 3, size=(height, width), dtype=np.uint8) if masks else None
             writer.add_frame(rgb, mask)
             for name in views:
-                writer.add_view_frame(name, rng.integers(0, 256, size=(height, width, 3), dtype=np.uint8))
+                view_mask = np.zeros((height, width), np.uint8)  # each hand a block, as a static camera sees them
+                view_mask[height // 4 : height // 2, width // 8 : width // 2] = 1
+                view_mask[height // 2 : 3 * height // 4, width // 2 : 7 * width // 8] = 2
+                writer.add_view_frame(
+                    name, rng.integers(0, 256, size=(height, width, 3), dtype=np.uint8), view_mask if masks else None
+                )
         writer.finish(cameras, hands, views_cameras)
     return out
 

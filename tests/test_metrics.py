@@ -47,3 +47,14 @@ def test_crop_image_metrics():
     assert len(psnr) == 2 and len(ssim) == 2  # the 3x3 box is skipped
     assert math.isinf(psnr[0]) and abs(ssim[0] - 1.0) < 1e-6
     assert 15 < psnr[1] < 25 and ssim[1] < 1.0
+
+
+def test_mask_boxes_bound_each_hand_label():
+    from hand4dgs_ns.eval.metrics import mask_boxes
+
+    labels = torch.zeros(20, 30, dtype=torch.uint8)
+    labels[2:6, 3:9] = 1
+    labels[10:19, 20:25] = 2
+    labels[0, 0] = 3  # an occluder is no hand
+    torch.testing.assert_close(mask_boxes(labels), torch.tensor([[3.0, 2, 9, 6], [20, 10, 25, 19]]))
+    assert mask_boxes(torch.zeros(4, 4, dtype=torch.uint8)).shape == (0, 4)

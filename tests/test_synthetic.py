@@ -152,6 +152,9 @@ def test_clip_reads_back_with_every_documented_key(clip) -> None:
         assert len(view.image_paths) == 12
         assert np.allclose(view.cameras.c2w, view.cameras.c2w[0])
         assert _images(view.image_paths).std() > 5  # a rendered room, not a blank frame
+        assert view.mask_paths is not None and len(view.mask_paths) == 12
+        labels = np.stack([np.asarray(Image.open(m)) for m in view.mask_paths])
+        assert set(np.unique(labels)) <= {0, 1, 2} and (labels > 0).any(), "the view's masks show where its hands are"
     assert _images(seq.image_paths).shape == (12, 72, 96, 3)
     assert result.valid_fraction[0] + result.valid_fraction[1] > 0
 
@@ -175,7 +178,7 @@ def test_same_seed_gives_identical_files_and_other_seeds_differ(clip, tmp_path) 
     again = synthesize_clip(tmp_path / "again", SynthConfig(seed=3, **SMALL), progress=False).path
     files = sorted(p.relative_to(seq.root) for p in seq.root.rglob("*") if p.is_file())
     assert files == sorted(p.relative_to(again) for p in again.rglob("*") if p.is_file())
-    assert len(files) == 12 * 4 + 4  # rgb, masks, two views; cameras.npz x3, hands.npz
+    assert len(files) == 12 * 6 + 4  # rgb, masks, two views with masks; cameras.npz x3, hands.npz
     assert all((seq.root / f).read_bytes() == (again / f).read_bytes() for f in files)
 
     other = read_sequence(synthesize_clip(tmp_path / "other", SynthConfig(seed=4, **SMALL), progress=False).path)

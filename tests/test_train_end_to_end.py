@@ -29,7 +29,7 @@ def trained(tmp_path_factory) -> tuple[Path, dict]:
     from conftest import write_random_sequence
 
     root = tmp_path_factory.mktemp("e2e")
-    data = write_random_sequence(root / "clip", num_frames=10, width=80, height=60)
+    data = write_random_sequence(root / "clip", num_frames=10, width=80, height=60, views=("side",))
     env = dict(os.environ, HAND4DGS_CACHE_DIR=str(root / "cache"), COLUMNS="200")
     # No --machine.device-type: on a machine without CUDA the method trains on the CPU by itself.
     fast = [a for a in FAST if a not in ("--machine.device-type", "cpu")]
@@ -60,6 +60,8 @@ def test_ns_eval_reports_image_and_pose_metrics(trained, tmp_path):
     for key in ("psnr", "ssim", "mpjpe_mm", "ra_mpjpe_mm", "acc_err_mm", "pseudo_mpjpe_mm", "pseudo_ra_mpjpe_mm", "pseudo_acc_err_mm"):
         assert key in results and results[key] == results[key], key  # present and not NaN
     assert 0 < results["pseudo_mpjpe_mm"] < results["mpjpe_mm"] * 10
+    # Novel views: the held-out frames seen from the clip's static view, on its hand-mask crops.
+    assert results["nvs_num_images"] >= 1 and 0 < results["nvs_psnr"] < 60 and -1 <= results["nvs_ssim"] <= 1, results
 
 
 def test_ns_render_dataset(trained, tmp_path):

@@ -111,6 +111,8 @@ class SequenceView:
     """One frame per frame of the main video, aligned by index."""
     cameras: SequenceCameras
     """The view's cameras (one per frame, usually all equal)."""
+    mask_paths: list[Path] | None = None
+    """Optional hand masks of the view's frames (labels as the main video's), for novel-view metrics on hand crops."""
 
 
 @dataclass(frozen=True)
@@ -390,6 +392,23 @@ def _check_masks(paths: list[Path], width: int, height: int) -> None:
                 raise file_error(path, f"holds the value {int(mask.max())}", "use 0 background, 1 left hand, 2 right hand")
 
 
+def _read_masks(root: Path, image_paths: list[Path]) -> list[Path] | None:
+    """``root/masks/``'s masks, one per frame and named after it, or None without the folder."""
+    if not (root / MASKS_DIR).is_dir():
+        return None
+    mask_paths = list_images(root / MASKS_DIR, (".png",))
+    if len(mask_paths) != len(image_paths):
+        raise file_error(
+            root / MASKS_DIR,
+            f"holds {len(mask_paths)} .png masks but {RGB_DIR}/ holds {len(image_paths)} frames",
+            "give every frame a mask with the same name, or remove the folder",
+        )
+    for image_path, mask_path in zip(image_paths, mask_paths, strict=True):
+        if image_path.stem != mask_path.stem:
+            raise file_error(mask_path, f"does not match the frame {image_path.name}", "name each mask after its frame")
+    return mask_paths
+
+
 def _read_view(folder: Path, num_frames: int, check_frames: bool) -> SequenceView:
     image_paths, width, height = _read_frames(folder / RGB_DIR, f"view '{folder.name}'")
     if len(image_paths) != num_frames:
@@ -402,9 +421,12 @@ def _read_view(folder: Path, num_frames: int, check_frames: bool) -> SequenceVie
     if not cameras_file.is_file():
         raise file_error(cameras_file, "is missing", "add the view's K and c2w as docs/formats.md section 1 documents")
     cameras = _validated_cameras(_load_npz(cameras_file), cameras_file, num_frames, width, height)
+    mask_paths = _read_masks(folder, image_paths)
     if check_frames:
         verify_frames(image_paths, width, height, f"Checking view {folder.name}")
-    return SequenceView(name=folder.name, image_paths=image_paths, cameras=cameras)
+        if mask_paths is not None:
+            _check_masks(mask_paths, width, height)
+    return SequenceView(name=folder.name, image_paths=image_paths, cameras=cameras, mask_paths=mask_paths)
 
 
 def read_sequence(path: Path, *, check_frames: bool = False) -> Sequence:
@@ -435,18 +457,7 @@ def read_sequence(path: Path, *, check_frames: bool = False) -> Sequence:
         raise file_error(hands_file, "is missing", "add bbox, valid and pseudo_joints as docs/formats.md section 1 documents")
     hands = _validated_hands(_load_npz(hands_file), hands_file, num_frames)
 
-    mask_paths = None
-    if (root / MASKS_DIR).is_dir():
-        mask_paths = list_images(root / MASKS_DIR, (".png",))
-        if len(mask_paths) != num_frames:
-            raise file_error(
-                root / MASKS_DIR,
-                f"holds {len(mask_paths)} .png masks but {RGB_DIR}/ holds {num_frames} frames",
-                "give every frame a mask with the same name, or remove the folder",
-            )
-        for image_path, mask_path in zip(image_paths, mask_paths, strict=True):
-            if image_path.stem != mask_path.stem:
-                raise file_error(mask_path, f"does not match the frame {image_path.name}", "name each mask after its frame")
+    mask_paths = _read_masks(root, image_paths)
 
     views: dict[str, SequenceView] = {}
     if (root / VIEWS_DIR).is_dir():
@@ -531,6 +542,7 @@ class SequenceWriter:
         self._size: tuple[int, int] | None = None
         self._view_frames: dict[str, int] = {}
         self._view_sizes: dict[str, tuple[int, int]] = {}
+        self._view_has_masks: dict[str, bool] = {}
         self._check_destination()
 
     def _check_destination(self) -> None:
@@ -580,22 +592,14 @@ class SequenceWriter:
         if self._has_masks is not None and has_mask != self._has_masks:
             raise file_error(self.out / MASKS_DIR, "would cover only some frames", "pass a mask with every frame or none")
         if mask is not None:
-            mask = np.asarray(mask)
-            mask_file = self.out / MASKS_DIR / name
-            if mask.dtype != np.uint8 or mask.shape != (size[1], size[0]):
-                raise file_error(
-                    mask_file, f"got shape {mask.shape} and dtype {mask.dtype}", "pass uint8 (H, W) the frame's size"
-                )
-            if mask.max(initial=0) > MASK_RIGHT:
-                raise file_error(mask_file, f"holds the value {int(mask.max())}", "use 0 background, 1 left, 2 right")
-            (tmp / MASKS_DIR).mkdir(exist_ok=True)
-            _save_png(mask, tmp / MASKS_DIR / name)
+            _save_mask(mask, size, self.out / MASKS_DIR / name, tmp / MASKS_DIR / name)
         _save_png(np.asarray(rgb), tmp / RGB_DIR / name)
         self._size, self._has_masks = size, has_mask
         self._num_frames += 1
 
-    def add_view_frame(self, view_name: str, rgb: np.ndarray) -> None:
-        """Appends the next frame of the extra static camera ``view_name`` (aligned by index)."""
+    def add_view_frame(self, view_name: str, rgb: np.ndarray, mask: np.ndarray | None = None) -> None:
+        """Appends the next frame of the extra static camera ``view_name`` (aligned by index), with an
+        optional hand mask (as :meth:`add_frame`'s; every frame of a view has one or none does)."""
         tmp = self._tmp_dir()
         if not view_name or view_name.startswith(".") or Path(view_name).name != view_name:
             raise file_error(self.out / VIEWS_DIR, f"cannot hold a view named {view_name!r}", "use a plain folder name")
@@ -604,9 +608,14 @@ class SequenceWriter:
         size = self._check_rgb(rgb, file)
         if self._view_sizes.setdefault(view_name, size) != size:
             raise file_error(file, f"is {size[0]}x{size[1]}", "give all frames of a view the same size")
+        if self._view_has_masks.setdefault(view_name, mask is not None) != (mask is not None):
+            raise file_error(self.out / VIEWS_DIR / view_name / MASKS_DIR, "would cover only some frames", "pass a mask with every view frame or none")
         folder = tmp / VIEWS_DIR / view_name / RGB_DIR
         folder.mkdir(parents=True, exist_ok=True)
         _save_png(np.asarray(rgb), folder / _frame_name(index))
+        if mask is not None:
+            name = _frame_name(index)
+            _save_mask(mask, size, self.out / VIEWS_DIR / view_name / MASKS_DIR / name, tmp / VIEWS_DIR / view_name / MASKS_DIR / name)
         self._view_frames[view_name] = index + 1
 
     def finish(
@@ -679,6 +688,17 @@ class SequenceWriter:
             old.rename(self.out)
             raise
         shutil.rmtree(old, ignore_errors=True)
+
+
+def _save_mask(mask: np.ndarray, size: tuple[int, int], named: Path, file: Path) -> None:
+    """Checks a hand mask for a frame of ``size`` (width, height) and saves it; ``named`` is where it will end up."""
+    mask = np.asarray(mask)
+    if mask.dtype != np.uint8 or mask.shape != (size[1], size[0]):
+        raise file_error(named, f"got shape {mask.shape} and dtype {mask.dtype}", "pass uint8 (H, W) the frame's size")
+    if mask.max(initial=0) > MASK_RIGHT:
+        raise file_error(named, f"holds the value {int(mask.max())}", "use 0 background, 1 left, 2 right")
+    file.parent.mkdir(parents=True, exist_ok=True)
+    _save_png(mask, file)
 
 
 def _save_png(image: np.ndarray, file: Path) -> None:

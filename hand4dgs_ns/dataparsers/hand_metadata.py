@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import numpy as np
 import torch
@@ -113,6 +113,8 @@ class NovelView:
     """One frame per frame of the sequence, aligned by index."""
     cameras: Cameras
     """nerfstudio cameras (OpenGL axes) with the same ``times`` and ``metadata`` as training cameras."""
+    mask_filenames: Optional[tuple[Path, ...]] = None
+    """The view's hand masks (0/1/2 labels), aligned with its frames, if it has them."""
 
 
 @dataclass(frozen=True)

@@ -203,6 +203,7 @@ class SequenceDataParser(DataParser):
                     sequence_index=s,
                     name=view.name,
                     image_filenames=tuple(view.image_paths),
+                    mask_filenames=None if view.mask_paths is None else tuple(view.mask_paths),
                     cameras=nerfstudio_cameras(
                         {s: view.cameras}, np.full(view.cameras.num_frames, s), np.arange(view.cameras.num_frames)
                     ),

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 
 import torch
-from jaxtyping import Bool, Float
+from jaxtyping import Bool, Float, Int
 from torch import Tensor
 from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
 
@@ -79,6 +79,16 @@ def crop_image_metrics(
         kernel = min(11, (min(x1 - x0, y1 - y0) // 2) * 2 - 1)
         ssims.append(float(structural_similarity_index_measure(p, g, data_range=1.0, kernel_size=kernel)))
     return psnrs, ssims
+
+
+def mask_boxes(labels: Int[Tensor, "H W"], hand_labels: tuple[int, ...] = (1, 2)) -> Float[Tensor, "n 4"]:
+    """Bounding boxes (xyxy pixels, exclusive max) of each hand label present in a mask, left first."""
+    boxes = []
+    for label in hand_labels:
+        ys, xs = torch.nonzero(labels == label, as_tuple=True)
+        if len(xs):
+            boxes.append(torch.stack([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]).float())
+    return torch.stack(boxes) if boxes else torch.zeros(0, 4)
 
 
 def _masked_mean(values: Tensor, mask: Tensor | None) -> Tensor:

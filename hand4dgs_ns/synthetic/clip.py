@@ -307,16 +307,16 @@ def _render_and_write(scene: ClipScene, out: Path, overwrite: bool, progress: bo
         )
         return _to_uint8(rgb, config.seed, 0, idx), labels.numpy()
 
-    def render_view(name: str, idx: Tensor) -> np.ndarray:
+    def render_view(name: str, idx: Tensor) -> tuple[np.ndarray, np.ndarray]:
         n = idx.numel()
         pose, K_view = scene.views[name]
         bg, bg_depth = view_backgrounds[name]
         c2w, Ks = pose.expand(n, 4, 4), K_view.expand(n, 3, 3)
         bg, bg_depth = bg.expand(n, -1, -1, -1), bg_depth.expand(n, -1, -1)
-        rgb, _ = render_scene(
+        rgb, labels = render_scene(
             scene.mesh, scene.lighting, scene.mesh_vertices[idx], c2w, Ks, scene.lamp[idx], bg, bg_depth, ss
         )
-        return _to_uint8(rgb, config.seed, 1 + view_names.index(name), idx)
+        return _to_uint8(rgb, config.seed, 1 + view_names.index(name), idx), labels.numpy()
 
     visible = torch.zeros(F, 2)
     batches = [torch.arange(first, min(first + _BATCH, F)) for first in range(0, F, _BATCH)]
@@ -399,8 +399,10 @@ def _to_uint8(rgb: Tensor, seed: int, camera: int, frames: Tensor) -> np.ndarray
     return (np.clip(noisy, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
 
 
-def _write_batch(writer: SequenceWriter, frames: np.ndarray, masks: np.ndarray, views: dict[str, np.ndarray]) -> None:
+def _write_batch(
+    writer: SequenceWriter, frames: np.ndarray, masks: np.ndarray, views: dict[str, tuple[np.ndarray, np.ndarray]]
+) -> None:
     for i in range(frames.shape[0]):
         writer.add_frame(frames[i], masks[i])
-        for name, images in views.items():
-            writer.add_view_frame(name, images[i])
+        for name, (images, labels) in views.items():
+            writer.add_view_frame(name, images[i], labels[i])
