@@ -9,6 +9,7 @@ through the on-disk feature cache and handed to the model (see :mod:`hand4dgs_ns
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Literal, Optional, Tuple, Type
@@ -119,9 +120,14 @@ class HandDataManager(DataManager):
         self.train_dataparser_outputs = self.dataparser.get_dataparser_outputs(split="train")
         self.train_dataset = InputDataset(self.train_dataparser_outputs)
         self.eval_dataset = InputDataset(self.dataparser.get_dataparser_outputs(split=self.test_split))
-        if self.config.image_scale != 1.0:
-            for dataset in (self.train_dataset, self.eval_dataset):
-                dataset.cameras.rescale_output_resolution(self.config.image_scale)
+        # Training and evaluation batches use cameras at image_scale; the datasets keep the frames'
+        # own resolution, which ns-render dataset and the viewer's camera frustums read.
+        self._batch_cameras: Dict[int, Cameras] = {}
+        for dataset in (self.train_dataset, self.eval_dataset):
+            cameras = copy.deepcopy(dataset.cameras)
+            if self.config.image_scale != 1.0:
+                cameras.rescale_output_resolution(self.config.image_scale)
+            self._batch_cameras[id(dataset)] = cameras
         self.hands: HandSequencesMetadata = hand_metadata(self.train_dataset.metadata)
         inputs = build_frame_inputs(self.hands.sequences, self.config.backbone, self.config.hamer_checkpoint, self.config.cache_dir)
         for dataset in (self.train_dataset, self.eval_dataset):
@@ -207,7 +213,7 @@ class HandDataManager(DataManager):
 
     def _batch(self, dataset: InputDataset, s: int, cached: _SequenceImages, pick: torch.Tensor) -> Tuple[Cameras, Dict]:
         """Cameras (on the host, which the model reads without waiting for the GPU) and the batch (on the device)."""
-        cameras = dataset.cameras[cached.dataset_index[pick]]
+        cameras = self._batch_cameras[id(dataset)][cached.dataset_index[pick]]
         frames = cached.frames[pick]
         to_device = self._stager.to_device
         batch = {

@@ -140,3 +140,20 @@ def test_ns_eval_output_path_blocked_by_a_file_is_one_sentence(trained, tmp_path
     out = subprocess.run([str(BIN / "ns-eval"), "--load-config", str(config), "--output-path", str(tmp_path / "a_file" / "x" / "eval.json")],
                          capture_output=True, text=True, env=env, timeout=600)
     assert out.returncode != 0 and f"{tmp_path / 'a_file' / 'x'}: lies under a file, not a folder" in out.stderr, out.stderr[-2000:]
+
+
+def test_ns_render_dataset_renders_at_the_frames_resolution(tmp_path):
+    """Training at --image-scale 0.5 renders its batches at half size; ns-render dataset still
+    renders each frame at the frame's own size, beside which it is compared."""
+    from conftest import write_random_sequence
+    from PIL import Image
+
+    data = write_random_sequence(tmp_path / "clip", num_frames=4, width=80, height=60)
+    env = dict(os.environ, HAND4DGS_CACHE_DIR=str(tmp_path / "cache"), COLUMNS="200")
+    _run([str(BIN / "ns-train"), "hand4dgs", "--data", str(data), "--output-dir", str(tmp_path / "out"), *FAST,
+          "--max-num-iterations", "2", "--pipeline.datamanager.image-scale", "0.5"], env)
+    (config,) = sorted((tmp_path / "out").rglob("config.yml"))
+    _run([str(BIN / "ns-render"), "dataset", "--load-config", str(config), "--output-path", str(tmp_path / "render"),
+          "--split", "train", "--rendered-output-names", "rgb"], env)
+    frames = sorted((tmp_path / "render").rglob("*.jpg")) + sorted((tmp_path / "render").rglob("*.png"))
+    assert frames and all(Image.open(f).size == (80, 60) for f in frames)
