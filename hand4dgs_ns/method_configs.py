@@ -28,12 +28,14 @@ from hand4dgs_ns.paths import ffmpeg_on_path
 from hand4dgs_ns.pipeline import Hand4DGSPipelineConfig
 from hand4dgs_ns.schedulers import ExponentialDecayConfig
 from hand4dgs_ns.trainer import Hand4DGSTrainerConfig
+from hand4dgs_ns.viewer import install_viewer_setup
 
 PER_VIDEO_STEPS = 30000
 GENERALIZED_STEPS = 60000
 
 install_excepthook()  # user errors inside ns-train/ns-eval print one sentence, not a traceback
 ffmpeg_on_path()  # ns-render needs an `ffmpeg` program; the imageio-ffmpeg wheel provides one
+install_viewer_setup()  # the browser viewer opens on the hands, frustums without photos
 
 
 @dataclass

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -157,3 +158,53 @@ def test_ns_render_dataset_renders_at_the_frames_resolution(tmp_path):
           "--split", "train", "--rendered-output-names", "rgb"], env)
     frames = sorted((tmp_path / "render").rglob("*.jpg")) + sorted((tmp_path / "render").rglob("*.png"))
     assert frames and all(Image.open(f).size == (80, 60) for f in frames)
+
+
+def _screenshot(url: str, path: Path) -> "np.ndarray":
+    import numpy as np
+    from PIL import Image
+
+    subprocess.run(
+        ["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--use-gl=swiftshader", "--enable-unsafe-swiftshader",
+         "--window-size=800,600", "--virtual-time-budget=20000", f"--screenshot={path}", url],
+        capture_output=True, timeout=120, check=True,
+    )
+    return np.asarray(Image.open(path).convert("RGB")).astype(int)
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="needs a browser: Debian's chromium package (apt install chromium)")
+def test_browser_viewer_opens_on_the_hands_and_follows_the_time_slider(trained, tmp_path, monkeypatch):
+    """nerfstudio's viewer for a trained run, loaded in headless Chromium: the 3D view shows the hands
+    from the first frame's camera, and another slider time shows another frame."""
+    import socket
+
+    from nerfstudio.configs.base_config import ViewerConfig
+    from nerfstudio.utils import writer
+    from nerfstudio.utils.eval_utils import eval_setup
+    from nerfstudio.viewer.viewer import Viewer
+
+    config, env = trained
+    monkeypatch.setenv("HAND4DGS_CACHE_DIR", env["HAND4DGS_CACHE_DIR"])
+    run, pipeline, _, step = eval_setup(config, test_mode="test")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    viewer = Viewer(ViewerConfig(websocket_port=port, websocket_host="127.0.0.1", num_rays_per_chunk=1 << 15),
+                    log_filename=tmp_path / "viewer.log", datapath=tmp_path, pipeline=pipeline)
+    run.logging.local_writer.enable = False
+    writer.setup_local_writer(run.logging, max_iter=run.max_num_iterations)
+    viewer.init_scene(train_dataset=pipeline.datamanager.train_dataset, train_state="completed",
+                      eval_dataset=pipeline.datamanager.eval_dataset)
+    viewer.update_scene(step=step)
+    try:
+        views = []
+        for t in (0.0, 1.0):
+            viewer.control_panel.time = t
+            shot = _screenshot(f"http://127.0.0.1:{port}", tmp_path / f"viewer_{t}.png")
+            views.append(shot[60:, : int(shot.shape[1] * 0.55)])  # the 3D view, left of the control panel
+    finally:
+        viewer.viser_server.stop()
+    for view in views:
+        lit = (view.min(axis=-1) > 60).mean()  # light pixels: the rendered hands (the frustums are orange, the rest black)
+        assert lit > 0.01, f"the viewer should open on the hands; {lit:.4f} of the view is lit"
+    assert abs(views[0] - views[1]).mean() > 0.5, "another slider time must show another frame"
