@@ -94,6 +94,17 @@ def test_viewer_loading_path_renders_by_time(trained, monkeypatch):
         images.append(out["rgb"])
     assert not torch.equal(images[0], images[1]), "the time slider must change the rendered frame"
 
+    # The viewer's "Hand joints over the splats" checkbox draws both skeletons on the render.
+    pipeline.model.viewer_skeletons.value = True
+    try:
+        drawn = pipeline.model.get_outputs_for_camera(cam)["rgb"]
+    finally:
+        pipeline.model.viewer_skeletons.value = False
+    changed = (drawn - images[1]).abs().amax(dim=-1) > 0.1
+    assert changed.sum() > 20, "the skeleton lines should change pixels"
+    white = (drawn > 0.99).all(dim=-1) & changed
+    assert white.any(), "the joints are drawn as white dots"
+
 
 def test_checkpoints_are_whole_and_damaged_or_missing_ones_are_named(trained, tmp_path):
     """Checkpoints are written under a temporary name beside the checkpoint folder, then renamed;

@@ -9,13 +9,7 @@ import cv2
 import numpy as np
 
 from hand4dgs_ns.errors import file_error
-
-# OpenPose hand skeleton (joint order in hand4dgs_ns/__init__.py): each finger from the wrist.
-OPENPOSE_BONES = tuple(
-    (0 if k == 0 else base + k - 1, base + k) for base in (1, 5, 9, 13, 17) for k in range(4)
-)
-SLOT_COLOURS = ((255, 140, 40), (40, 160, 255))  # RGB: left hand orange, right hand blue
-
+from hand4dgs_ns.render.skeletons import draw_skeletons
 
 def overlay_panel(
     frame: np.ndarray, render: np.ndarray, alpha: np.ndarray, joints_px: np.ndarray, valid: np.ndarray
@@ -28,17 +22,7 @@ def overlay_panel(
         joints_px: (2, 21, 2) pixel coordinates; valid: (2,) bool.
     """
     blended = frame.astype(np.float32) * (1 - 0.6 * alpha) + 255.0 * render * 0.6 * alpha
-    out = np.ascontiguousarray(blended.clip(0, 255).astype(np.uint8))
-    thickness = max(1, round(frame.shape[0] / 240))
-    for slot in range(2):
-        if not valid[slot] or not np.isfinite(joints_px[slot]).all():
-            continue
-        points = joints_px[slot].round().astype(np.int32)
-        for a, b in OPENPOSE_BONES:
-            cv2.line(out, tuple(map(int, points[a])), tuple(map(int, points[b])), SLOT_COLOURS[slot], thickness, cv2.LINE_AA)
-        for p in points:
-            cv2.circle(out, tuple(map(int, p)), thickness + 1, (255, 255, 255), -1, cv2.LINE_AA)
-    return out
+    return draw_skeletons(np.ascontiguousarray(blended.clip(0, 255).astype(np.uint8)), joints_px, valid)
 
 
 def panel_row(frame: np.ndarray, render: np.ndarray, overlay: np.ndarray) -> np.ndarray:

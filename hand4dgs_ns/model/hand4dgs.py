@@ -17,6 +17,7 @@ from nerfstudio.cameras.cameras import Cameras
 from nerfstudio.engine.callbacks import TrainingCallback, TrainingCallbackAttributes, TrainingCallbackLocation
 from nerfstudio.models.base_model import Model, ModelConfig
 from nerfstudio.utils.misc import step_check
+from nerfstudio.viewer.viewer_elements import ViewerCheckbox
 from torch import Tensor
 from torch.nn import Parameter
 from typing_extensions import assert_never
@@ -28,7 +29,7 @@ from hand4dgs_ns.data.sequence_format import hand_pixels
 from hand4dgs_ns.dataparsers.hand_metadata import METADATA_KEY, HandSequencesMetadata
 from hand4dgs_ns.eval.metrics import crop_image_metrics, mpjpe_mm
 from hand4dgs_ns.geometry.alignment import kabsch_rotation, mean_rotation
-from hand4dgs_ns.geometry.cameras import invert_rigid, opengl_to_opencv_c2w, transform_points
+from hand4dgs_ns.geometry.cameras import invert_rigid, opengl_to_opencv_c2w, project_points, transform_points
 from hand4dgs_ns.hands.lbs import hand_forward
 from hand4dgs_ns.hands.template import HandTemplate
 from hand4dgs_ns.network.config import HandNetworkConfig
@@ -43,6 +44,7 @@ from hand4dgs_ns.model.losses import (
     scale_range_loss,
 )
 from hand4dgs_ns.render import rasterize
+from hand4dgs_ns.render.skeletons import draw_skeletons
 
 @dataclass
 class Hand4DGSModelConfig(HandNetworkConfig, ModelConfig):
@@ -110,6 +112,10 @@ class Hand4DGSModel(Model):
         self._metrics_every = 1  # training steps between training metrics: nerfstudio's logging interval once training starts
         self.schedule = LossSchedule(self.config.image_loss_from, self.config.vertex_decay_steps)
         self.network = HandNetwork(self.config, inputs.spec)
+        # A checkbox in the browser viewer's panel (nerfstudio finds ViewerElements on the model).
+        self.viewer_skeletons = ViewerCheckbox(
+            "Hand joints over the splats", False, hint="Draw each hand's predicted skeleton (OpenPose joints) on the render"
+        )
         self._graphs: Dict[Tuple[int, bool], GraphedNetwork] = {}  # recorded CUDA graphs, not weights
         hands = metadata.get(METADATA_KEY)
         if isinstance(hands, HandSequencesMetadata):
@@ -211,8 +217,22 @@ class Hand4DGSModel(Model):
     @torch.no_grad()
     def get_outputs_for_camera(self, camera: Cameras, obb_box=None) -> Dict[str, Tensor]:
         """One camera's images (H, W, C), for eval, ``ns-render`` and the viewer."""
-        outputs = self.get_outputs(camera.reshape((1,)) if camera.shape != (1,) else camera)
-        return {key: outputs[key][0] for key in ("rgb", "accumulation", "depth")}
+        camera = camera.reshape((1,)) if camera.shape != (1,) else camera
+        outputs = self.get_outputs(camera)
+        images = {key: outputs[key][0] for key in ("rgb", "accumulation", "depth")}
+        if self.viewer_skeletons.value:
+            images["rgb"] = self._with_skeletons(images["rgb"], outputs["joints"][0], outputs["valid"][0], camera)
+        return images
+
+    def _with_skeletons(self, rgb: Tensor, joints: Tensor, valid: Tensor, camera: Cameras) -> Tensor:
+        """``rgb`` (H, W, 3) with both hands' skeletons drawn, as the camera sees the world-frame ``joints`` (2, 21, 3)."""
+        c2w = camera.camera_to_worlds.reshape(3, 4).cpu()
+        c2w = opengl_to_opencv_c2w(torch.cat([c2w, torch.tensor([[0.0, 0.0, 0.0, 1.0]])]))
+        K = camera.get_intrinsics_matrices().reshape(3, 3).cpu()
+        pixels = project_points(K, transform_points(invert_rigid(c2w), joints.float().cpu()))
+        image = (rgb.clamp(0, 1) * 255).round().byte().cpu().numpy().copy()
+        drawn = draw_skeletons(image, pixels.numpy(), valid.cpu().numpy())
+        return torch.from_numpy(drawn).to(rgb.device).float() / 255
 
     # ---- losses and metrics ------------------------------------------------------------
     def get_loss_dict(self, outputs, batch, metrics_dict=None) -> Dict[str, Tensor]:
