@@ -118,7 +118,7 @@ def test_h2o_converts_and_reads_back_as_training_reads_the_dataset(data, tmp_pat
 
 def test_arctic_converts_and_reads_back_as_training_reads_the_dataset(data, tmp_path, monkeypatch, capsys) -> None:
     out = tmp_path / "arctic_seqs"
-    args = ["convert", "arctic", data["arctic"], out, *common_args(data), "--trim", ARCTIC_TRIM, "--subjects", "s05"]
+    args = ["convert", "arctic", data["arctic"], out, *common_args(data), "--arctic-trim", ARCTIC_TRIM, "--arctic-subjects", "s05"]
     assert run_cli(monkeypatch, *args) == 0
     (expected,) = load_sequences(data["arctic"], data["arctic_options"])
     assert expected.num_frames == 10 - 2 * ARCTIC_TRIM

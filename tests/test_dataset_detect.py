@@ -314,10 +314,10 @@ def test_ns_train_takes_the_dataset_options_by_their_flags(dataparser, flags, va
 @pytest.mark.parametrize(
     ("args", "values"),
     [
-        (("convert", "h2o", "src", "out", "--detections", "boxes.npz"), _H2O),
+        (("convert", "h2o", "src", "out", "--h2o-detections", "boxes.npz"), _H2O),
         (
-            ("convert", "arctic", "src", "out", "--subjects", "s05", "s08", "--sequences", "box_grab_01", "--cropped",
-             "--trim", "50"),
+            ("convert", "arctic", "src", "out", "--arctic-subjects", "s05", "s08", "--arctic-sequences", "box_grab_01", "--arctic-cropped",
+             "--arctic-trim", "50"),
             _ARCTIC,
         ),
         (("preprocess", "src", "--hamer-checkpoint", "ckpt", *_H2O_FLAGS, *_ARCTIC_FLAGS, "--arctic-cropped"), {**_H2O, **_ARCTIC}),

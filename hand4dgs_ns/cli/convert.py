@@ -22,10 +22,10 @@ from hand4dgs_ns.datasets.convert import convert_dataset
 from hand4dgs_ns.datasets.detect import DatasetOptions, dataset_options_for
 from hand4dgs_ns.errors import Hand4DGSError
 
-_H2OFlags = dataset_options_for("h2o", "_H2OFlags", __name__, drop_prefix=True)
-"""The H2O options as ``convert h2o`` names them: ``--detections`` for ``h2o_detections``."""
-_ArcticFlags = dataset_options_for("arctic", "_ArcticFlags", __name__, drop_prefix=True)
-"""The ARCTIC options as ``convert arctic`` names them: ``--subjects``, ``--trim``, ... for ``arctic_subjects``, ..."""
+_H2OFlags = dataset_options_for("h2o", "_H2OFlags", __name__)
+"""The options ``convert h2o`` shows (the ARCTIC ones hidden)."""
+_ArcticFlags = dataset_options_for("arctic", "_ArcticFlags", __name__)
+"""The options ``convert arctic`` shows (the H2O ones hidden)."""
 
 
 @dataclass(frozen=True)
@@ -78,7 +78,7 @@ class ConvertArctic(_ConvertArgs):
         """Converts and prints where the sequences went and how to train on them."""
         if self.dataset.arctic_trim < 0:
             raise Hand4DGSError(
-                f"--trim is {self.dataset.arctic_trim}; pass the number of annotated frames to drop at each end "
+                f"--arctic-trim is {self.dataset.arctic_trim}; pass the number of annotated frames to drop at each end "
                 "(0 or more)."
             )
         self._convert("arctic", self.dataset)

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field, fields
 from functools import partial
 from importlib.metadata import version
 from pathlib import Path
-from typing import Annotated, Literal, get_args, get_type_hints
+from typing import Literal, get_args, get_type_hints
 
 import tyro
 from rich.progress import Progress
@@ -136,14 +136,13 @@ class DatasetOptions:
 
 
 def dataset_options_for(
-    dataset: DatasetName, name: str, module: str, *, drop_prefix: bool = False
+    dataset: DatasetName, name: str, module: str
 ) -> type[DatasetOptions]:
     """:class:`DatasetOptions` as the command line of a command that reads one dataset shows it.
 
     The other dataset's options (fields named ``<other dataset>_...``) are hidden and keep their
-    defaults. With ``drop_prefix`` the dataset's own options lose their ``<dataset>_`` prefix on
-    the command line (``--trim`` for ``arctic_trim``), for commands whose name says the dataset.
-    The fields, defaults and docstrings stay those of :class:`DatasetOptions`, of which the
+    defaults; the dataset's own keep their names, so every command spells an option alike
+    (``--arctic-trim`` in ``convert arctic``, ``preprocess`` and the dataparser). The fields, defaults and docstrings stay those of :class:`DatasetOptions`, of which the
     result is a subclass.
 
     Args:
@@ -159,9 +158,6 @@ def dataset_options_for(
         owner = option.name.partition("_")[0]
         if owner in get_args(DatasetName) and owner != dataset:
             annotations[option.name] = tyro.conf.Suppress[hints[option.name]]
-        elif owner == dataset and drop_prefix:
-            flag = option.name.removeprefix(f"{dataset}_")
-            annotations[option.name] = Annotated[hints[option.name], tyro.conf.arg(name=flag)]
         else:
             continue
         defaults[option.name] = field(default=option.default, default_factory=option.default_factory)
