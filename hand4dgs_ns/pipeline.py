@@ -24,8 +24,7 @@ from rich.progress import track
 
 from hand4dgs_ns.datamanager import HandDataManager, HandDataManagerConfig
 from hand4dgs_ns.dataparsers.hand_metadata import hand_metadata
-from hand4dgs_ns.data.sequence_format import hand_pixels
-from hand4dgs_ns.eval.metrics import crop_image_metrics, mask_boxes, sequence_pose_errors
+from hand4dgs_ns.eval.metrics import hand_crop_metrics, mask_boxes, sequence_pose_errors
 from hand4dgs_ns.model.hand4dgs import Hand4DGSModel, Hand4DGSModelConfig
 
 POSE_CHUNK = 64
@@ -104,12 +103,11 @@ class Hand4DGSPipeline(VanillaPipeline):
             outputs = self.model.get_outputs_for_camera(view.cameras[f : f + 1])
             image = torch.from_numpy(np.asarray(Image.open(view.image_filenames[f]).convert("RGB"))).to(self.device).float() / 255
             labels = torch.from_numpy(np.asarray(Image.open(view.mask_filenames[f]))).to(self.device)
-            hand = hand_pixels(labels).float()[..., None]
-            background = image.new_tensor(0.0 if self.model.config.eval_background == "black" else 1.0).expand(3)
+            background = 0.0 if self.model.config.eval_background == "black" else 1.0
             boxes = mask_boxes(labels)
             if len(boxes) == 0:
                 continue  # no hand visible from this view in this frame
-            p, s = crop_image_metrics(outputs["rgb"], image * hand + background * (1 - hand), boxes)
+            p, s = hand_crop_metrics(outputs["rgb"], image, labels, boxes.to(self.device), background)
             psnrs += p
             ssims += s
             images += 1

@@ -31,7 +31,7 @@ def test_demo_runs_end_to_end(tmp_path):
     results = json.loads((run_dir / "eval.json").read_text())["results"]
     assert {"mpjpe_mm", "pseudo_mpjpe_mm", "acc_err_mm", "psnr", "ssim"} <= results.keys()
     assert 15.0 < results["pseudo_mpjpe_mm"] < 40.0  # the default clip's pseudo-label error
-    assert (tmp_path / "cache" / "synthetic" / "default-v1" / "hands.npz").is_file()
+    assert (tmp_path / "cache" / "synthetic" / "default-v2" / "hands.npz").is_file()
 
     # The pictures hand4dgs infer writes, in the run folder, and the demo says where.
     pictures = run_dir / "pictures" / DEFAULT_CLIP_VERSION

@@ -2,6 +2,7 @@
 
 import math
 
+import pytest
 import torch
 
 from hand4dgs_ns.eval.metrics import acceleration_error_mm, crop_image_metrics, mpjpe_mm, ra_mpjpe_mm
@@ -58,3 +59,38 @@ def test_mask_boxes_bound_each_hand_label():
     labels[0, 0] = 3  # an occluder is no hand
     torch.testing.assert_close(mask_boxes(labels), torch.tensor([[3.0, 2, 9, 6], [20, 10, 25, 19]]))
     assert mask_boxes(torch.zeros(4, 4, dtype=torch.uint8)).shape == (0, 4)
+
+
+def test_occluded_pixels_neither_reward_nor_punish():
+    """Mask label 3 (an occluder in front of where a hand may be) is left out of the image loss and
+    of the crop metrics: a render that draws the hand there scores as one that does not."""
+    from hand4dgs_ns.eval.metrics import hand_crop_metrics
+    from hand4dgs_ns.model.losses import image_loss, occlusion_aware_pair
+
+    g = torch.Generator().manual_seed(0)
+    image = torch.rand(1, 24, 24, 3, generator=g)
+    labels = torch.zeros(1, 24, 24, dtype=torch.uint8)
+    labels[:, 4:20, 4:20] = 2
+    labels[:, 12:20, 4:20] = 3  # a forearm over the lower half of the hand
+    black = torch.zeros(1, 3)
+    hand = (labels == 2)[..., None].float()
+    perfect_visible = image * hand  # the visible hand, background elsewhere (also under the occluder)
+    drawn_under = perfect_visible.clone()
+    drawn_under[:, 12:20, 4:20] = 0.7  # the same, plus a guess of the hidden part
+
+    def loss(render):
+        rgb, target = occlusion_aware_pair(render.requires_grad_(), image, labels, black)
+        value = image_loss(rgb, target, 0.2)[0]
+        value.backward()
+        return float(value), render.grad
+
+    (a, _), (b, grad) = loss(perfect_visible.clone()), loss(drawn_under.clone())
+    assert a == pytest.approx(b, abs=1e-7)
+    assert grad[:, 12:20, 4:20].abs().max() == 0, "no gradient reaches the pixels an occluder covers"
+    box = torch.tensor([[4.0, 4.0, 20.0, 20.0]])
+    first = hand_crop_metrics(perfect_visible[0], image[0], labels[0], box)
+    second = hand_crop_metrics(drawn_under[0], image[0], labels[0], box)
+    assert first == second
+    worse = perfect_visible.clone()
+    worse[:, 4:12, 4:20] = 0.7  # wrong where the hand is visible: that counts
+    assert hand_crop_metrics(worse[0], image[0], labels[0], box)[0][0] < first[0][0]

@@ -187,10 +187,10 @@ def test_writer_never_overwrites_a_folder_that_is_not_a_sequence(tmp_path):
         SequenceWriter(tmp_path / "precious", overwrite=True)
 
 
-def test_writer_rejects_a_mask_outside_0_1_2(tmp_path):
-    with pytest.raises(Hand4DGSError, match=r"masks/000000\.png: holds the value 3"):
+def test_writer_rejects_a_mask_outside_0_to_3(tmp_path):
+    with pytest.raises(Hand4DGSError, match=r"masks/000000\.png: holds the value 4"):
         with SequenceWriter(tmp_path / "seq") as writer:
-            writer.add_frame(np.zeros((H, W, 3), np.uint8), np.full((H, W), 3, np.uint8))
+            writer.add_frame(np.zeros((H, W, 3), np.uint8), np.full((H, W), 4, np.uint8))
     assert _no_leftovers(tmp_path) == []
 
 

@@ -154,7 +154,7 @@ def test_clip_reads_back_with_every_documented_key(clip) -> None:
         assert _images(view.image_paths).std() > 5  # a rendered room, not a blank frame
         assert view.mask_paths is not None and len(view.mask_paths) == 12
         labels = np.stack([np.asarray(Image.open(m)) for m in view.mask_paths])
-        assert set(np.unique(labels)) <= {0, 1, 2} and (labels > 0).any(), "the view's masks show where its hands are"
+        assert set(np.unique(labels)) <= {0, 1, 2, 3} and np.isin(labels, (1, 2)).any(), "the view's masks show where its hands are"
     assert _images(seq.image_paths).shape == (12, 72, 96, 3)
     assert result.valid_fraction[0] + result.valid_fraction[1] > 0
 
@@ -190,7 +190,8 @@ def test_same_seed_gives_identical_files_and_other_seeds_differ(clip, tmp_path) 
 def test_masks_agree_with_boxes_and_visibility(clip) -> None:
     _, seq = clip
     masks = _images(seq.mask_paths)
-    assert set(np.unique(masks)) <= {0, 1, 2}
+    assert set(np.unique(masks)) <= {0, 1, 2, 3}
+    assert (masks == 3).any(), "forearms and sleeves are marked as occluders (label 3)"
     hands = seq.hands
     counts = np.stack([(masks == 1).sum((1, 2)), (masks == 2).sum((1, 2))], axis=1)
     assert hands.valid.any()
@@ -273,7 +274,7 @@ def test_hands_occlude_each_other_when_crossing(tmp_path) -> None:
     solo = [rasterize_mesh(cam[:, s].contiguous(), scene.templates[s].faces, K, 64, 48) for s in (0, 1)]
     both = solo[0].covered & solo[1].covered
     # Where both silhouettes overlap, the mask shows the nearer hand (or a forearm over both).
-    shown = both & (masks > 0)
+    shown = both & ((masks == 1) | (masks == 2))  # a forearm (label 3) over both shows neither
     assert shown.sum() > 20
     nearer = torch.where(solo[0].depth_map < solo[1].depth_map, 1, 2).to(torch.uint8)
     assert (masks[shown] == nearer[shown]).float().mean() > 0.98
@@ -303,7 +304,7 @@ def test_cli_writes_a_clip_and_refuses_to_overwrite(tmp_path, capsys) -> None:
 def test_default_clip_is_cached_under_the_cache_dir(tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("HAND4DGS_CACHE_DIR", str(tmp_path))
     path = default_clip_path()
-    assert path == tmp_path / "synthetic" / "default-v1"
+    assert path == tmp_path / "synthetic" / "default-v2"
     synthesize_clip(path, SynthConfig(num_frames=3, width=32, height=24, static_views=False), progress=False)
     stamp = (path / "hands.npz").stat().st_mtime_ns
     assert ensure_default_clip(progress=False) == path

@@ -22,11 +22,10 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from hand4dgs_ns.data.sequence_format import hand_pixels
 from hand4dgs_ns.dataparsers.hand_metadata import SequenceTensors
 from hand4dgs_ns.datasets.detect import load_sequences
 from hand4dgs_ns.errors import Hand4DGSError, file_error
-from hand4dgs_ns.eval.metrics import crop_image_metrics, sequence_pose_errors
+from hand4dgs_ns.eval.metrics import hand_crop_metrics, sequence_pose_errors
 from hand4dgs_ns.features.frame_inputs import FrameInputs
 from hand4dgs_ns.features.staging import PinnedStager
 from hand4dgs_ns.features.video_inputs import build_frame_inputs
@@ -164,9 +163,9 @@ class Infer:
         if video.mask_paths is not None:
             mask = cv2.imread(str(video.mask_paths[f]), cv2.IMREAD_UNCHANGED)
             if mask is not None and mask.shape[:2] == frame.shape[:2]:
-                hand = torch.from_numpy(hand_pixels(mask).astype(np.float32))[..., None].to(rgb.device)
-                target = torch.from_numpy(frame).to(rgb.device).float() / 255.0 * hand
-                p, q = crop_image_metrics(rgb, target, video.bbox[f][video.valid[f]].to(rgb.device))
+                image = torch.from_numpy(frame).to(rgb.device).float() / 255.0
+                labels = torch.from_numpy(mask).to(rgb.device)
+                p, q = hand_crop_metrics(rgb, image, labels, video.bbox[f][video.valid[f]].to(rgb.device))
                 psnrs.extend(p)
                 ssims.extend(q)
         render, a = rgb.cpu().numpy(), alpha.cpu().numpy()

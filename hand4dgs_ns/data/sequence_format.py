@@ -45,7 +45,9 @@ HANDS_FILE = "hands.npz"
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 DEFAULT_FPS = 30.0
 NUM_JOINTS = 21
-MASK_BACKGROUND, MASK_LEFT, MASK_RIGHT = 0, 1, 2
+MASK_BACKGROUND, MASK_LEFT, MASK_RIGHT, MASK_OCCLUDER = 0, 1, 2, 3
+"""Mask labels: background, left hand, right hand, and an occluder (something in front of where a
+hand may be, such as a forearm or a held object: neither hand nor background to the image loss)."""
 ArrayT = TypeVar("ArrayT")
 
 
@@ -53,6 +55,11 @@ def hand_pixels(mask: ArrayT) -> ArrayT:
     """Where a mask (a numpy array or a torch tensor of labels) shows a hand: labels 1 and 2 only, so any later
     label (such as an occluder's) counts as not-hand."""
     return (mask == MASK_LEFT) | (mask == MASK_RIGHT)
+
+
+def occluder_pixels(mask: ArrayT) -> ArrayT:
+    """Where a mask marks an occluder (label 3)."""
+    return mask == MASK_OCCLUDER
 # c2w rotations are stored as float32 by most tools: allow that much rounding.
 _RIGID_TOLERANCE = 1e-3
 
@@ -388,8 +395,8 @@ def _check_masks(paths: list[Path], width: int, height: int) -> None:
                     f"has shape {mask.shape} but must be one channel of {width}x{height}",
                     "save masks as single-channel uint8 PNG files the size of the frames",
                 )
-            if mask.max(initial=0) > MASK_RIGHT:
-                raise file_error(path, f"holds the value {int(mask.max())}", "use 0 background, 1 left hand, 2 right hand")
+            if mask.max(initial=0) > MASK_OCCLUDER:
+                raise file_error(path, f"holds the value {int(mask.max())}", "use 0 background, 1 left hand, 2 right hand, 3 occluder")
 
 
 def _read_masks(root: Path, image_paths: list[Path]) -> list[Path] | None:
@@ -435,7 +442,7 @@ def read_sequence(path: Path, *, check_frames: bool = False) -> Sequence:
     Args:
         path: the sequence folder.
         check_frames: also decode every frame and mask (slow on long videos) to find corrupt
-            files, wrong sizes and mask values outside 0/1/2 now rather than during training.
+            files, wrong sizes and mask values outside 0-3 now rather than during training.
             Without it only the first frame's header is read.
 
     Raises:
@@ -582,7 +589,7 @@ class SequenceWriter:
         return int(rgb.shape[1]), int(rgb.shape[0])
 
     def add_frame(self, rgb: np.ndarray, mask: np.ndarray | None = None) -> None:
-        """Appends the next frame: ``rgb`` uint8 (H, W, 3) and an optional uint8 (H, W) mask with 0/1/2."""
+        """Appends the next frame: ``rgb`` uint8 (H, W, 3) and an optional uint8 (H, W) mask of labels 0-3."""
         tmp = self._tmp_dir()
         name = _frame_name(self._num_frames)
         size = self._check_rgb(rgb, self.out / RGB_DIR / name)
@@ -695,8 +702,8 @@ def _save_mask(mask: np.ndarray, size: tuple[int, int], named: Path, file: Path)
     mask = np.asarray(mask)
     if mask.dtype != np.uint8 or mask.shape != (size[1], size[0]):
         raise file_error(named, f"got shape {mask.shape} and dtype {mask.dtype}", "pass uint8 (H, W) the frame's size")
-    if mask.max(initial=0) > MASK_RIGHT:
-        raise file_error(named, f"holds the value {int(mask.max())}", "use 0 background, 1 left, 2 right")
+    if mask.max(initial=0) > MASK_OCCLUDER:
+        raise file_error(named, f"holds the value {int(mask.max())}", "use 0 background, 1 left, 2 right, 3 occluder")
     file.parent.mkdir(parents=True, exist_ok=True)
     _save_png(mask, file)
 

@@ -14,6 +14,8 @@ from jaxtyping import Bool, Float, Int
 from torch import Tensor
 from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
 
+from hand4dgs_ns.data.sequence_format import hand_pixels, occluder_pixels
+
 M_TO_MM = 1000.0
 WRIST = 0
 
@@ -79,6 +81,18 @@ def crop_image_metrics(
         kernel = min(11, (min(x1 - x0, y1 - y0) // 2) * 2 - 1)
         ssims.append(float(structural_similarity_index_measure(p, g, data_range=1.0, kernel_size=kernel)))
     return psnrs, ssims
+
+
+def hand_crop_metrics(
+    render: Float[Tensor, "H W 3"], image: Float[Tensor, "H W 3"], labels: Tensor, boxes: Float[Tensor, "n 4"], background: float = 0.0
+) -> tuple[list[float], list[float]]:
+    """PSNR and SSIM of a render of the hands on each hand box, against the frame's hands (mask
+    labels 1 and 2) over the render's ``background``. Pixels an occluder covers (label 3) are left
+    out: there the render counts as right, since nobody knows what the hand looks like behind it."""
+    hand = hand_pixels(labels)[..., None].to(image.dtype)
+    target = image * hand + background * (1 - hand)
+    render = torch.where(occluder_pixels(labels)[..., None], target, render)
+    return crop_image_metrics(render, target, boxes)
 
 
 def mask_boxes(labels: Int[Tensor, "H W"], hand_labels: tuple[int, ...] = (1, 2)) -> Float[Tensor, "n 4"]:

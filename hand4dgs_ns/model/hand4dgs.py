@@ -27,7 +27,7 @@ from hand4dgs_ns.features.augment import CropJitter
 from hand4dgs_ns.features.staging import PinnedStager
 from hand4dgs_ns.data.sequence_format import hand_pixels
 from hand4dgs_ns.dataparsers.hand_metadata import METADATA_KEY, HandSequencesMetadata
-from hand4dgs_ns.eval.metrics import crop_image_metrics, mpjpe_mm
+from hand4dgs_ns.eval.metrics import hand_crop_metrics, mpjpe_mm
 from hand4dgs_ns.geometry.alignment import kabsch_rotation, mean_rotation
 from hand4dgs_ns.geometry.cameras import invert_rigid, opengl_to_opencv_c2w, project_points, transform_points
 from hand4dgs_ns.hands.lbs import hand_forward
@@ -38,13 +38,14 @@ from hand4dgs_ns.network.hand_network import HandNetwork, HandsPrediction
 from hand4dgs_ns.model.losses import (
     LossSchedule,
     image_loss,
-    masked_target,
+    occlusion_aware_pair,
     opacity_loss,
     point_loss,
     scale_range_loss,
 )
 from hand4dgs_ns.render import rasterize
 from hand4dgs_ns.render.skeletons import draw_skeletons
+
 
 @dataclass
 class Hand4DGSModelConfig(HandNetworkConfig, ModelConfig):
@@ -245,9 +246,8 @@ class Hand4DGSModel(Model):
             vertex = point_loss(outputs["joints"], batch["pseudo_joints"], valid)
         losses = {"vertex_loss": c.vertex_loss_weight * self.schedule.vertex_weight(self.step) * vertex}
         if self.schedule.image_weight(self.step) > 0:
-            hand = hand_pixels(batch["hand_mask"]).float()[..., None]
-            target = masked_target(batch["image"], hand, outputs["background"])
-            losses["image_loss"] = image_loss(outputs["rgb"], target, c.ssim_lambda)[0]
+            rgb, target = occlusion_aware_pair(outputs["rgb"], batch["image"], batch["hand_mask"], outputs["background"])
+            losses["image_loss"] = image_loss(rgb, target, c.ssim_lambda)[0]
             losses["scale_loss"] = c.scale_loss_weight * scale_range_loss(outputs["scales"], *c.scale_range)
             losses["opacity_loss"] = c.opacity_loss_weight * opacity_loss(outputs["opacities"], batch["valid"])
         return losses
@@ -266,12 +266,13 @@ class Hand4DGSModel(Model):
     def get_image_metrics_and_images(self, outputs, batch) -> Tuple[Dict[str, float], Dict[str, Tensor]]:
         """Hand-crop PSNR/SSIM of one frame and, with ground truth, its pose errors."""
         image = batch["image"].reshape(-1, *batch["image"].shape[-3:])[0].to(self.device)
-        mask = hand_pixels(batch["hand_mask"].reshape(-1, *batch["hand_mask"].shape[-2:])[0]).float()[..., None].to(self.device)
+        labels = batch["hand_mask"].reshape(-1, *batch["hand_mask"].shape[-2:])[0].to(self.device)
         rgb = outputs["rgb"]
-        background = rgb.new_tensor(0.0 if self.config.eval_background == "black" else 1.0).expand(3)
-        target = image * mask + background * (1 - mask)
+        background = 0.0 if self.config.eval_background == "black" else 1.0
+        hand = hand_pixels(labels).float()[..., None]
+        target = image * hand + background * (1 - hand)
         boxes = batch["bbox_image"].reshape(-1, 2, 4)[0][batch["valid"].reshape(-1, 2)[0]]
-        psnrs, ssims = crop_image_metrics(rgb, target, boxes)
+        psnrs, ssims = hand_crop_metrics(rgb, image, labels, boxes, background)
         metrics: Dict[str, float] = {}
         if psnrs:
             metrics["psnr"] = float(sum(psnrs) / len(psnrs))

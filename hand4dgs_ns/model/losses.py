@@ -17,6 +17,7 @@ from pytorch_msssim.ssim import _fspecial_gauss_1d
 from torch import Tensor
 
 from hand4dgs_ns.constants import constant
+from hand4dgs_ns.data.sequence_format import hand_pixels, occluder_pixels
 
 # pytorch_msssim's default SSIM: an 11-tap Gaussian window (sigma 1.5), K1 = 0.01, K2 = 0.03.
 _SSIM_WINDOW = tuple(float(w) for w in _fspecial_gauss_1d(11, 1.5).flatten())
@@ -58,6 +59,16 @@ def masked_target(
     """The frame's hands over the render's background: what a perfect render would show."""
     bg = background[:, None, None, :]
     return image * hand_mask + bg * (1.0 - hand_mask)
+
+
+def occlusion_aware_pair(
+    render: Float[Tensor, "b h w 3"], image: Float[Tensor, "b h w 3"], labels: Tensor, background: Float[Tensor, "b 3"]
+) -> tuple[Tensor, Tensor]:
+    """The (render, target) pair the image loss compares: the target is the frame's hands (mask
+    labels 1, 2) over the render's background; where an occluder covers the frame (label 3) the
+    render is replaced by the target, so those pixels neither reward nor punish the hand there."""
+    target = masked_target(image, hand_pixels(labels).to(image.dtype)[..., None], background)
+    return torch.where(occluder_pixels(labels)[..., None], target, render), target
 
 
 def image_loss(

@@ -25,7 +25,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from torch import Tensor
 from typing_extensions import Annotated
 
-from hand4dgs_ns.data.sequence_format import SequenceCameras, SequenceHands, SequenceWriter
+from hand4dgs_ns.data.sequence_format import MASK_OCCLUDER, SequenceCameras, SequenceHands, SequenceWriter
 from hand4dgs_ns.errors import Hand4DGSError
 from hand4dgs_ns.hands.lbs import hand_forward
 from hand4dgs_ns.hands.open_hand import load_open_hand
@@ -135,7 +135,8 @@ def _scene_mesh(templates, rigs, skin, arm_look) -> SceneMesh:
         [
             torch.full((left.faces.shape[0],), 1),
             torch.full((right.faces.shape[0],), 2),
-            torch.zeros(arm_topology[0].shape[0] + arm_topology[1].shape[0], dtype=torch.long),
+            # Forearms and sleeves are occluders: they hide the wrist and, seen from the head, parts of the hand.
+            torch.full((arm_topology[0].shape[0] + arm_topology[1].shape[0],), MASK_OCCLUDER),
         ]
     )
     arms_albedo = [arm_albedo(arm_look, skin.base, a[r.wrist_loop]) for a, r in zip(hand_albedo_lr, rigs)]

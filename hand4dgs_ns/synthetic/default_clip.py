@@ -8,7 +8,7 @@ from hand4dgs_ns.data.sequence_format import is_sequence_folder
 from hand4dgs_ns.paths import cache_root
 from hand4dgs_ns.synthetic.clip import SynthConfig, synthesize_clip
 
-DEFAULT_CLIP_VERSION = "default-v1"
+DEFAULT_CLIP_VERSION = "default-v2"
 """Bump when the generator's output for the default settings changes, so caches refresh."""
 DEFAULT_CLIP_CONFIG = SynthConfig(num_frames=300, seed=0, width=320, height=240, pseudo_error_mm=25.0)
 """The settings of the default clip."""

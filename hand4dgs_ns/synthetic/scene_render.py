@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from jaxtyping import Float, Int
 from torch import Tensor
 
+from hand4dgs_ns.data.sequence_format import MASK_OCCLUDER
 from hand4dgs_ns.geometry.cameras import invert_rigid, transform_points
 from hand4dgs_ns.synthetic.appearance import vertex_normals
 from hand4dgs_ns.synthetic.procedural import WaveNoise
@@ -96,10 +97,11 @@ def render_scene(
     # first covered subpixel, as multisample antialiasing does (a quarter of the work at 2x2).
     weight = 1.0 / (ss * ss)
     coverage = torch.zeros(B * H * W).index_add_(0, low, torch.full(low.shape, weight))
-    votes = torch.zeros(B * H * W * 4).index_add_(
-        0, low * 4 + scene.face_labels.index_select(0, face) + 1, torch.ones(low.shape)
+    slots = MASK_OCCLUDER + 2  # "no face" and every label
+    votes = torch.zeros(B * H * W * slots).index_add_(
+        0, low * slots + scene.face_labels.index_select(0, face) + 1, torch.ones(low.shape)
     )
-    votes = votes.view(B, H, W, 4)
+    votes = votes.view(B, H, W, slots)
     votes[..., 0] = ss * ss - votes[..., 1:].sum(-1)  # background
     labels = (votes.argmax(dim=-1) - 1).clamp(min=0).to(torch.uint8)
 
