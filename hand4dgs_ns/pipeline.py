@@ -60,7 +60,7 @@ class Hand4DGSPipeline(VanillaPipeline):
         self.eval()
         if output_path is not None:
             output_path.mkdir(parents=True, exist_ok=True)
-        per_image: Dict[str, list] = {"psnr": [], "ssim": []}
+        per_image: Dict[str, list] = {"psnr": [], "ssim": [], "psnr_square": [], "ssim_square": []}
         per_video: Dict[str, list] = {}
         names = [sequence.name for sequence in self.datamanager.hands.sequences]
         frames = list(self.datamanager.eval_frames())

@@ -94,3 +94,10 @@ def test_occluded_pixels_neither_reward_nor_punish():
     worse = perfect_visible.clone()
     worse[:, 4:12, 4:20] = 0.7  # wrong where the hand is visible: that counts
     assert hand_crop_metrics(worse[0], image[0], labels[0], box)[0][0] < first[0][0]
+
+
+def test_square_boxes_are_twice_the_longer_side_around_the_centre():
+    from hand4dgs_ns.eval.metrics import square_boxes
+
+    boxes = torch.tensor([[10.0, 20.0, 30.0, 30.0]])  # 20 wide, 10 tall, centre (20, 25)
+    torch.testing.assert_close(square_boxes(boxes), torch.tensor([[0.0, 5.0, 40.0, 45.0]]))

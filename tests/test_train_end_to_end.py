@@ -58,7 +58,7 @@ def test_ns_eval_reports_image_and_pose_metrics(trained, tmp_path):
     out = tmp_path / "eval.json"
     _run([str(BIN / "ns-eval"), "--load-config", str(config), "--output-path", str(out)], env)
     results = json.loads(out.read_text())["results"]
-    for key in ("psnr", "ssim", "mpjpe_mm", "ra_mpjpe_mm", "acc_err_mm", "pseudo_mpjpe_mm", "pseudo_ra_mpjpe_mm", "pseudo_acc_err_mm"):
+    for key in ("psnr", "ssim", "psnr_square", "ssim_square", "mpjpe_mm", "ra_mpjpe_mm", "acc_err_mm", "pseudo_mpjpe_mm", "pseudo_ra_mpjpe_mm", "pseudo_acc_err_mm"):
         assert key in results and results[key] == results[key], key  # present and not NaN
     assert 0 < results["pseudo_mpjpe_mm"] < results["mpjpe_mm"] * 10
     # Novel views: the held-out frames seen from the clip's static view, on its hand-mask crops.

@@ -95,6 +95,14 @@ def hand_crop_metrics(
     return crop_image_metrics(render, target, boxes)
 
 
+def square_boxes(boxes: Float[Tensor, "n 4"], scale: float = 2.0) -> Float[Tensor, "n 4"]:
+    """HaMeR-style crops: squares of ``scale`` times each box's longer side around its centre
+    (xyxy pixels; the crop metrics clip them to the image)."""
+    centre = (boxes[:, :2] + boxes[:, 2:]) / 2
+    half = (boxes[:, 2:] - boxes[:, :2]).amax(dim=1, keepdim=True) * scale / 2
+    return torch.cat([centre - half, centre + half], dim=1)
+
+
 def mask_boxes(labels: Int[Tensor, "H W"], hand_labels: tuple[int, ...] = (1, 2)) -> Float[Tensor, "n 4"]:
     """Bounding boxes (xyxy pixels, exclusive max) of each hand label present in a mask, left first."""
     boxes = []

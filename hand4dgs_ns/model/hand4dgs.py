@@ -27,7 +27,7 @@ from hand4dgs_ns.features.augment import CropJitter
 from hand4dgs_ns.features.staging import PinnedStager
 from hand4dgs_ns.data.sequence_format import hand_pixels
 from hand4dgs_ns.dataparsers.hand_metadata import METADATA_KEY, HandSequencesMetadata
-from hand4dgs_ns.eval.metrics import hand_crop_metrics, mpjpe_mm
+from hand4dgs_ns.eval.metrics import hand_crop_metrics, mpjpe_mm, square_boxes
 from hand4dgs_ns.geometry.alignment import kabsch_rotation, mean_rotation
 from hand4dgs_ns.geometry.cameras import invert_rigid, opengl_to_opencv_c2w, project_points, transform_points
 from hand4dgs_ns.hands.lbs import hand_forward
@@ -264,7 +264,7 @@ class Hand4DGSModel(Model):
         return metrics
 
     def get_image_metrics_and_images(self, outputs, batch) -> Tuple[Dict[str, float], Dict[str, Tensor]]:
-        """Hand-crop PSNR/SSIM of one frame and, with ground truth, its pose errors."""
+        """Hand-crop PSNR/SSIM of one frame, on the tight boxes and on squares twice their size."""
         image = batch["image"].reshape(-1, *batch["image"].shape[-3:])[0].to(self.device)
         labels = batch["hand_mask"].reshape(-1, *batch["hand_mask"].shape[-2:])[0].to(self.device)
         rgb = outputs["rgb"]
@@ -272,11 +272,13 @@ class Hand4DGSModel(Model):
         hand = hand_pixels(labels).float()[..., None]
         target = image * hand + background * (1 - hand)
         boxes = batch["bbox_image"].reshape(-1, 2, 4)[0][batch["valid"].reshape(-1, 2)[0]]
-        psnrs, ssims = hand_crop_metrics(rgb, image, labels, boxes, background)
         metrics: Dict[str, float] = {}
-        if psnrs:
-            metrics["psnr"] = float(sum(psnrs) / len(psnrs))
-            metrics["ssim"] = float(sum(ssims) / len(ssims))
+        # The tight hand boxes, and HaMeR-style squares twice their size (the paper's crops).
+        for suffix, crops in (("", boxes), ("_square", square_boxes(boxes))):
+            psnrs, ssims = hand_crop_metrics(rgb, image, labels, crops, background)
+            if psnrs:
+                metrics["psnr" + suffix] = float(sum(psnrs) / len(psnrs))
+                metrics["ssim" + suffix] = float(sum(ssims) / len(ssims))
         images = {"img": torch.cat([target, rgb.clamp(0, 1)], dim=1), "accumulation": outputs["accumulation"]}
         return metrics, images
 
