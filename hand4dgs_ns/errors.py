@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import errno
+import pickle
 import sys
-from pathlib import PurePath
+from pathlib import Path, PurePath
 from types import TracebackType
 from typing import Optional
 
@@ -40,7 +41,8 @@ def os_error_sentence(err: OSError) -> Optional[Hand4DGSError]:
     problem = _OS_PROBLEMS.get(err.errno or -1)
     if problem is None or err.filename is None:
         return None
-    return file_error(err.filename, *problem)
+    # A rename names its destination second: that is the path the user chose.
+    return file_error(err.filename2 if err.filename2 is not None else err.filename, *problem)
 
 
 def _runs_hand4dgs_code(tb: Optional[TracebackType]) -> bool:
@@ -105,16 +107,23 @@ def _hand_checkpoint_problem(exc: BaseException, tb: Optional[TracebackType]) ->
         config = local.get("config") or getattr(local.get("self"), "config", None)
         if not str(getattr(config, "method_name", "")).startswith("hand4dgs"):
             return None
-        if "load_path" not in local and "load_checkpoint" in local and local["load_checkpoint"] is not None:
-            local = {**local, "load_path": local["load_checkpoint"]}
+        if "load_path" not in local and local.get("load_dir") is None and local.get("load_checkpoint") is not None:
+            local = {**local, "load_path": local["load_checkpoint"]}  # --load-checkpoint FILE
         if "load_path" not in local and isinstance(exc, (IndexError, ValueError)):
             folder = local.get("load_dir") or getattr(config, "load_dir", None)
             return file_error(
                 folder, "holds no checkpoint (step-*.ckpt)", "train the run until it saves one (--steps-per-save) or pass another run"
             )
-        if "load_path" in local and "loaded_state" not in local:
+        path = local.get("load_path")
+        if path is None or "loaded_state" in local:
+            return None
+        if not Path(path).is_file():
+            return file_error(path, "does not exist", "pass a --load-step (or --load-checkpoint) that the run saved")
+        if isinstance(exc, (EOFError, pickle.UnpicklingError)) or (
+            isinstance(exc, RuntimeError) and any(word in str(exc) for word in ("zip", "archive", "PytorchStreamReader"))
+        ):
             return file_error(
-                local["load_path"], f"is not a readable checkpoint ({type(exc).__name__}: it is truncated or damaged)",
+                path, f"is not a readable checkpoint ({type(exc).__name__}: it is truncated or damaged)",
                 "delete it to use the one before, or train again",
             )
         return None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -17,20 +18,29 @@ def atomic_folder(final: Path) -> Iterator[Path]:
     """Yields an empty temporary folder beside ``final`` that replaces ``final`` when the block ends.
 
     A block that raises leaves ``final`` as it was and no temporary folder behind; an
-    operating-system error (disk full, no permission) becomes one sentence naming ``final``.
+    operating-system error in making the folder or moving it into place (disk full, no
+    permission) becomes one sentence naming ``final``. Errors inside the block stay as they are.
     """
     final = Path(final)
     tmp = final.parent / f".{final.name[:200]}.partial-{os.getpid()}"
     try:
-        tmp = partial_folder(final)
+        try:
+            tmp = partial_folder(final)
+        except OSError as err:
+            raise _unwritable(final, err) from None
         yield tmp
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
-    except OSError as err:
-        raise file_error(final, f"could not be written ({err.strerror or err})", "choose an --output-dir you can write to") from None
+        try:
+            if final.exists():
+                shutil.rmtree(final)
+            os.replace(tmp, final)
+        except OSError as err:
+            raise _unwritable(final, err) from None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _unwritable(final: Path, err: OSError) -> Exception:
+    return file_error(final, f"could not be written ({err.strerror or err})", "choose an output path you can write to")
 
 
 @contextmanager
@@ -43,13 +53,17 @@ def atomic_file(final: Path, scratch: Path | None = None) -> Iterator[Path]:
     """
     final = Path(final)
     tmp = Path(scratch or final.parent) / f".{final.stem[:200]}.partial-{os.getpid()}{final.suffix}"
-    remove_leftovers(tmp.parent, f".{final.stem[:200]}.partial-*{final.suffix}")
     try:
-        final.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            final.parent.mkdir(parents=True, exist_ok=True)
+            remove_leftovers(tmp.parent, f".{final.stem[:200]}.partial-*{final.suffix}")
+        except OSError as err:
+            raise _unwritable(final, err) from None
         yield tmp
-        os.replace(tmp, final)
-    except OSError as err:
-        raise file_error(final, f"could not be written ({err.strerror or err})", "choose an output path you can write to") from None
+        try:
+            os.replace(tmp, final)
+        except OSError as err:
+            raise _unwritable(final, err) from None
     finally:
         tmp.unlink(missing_ok=True)
 
@@ -66,13 +80,24 @@ def partial_folder(final: Path) -> Path:
     return tmp
 
 
+LEFTOVER_AGE_S = 3600.0
+"""Temporaries untouched for this long whose process is gone are a killed run's. The age guards a
+writer on another machine sharing the folder, whose process id means nothing here."""
+
+
 def remove_leftovers(folder: Path, pattern: str) -> None:
-    """Removes temporaries matching ``pattern`` in ``folder`` whose writing process has ended
-    (a killed run's). The writer's process id is the first number after the last '-' or '.'
-    of the name: ``.name.partial-<pid>[.suffix]`` or ``.name.<pid>.tmp``."""
+    """Removes temporaries matching ``pattern`` in ``folder`` left by killed runs: untouched for
+    :data:`LEFTOVER_AGE_S` and with no process of their id on this machine. The writer's process
+    id is the number ending the name: ``.name.partial-<pid>[.suffix]`` or ``.name.<pid>.tmp``."""
+    now = time.time()
     for path in Path(folder).glob(pattern):
         digits = re.findall(r"[-.](\d+)(?:\.[A-Za-z0-9]+)?$", path.name)
         if not digits or _running(int(digits[-1])):
+            continue
+        try:
+            if now - path.lstat().st_mtime < LEFTOVER_AGE_S:
+                continue
+        except OSError:
             continue
         if path.is_dir() and not path.is_symlink():
             shutil.rmtree(path, ignore_errors=True)

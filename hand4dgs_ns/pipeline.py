@@ -101,8 +101,11 @@ class Hand4DGSPipeline(VanillaPipeline):
         work = [(view, int(f)) for view in views for f in held_out.frame_index[held_out.sequence_index == view.sequence_index].tolist()]
         for view, f in track(work, description="Evaluating novel views", transient=True) if work else ():
             outputs = self.model.get_outputs_for_camera(view.cameras[f : f + 1])
-            image = torch.from_numpy(np.array(Image.open(view.image_filenames[f]).convert("RGB"))).to(self.device).float() / 255
-            labels = torch.from_numpy(np.array(Image.open(view.mask_filenames[f]))).to(self.device)
+            with Image.open(view.image_filenames[f]) as frame, Image.open(view.mask_filenames[f]) as mask:
+                if mask.size != frame.size:  # as the main video's masks: resized to their frames
+                    mask = mask.resize(frame.size, Image.Resampling.NEAREST)
+                image = torch.from_numpy(np.array(frame.convert("RGB"))).to(self.device).float() / 255
+                labels = torch.from_numpy(np.array(mask)).to(self.device)
             background = 0.0 if self.model.config.eval_background == "black" else 1.0
             boxes = mask_boxes(labels)
             if len(boxes) == 0:

@@ -156,7 +156,7 @@ def test_export_refuses_a_bad_frame_range_in_one_sentence(trained, tmp_path, mon
     config, env, _ = trained
     monkeypatch.setenv("HAND4DGS_CACHE_DIR", env["HAND4DGS_CACHE_DIR"])
     out = tmp_path / "o"
-    for frames, expected in (("1-4", "is not a slice"), ("4:4", "selects no frame"), ("-2:1", "selects no frame"), ("::0", "step of 0")):
+    for frames, expected in (("1-4", "is not a slice"), ("4:4", "selects no frame"), ("-2:1", "selects no frame"), ("::0", "step of 0"), ("::-1", "step of -1")):
         with pytest.raises(Hand4DGSError, match=expected) as err:
             Export(load_config=config, output_dir=out, frames=frames).main()
         assert str(err.value).count(". ") == 0 and str(err.value).endswith("."), err.value

@@ -4,6 +4,7 @@ import dataclasses
 import io
 import json
 import os
+import time
 import subprocess
 import sys
 import textwrap
@@ -272,19 +273,26 @@ def test_leftovers_of_killed_writers_are_removed_and_live_ones_kept(tmp_path):
 
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True).stdout.strip()
     alive = str(os.getppid())
+    hour_ago = time.time() - 3700
     (tmp_path / f".clip.partial-{dead}").mkdir()  # a killed `hand4dgs synth` / infer / export
     (tmp_path / f".clip.partial-{dead}" / "frame.png").write_bytes(b"x")
+    os.utime(tmp_path / f".clip.partial-{dead}", (hour_ago, hour_ago))
     (tmp_path / f".clip.partial-{alive}").mkdir()  # another process still writing
+    os.utime(tmp_path / f".clip.partial-{alive}", (hour_ago, hour_ago))
+    recent = tmp_path / ".clip.partial-999999999"  # maybe another machine's writer: too recent to remove
+    recent.mkdir()
     with atomic_folder(tmp_path / "clip") as out:
         (out / "done.txt").write_text("ok")
-    assert sorted(p.name for p in tmp_path.iterdir()) == [f".clip.partial-{alive}", "clip"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([f".clip.partial-{alive}", recent.name, "clip"])
 
     cache = _cache(tmp_path)
     entry = tmp_path / "cache" / "video-x"
     entry.mkdir(parents=True)
     stale = entry / f".crops-64x48.npy.{dead}.tmp"  # a killed cache build
     stale.write_bytes(b"half")
+    os.utime(stale, (hour_ago, hour_ago))
     live = entry / f".crops-64x48.npy.{alive}.tmp"
     live.write_bytes(b"half")
+    os.utime(live, (hour_ago, hour_ago))
     cache.get_or_build(KEY, Builder(_data()), total=7, name="video-x/crops-64x48")
     assert not stale.exists() and live.exists()

@@ -55,3 +55,17 @@ def test_joint_error_plot_without_any_valid_hand(tmp_path):
     path = tmp_path / "joint_error.png"
     write_joint_error_plot(path, model, pseudo, gt, torch.zeros_like(valid))
     assert cv2.imread(str(path)).shape[:2] == PLOT_SIZE_PX[::-1]
+
+
+def test_skeletons_skip_joints_behind_or_far_off_the_camera():
+    import numpy as np
+
+    from hand4dgs_ns.render.skeletons import draw_skeletons
+
+    joints = np.zeros((2, 21, 2))
+    joints[0] = np.stack([np.linspace(5, 35, 21), np.full(21, 20.0)], axis=1)  # a row of joints
+    joints[0, 4] = np.nan  # behind the camera
+    joints[0, 8] = (1e12, -1e12)  # projected from just in front of the camera plane
+    image = draw_skeletons(np.zeros((40, 40, 3), np.uint8), joints, np.array([True, False]))
+    assert image[20, 5:35].any(), "the rest of the hand is drawn"
+    assert not image[:15].any() and not image[26:].any(), "no stray line leaves the hand's row"

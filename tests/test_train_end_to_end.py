@@ -124,6 +124,9 @@ def test_checkpoints_are_whole_and_damaged_or_missing_ones_are_named(trained, tm
         out = subprocess.run([str(BIN / "ns-train"), "hand4dgs", "--data", data, "--output-dir", str(tmp_path / "more"),
                               "--load-dir", str(folder), *FAST], capture_output=True, text=True, env=env, timeout=600)
         assert out.returncode != 0 and "Traceback" not in out.stderr and f"{ckpt}: is not a readable checkpoint" in out.stderr, out.stderr[-2000:]
+        out = subprocess.run([str(BIN / "ns-train"), "hand4dgs", "--data", data, "--output-dir", str(tmp_path / "more"),
+                              "--load-dir", str(folder), "--load-step", "99", *FAST], capture_output=True, text=True, env=env, timeout=600)
+        assert out.returncode != 0 and f"{folder / 'step-000000099.ckpt'}: does not exist" in out.stderr, out.stderr[-2000:]
         ckpt.unlink()
         out = subprocess.run([str(BIN / "ns-eval"), "--load-config", str(config), "--output-path", str(tmp_path / "e.json")],
                              capture_output=True, text=True, env=env, timeout=600)

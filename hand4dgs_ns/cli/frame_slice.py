@@ -15,6 +15,6 @@ def parse_frame_slice(text: str) -> slice:
     if match is None:
         raise Hand4DGSError(f"--frames '{text}' is not a slice of frame indices; pass start:stop such as 0:100 (either may be left out).")
     start, stop, step = (None if g is None else int(g) for g in match.groups())
-    if step == 0:
-        raise Hand4DGSError(f"--frames '{text}' has a step of 0; pass a positive step such as 0:100:2.")
+    if step is not None and step <= 0:
+        raise Hand4DGSError(f"--frames '{text}' has a step of {step}; pass a positive step such as 0:100:2.")
     return slice(start, stop, step)

@@ -221,7 +221,8 @@ class Hand4DGSModel(Model):
         camera = camera.reshape((1,)) if camera.shape != (1,) else camera
         outputs = self.get_outputs(camera)
         images = {key: outputs[key][0] for key in ("rgb", "accumulation", "depth")}
-        if self.viewer_skeletons.value:
+        # Viewer cameras only (they carry no frame metadata): evaluation renders stay unmarked.
+        if self.viewer_skeletons.value and "frame_index" not in (camera.metadata or {}):
             images["rgb"] = self._with_skeletons(images["rgb"], outputs["joints"][0], outputs["valid"][0], camera)
         return images
 
@@ -230,7 +231,9 @@ class Hand4DGSModel(Model):
         c2w = camera.camera_to_worlds.reshape(3, 4).cpu()
         c2w = opengl_to_opencv_c2w(torch.cat([c2w, torch.tensor([[0.0, 0.0, 0.0, 1.0]])]))
         K = camera.get_intrinsics_matrices().reshape(3, 3).cpu()
-        pixels = project_points(K, transform_points(invert_rigid(c2w), joints.float().cpu()))
+        in_camera = transform_points(invert_rigid(c2w), joints.float().cpu())
+        pixels = project_points(K, in_camera)
+        pixels[in_camera[..., 2] <= 1e-3] = float("nan")  # behind the camera: not drawn
         image = (rgb.clamp(0, 1) * 255).round().byte().cpu().numpy().copy()
         drawn = draw_skeletons(image, pixels.numpy(), valid.cpu().numpy())
         return torch.from_numpy(drawn).to(rgb.device).float() / 255
