@@ -122,12 +122,9 @@ class HandDataManager(DataManager):
         self.eval_dataset = InputDataset(self.dataparser.get_dataparser_outputs(split=self.test_split))
         # Training and evaluation batches use cameras at image_scale; the datasets keep the frames'
         # own resolution, which ns-render dataset and the viewer's camera frustums read.
-        self._batch_cameras: Dict[int, Cameras] = {}
-        for dataset in (self.train_dataset, self.eval_dataset):
-            cameras = copy.deepcopy(dataset.cameras)
-            if self.config.image_scale != 1.0:
-                cameras.rescale_output_resolution(self.config.image_scale)
-            self._batch_cameras[id(dataset)] = cameras
+        self._train_cameras, self._eval_cameras = (
+            scaled_cameras(dataset.cameras, self.config.image_scale) for dataset in (self.train_dataset, self.eval_dataset)
+        )
         self.hands: HandSequencesMetadata = hand_metadata(self.train_dataset.metadata)
         inputs = build_frame_inputs(self.hands.sequences, self.config.backbone, self.config.hamer_checkpoint, self.config.cache_dir)
         for dataset in (self.train_dataset, self.eval_dataset):
@@ -192,7 +189,7 @@ class HandDataManager(DataManager):
         cached = self._train[s]
         n = min(self.config.frames_per_step, len(cached.frames))
         pick = torch.randperm(len(cached.frames), generator=self._generator)[:n]
-        return self._batch(self.train_dataset, s, cached, pick)
+        return self._batch(self._train_cameras, s, cached, pick)
 
     def next_eval(self, step: int) -> Tuple[Cameras, Dict]:
         self.eval_count += 1
@@ -203,17 +200,17 @@ class HandDataManager(DataManager):
         s = sequences[int(torch.randint(len(sequences), (1,), generator=self._generator))]
         cached = self._eval[s]
         pick = torch.randint(len(cached.frames), (1,), generator=self._generator)
-        return self._batch(self.eval_dataset, s, cached, pick)
+        return self._batch(self._eval_cameras, s, cached, pick)
 
     def eval_frames(self):
         """Every eval frame once, in sequence and frame order, one at a time."""
         for s, cached in self._eval.items():
             for i in range(len(cached.frames)):
-                yield self._batch(self.eval_dataset, s, cached, torch.tensor([i]))
+                yield self._batch(self._eval_cameras, s, cached, torch.tensor([i]))
 
-    def _batch(self, dataset: InputDataset, s: int, cached: _SequenceImages, pick: torch.Tensor) -> Tuple[Cameras, Dict]:
+    def _batch(self, split_cameras: Cameras, s: int, cached: _SequenceImages, pick: torch.Tensor) -> Tuple[Cameras, Dict]:
         """Cameras (on the host, which the model reads without waiting for the GPU) and the batch (on the device)."""
-        cameras = self._batch_cameras[id(dataset)][cached.dataset_index[pick]]
+        cameras = split_cameras[cached.dataset_index[pick]]
         frames = cached.frames[pick]
         to_device = self._stager.to_device
         batch = {
@@ -254,6 +251,14 @@ def hand_targets(sequence: SequenceTensors, frames: torch.Tensor) -> dict[str, t
     if sequence.gt_joints is not None:
         out["gt_joints"] = sequence.gt_joints[frames]
         out["gt_valid"] = sequence.gt_valid[frames]
+    return out
+
+
+def scaled_cameras(cameras: Cameras, scale: float) -> Cameras:
+    """A copy of ``cameras`` rendering ``scale`` times their image size (nerfstudio's truncation)."""
+    out = copy.deepcopy(cameras)
+    if scale != 1.0:
+        out.rescale_output_resolution(scale)
     return out
 
 

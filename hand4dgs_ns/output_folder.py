@@ -22,12 +22,11 @@ def atomic_folder(final: Path) -> Iterator[Path]:
     permission) becomes one sentence naming ``final``. Errors inside the block stay as they are.
     """
     final = Path(final)
-    tmp = final.parent / f".{final.name[:200]}.partial-{os.getpid()}"
     try:
-        try:
-            tmp = partial_folder(final)
-        except OSError as err:
-            raise _unwritable(final, err) from None
+        tmp = partial_folder(final)
+    except OSError as err:
+        raise _unwritable(final, err) from None
+    try:
         yield tmp
         try:
             if final.exists():

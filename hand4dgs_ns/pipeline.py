@@ -97,19 +97,19 @@ class Hand4DGSPipeline(VanillaPipeline):
         around each hand's mask. ``nvs_psnr``, ``nvs_ssim``, ``nvs_num_images``; empty without such views."""
         held_out = hand_metadata(self.datamanager.eval_dataset.metadata)
         views = [v for v in self.datamanager.hands.views if v.mask_filenames is not None]
+        background = 0.0 if self.model.config.eval_background == "black" else 1.0
         psnrs, ssims, images = [], [], 0
         work = [(view, int(f)) for view in views for f in held_out.frame_index[held_out.sequence_index == view.sequence_index].tolist()]
         for view, f in track(work, description="Evaluating novel views", transient=True) if work else ():
-            outputs = self.model.get_outputs_for_camera(view.cameras[f : f + 1])
             with Image.open(view.image_filenames[f]) as frame, Image.open(view.mask_filenames[f]) as mask:
                 if mask.size != frame.size:  # as the main video's masks: resized to their frames
                     mask = mask.resize(frame.size, Image.Resampling.NEAREST)
-                image = torch.from_numpy(np.array(frame.convert("RGB"))).to(self.device).float() / 255
                 labels = torch.from_numpy(np.array(mask)).to(self.device)
-            background = 0.0 if self.model.config.eval_background == "black" else 1.0
-            boxes = mask_boxes(labels)
-            if len(boxes) == 0:
-                continue  # no hand visible from this view in this frame
+                boxes = mask_boxes(labels)
+                if len(boxes) == 0:
+                    continue  # no hand visible from this view in this frame: nothing to render
+                image = torch.from_numpy(np.array(frame.convert("RGB"))).to(self.device).float() / 255
+            outputs = self.model.get_outputs_for_camera(view.cameras[f : f + 1])
             p, s = hand_crop_metrics(outputs["rgb"], image, labels, boxes.to(self.device), background)
             psnrs += p
             ssims += s

@@ -35,7 +35,8 @@ from hand4dgs_ns.features.frame_inputs import FrameInputs
 from hand4dgs_ns.features.staging import PinnedStager
 from hand4dgs_ns.features.video_inputs import build_frame_inputs
 from hand4dgs_ns.geometry.cameras import invert_rigid
-from hand4dgs_ns.inference.pictures import read_rgb, write_png
+from hand4dgs_ns.features.cache import read_rgb
+from hand4dgs_ns.inference.pictures import write_png
 from hand4dgs_ns.inference.predict import predict_batch, synchronized_time, video_hands
 from hand4dgs_ns.render.rasterize import rasterize
 from hand4dgs_ns.cli.frame_slice import parse_frame_slice

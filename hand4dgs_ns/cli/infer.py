@@ -30,9 +30,10 @@ from hand4dgs_ns.features.frame_inputs import FrameInputs
 from hand4dgs_ns.features.staging import PinnedStager
 from hand4dgs_ns.features.video_inputs import build_frame_inputs
 from hand4dgs_ns.geometry.cameras import project_points, transform_points, invert_rigid
-from hand4dgs_ns.inference.pictures import contact_sheet, overlay_panel, panel_row, read_rgb, write_mp4, write_png
+from hand4dgs_ns.features.cache import read_rgb
+from hand4dgs_ns.inference.pictures import contact_sheet, overlay_panel, panel_row, write_mp4, write_png
 from hand4dgs_ns.inference.plots import write_joint_error_plot
-from hand4dgs_ns.inference.predict import frame_batches, predict_batch, render_ego, synchronized_time, video_hands
+from hand4dgs_ns.inference.predict import frame_batches, predict_batch, render_hands, synchronized_time, video_hands
 from hand4dgs_ns.inference.run import load_network, read_run
 from hand4dgs_ns.network.hand_network import HandNetwork
 from hand4dgs_ns.output_folder import atomic_folder
@@ -122,7 +123,7 @@ class Infer:
                     prediction, c2w = predict_batch(network, inputs, s, frames, stager, with_gaussians=True)
                     t1 = synchronized_time(device)
                     K = video.K[frames].to(device)
-                    rgb, alpha = render_ego(prediction, c2w, K, video.width, video.height)
+                    rgb, alpha = render_hands(prediction, c2w, K, video.width, video.height)
                     render_s += synchronized_time(device) - t1
                     predict_s += t1 - t0
                     parts.append(prediction.without_gaussians())

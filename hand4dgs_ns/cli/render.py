@@ -29,14 +29,12 @@ from hand4dgs_ns.errors import Hand4DGSError, file_error
 from hand4dgs_ns.features.staging import PinnedStager
 from hand4dgs_ns.features.video_inputs import build_frame_inputs
 from hand4dgs_ns.geometry.camera_paths import orbit
-from hand4dgs_ns.geometry.cameras import invert_rigid
 from hand4dgs_ns.inference.pictures import write_mp4
-from hand4dgs_ns.inference.predict import predict_batch
+from hand4dgs_ns.inference.predict import predict_batch, render_hands
 from hand4dgs_ns.inference.run import load_network, read_run, training_data
 from hand4dgs_ns.network.hand_network import GAUSSIAN_FIELDS, HandsPrediction
 from hand4dgs_ns.output_folder import atomic_file
 from hand4dgs_ns.progress import progress_bar
-from hand4dgs_ns.render.rasterize import rasterize
 
 PathKind = Literal["orbit", "bullet-time", "ego"]
 
@@ -127,7 +125,7 @@ class Render:
         K = video.K.clone().float()
         K[:, :2] *= self.scale
         width, height = round(video.width * self.scale), round(video.height * self.scale)
-        background = torch.full((3,), 1.0 if self.background == "white" else 0.0, device=device)
+        background = 1.0 if self.background == "white" else 0.0
         centre, start = self._orbit_anchor(network, inputs, video, frames, stager)
         for batch, turn in zip(frames.split(self.batch_frames), turns.split(self.batch_frames)):
             unique, local = torch.unique(batch, return_inverse=True)
@@ -136,13 +134,9 @@ class Render:
                 c2w = video.c2w[batch].float()
             else:
                 c2w = orbit(start.double(), centre.double(), turn, self.distance).float()
-            g = {name: getattr(prediction, name)[local.to(device)] for name in GAUSSIAN_FIELDS}
-            Kb = K[batch]
-            out = rasterize(
-                g["means"], g["quats"], g["scales"], g["opacities"], g["colors"], invert_rigid(c2w.to(device)), Kb.to(device),
-                width, height, background.expand(len(batch), 3), shared_intrinsics=bool(torch.equal(Kb, Kb[:1].expand_as(Kb))), with_depth=False,
-            )
-            for image in (out.rgb.clamp(0, 1) * 255).round().byte().cpu().numpy():
+            views = prediction._replace(**{name: getattr(prediction, name)[local.to(device)] for name in GAUSSIAN_FIELDS})
+            rgb, _ = render_hands(views, c2w.to(device), K[batch].to(device), width, height, background)
+            for image in (rgb * 255).round().byte().cpu().numpy():
                 yield image
             advance(len(batch))
 

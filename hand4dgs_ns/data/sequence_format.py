@@ -60,6 +60,8 @@ def hand_pixels(mask: ArrayT) -> ArrayT:
 def occluder_pixels(mask: ArrayT) -> ArrayT:
     """Where a mask marks an occluder (label 3)."""
     return mask == MASK_OCCLUDER
+
+
 # c2w rotations are stored as float32 by most tools: allow that much rounding.
 _RIGID_TOLERANCE = 1e-3
 
@@ -395,8 +397,12 @@ def _check_masks(paths: list[Path], width: int, height: int) -> None:
                     f"has shape {mask.shape} but must be one channel of {width}x{height}",
                     "save masks as single-channel uint8 PNG files the size of the frames",
                 )
-            if mask.max(initial=0) > MASK_OCCLUDER:
-                raise file_error(path, f"holds the value {int(mask.max())}", "use 0 background, 1 left hand, 2 right hand, 3 occluder")
+            _check_labels(mask, path)
+
+
+def _check_labels(mask: np.ndarray, file: Path) -> None:
+    if mask.max(initial=0) > MASK_OCCLUDER:
+        raise file_error(file, f"holds the value {int(mask.max())}", "use 0 background, 1 left hand, 2 right hand, 3 occluder")
 
 
 def _read_masks(root: Path, image_paths: list[Path]) -> list[Path] | None:
@@ -702,8 +708,7 @@ def _save_mask(mask: np.ndarray, size: tuple[int, int], named: Path, file: Path)
     mask = np.asarray(mask)
     if mask.dtype != np.uint8 or mask.shape != (size[1], size[0]):
         raise file_error(named, f"got shape {mask.shape} and dtype {mask.dtype}", "pass uint8 (H, W) the frame's size")
-    if mask.max(initial=0) > MASK_OCCLUDER:
-        raise file_error(named, f"holds the value {int(mask.max())}", "use 0 background, 1 left, 2 right, 3 occluder")
+    _check_labels(mask, named)
     file.parent.mkdir(parents=True, exist_ok=True)
     _save_png(mask, file)
 

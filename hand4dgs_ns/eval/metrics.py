@@ -89,10 +89,15 @@ def hand_crop_metrics(
     """PSNR and SSIM of a render of the hands on each hand box, against the frame's hands (mask
     labels 1 and 2) over the render's ``background``. Pixels an occluder covers (label 3) are left
     out: there the render counts as right, since nobody knows what the hand looks like behind it."""
-    hand = hand_pixels(labels)[..., None].to(image.dtype)
-    target = image * hand + background * (1 - hand)
+    target = hand_target(image, labels, background)
     render = torch.where(occluder_pixels(labels)[..., None], target, render)
     return crop_image_metrics(render, target, boxes)
+
+
+def hand_target(image: Float[Tensor, "H W 3"], labels: Tensor, background: float = 0.0) -> Float[Tensor, "H W 3"]:
+    """What a perfect render of the hands shows: the frame's hands (mask labels 1 and 2) over ``background``."""
+    hand = hand_pixels(labels)[..., None].to(image.dtype)
+    return image * hand + background * (1 - hand)
 
 
 def square_boxes(boxes: Float[Tensor, "n 4"], scale: float = 2.0) -> Float[Tensor, "n 4"]:

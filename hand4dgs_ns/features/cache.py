@@ -237,7 +237,8 @@ def default_name(key: CacheKey) -> str:
     return f"{key.content}-{which}"
 
 
-def _read_rgb(path: Path) -> np.ndarray:
+def read_rgb(path: Path) -> np.ndarray:
+    """A video frame as (H, W, 3) uint8 RGB; one sentence naming the file if it cannot be read."""
     image = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if image is None:
         raise Hand4DGSError(f"{path} is not a readable image: replace it with the frame, readable and of the same size (a sequence needs all its frames).")
@@ -250,7 +251,7 @@ def _prefetched_batches(paths: Sequence[Path], batch: int, workers: int) -> Iter
     with ThreadPoolExecutor(max_workers=workers) as pool:
 
         def submit(start: int) -> list[Future]:
-            return [pool.submit(_read_rgb, p) for p in paths[start : start + batch]]
+            return [pool.submit(read_rgb, p) for p in paths[start : start + batch]]
 
         pending = submit(0)
         for i, start in enumerate(starts):

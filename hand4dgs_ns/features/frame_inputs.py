@@ -74,10 +74,14 @@ class FrameInputs:
         """Flat rows of each frame's temporal window, edge-replicated at the sequence's ends."""
         return self.offsets[sequence, None] + window_indices(frame, self.lengths[sequence], half_width)
 
+    def sequence_of(self, rows: Int[Tensor, "n"]) -> Int[Tensor, "n"]:
+        """The sequence each flat row belongs to."""
+        return torch.searchsorted(self.offsets, rows, right=True) - 1
+
     def gather(self, rows: Int[Tensor, "n"]) -> np.ndarray:
         """Backbone inputs of flat ``rows`` (host array, read from the memory maps)."""
         rows_np = rows.numpy()
-        sequence = np.searchsorted(self.offsets.numpy(), rows_np, side="right") - 1
+        sequence = self.sequence_of(rows).numpy()
         first = self.data[0]
         out = np.empty((len(rows_np), *first.shape[1:]), dtype=first.dtype)
         for s in np.unique(sequence):
@@ -111,8 +115,7 @@ class FrameInputs:
         frames = self.gather(unique)
         if jitter is not None and self.kind == "crops":
             augment, generator = jitter
-            video = torch.searchsorted(self.offsets, unique, right=True) - 1
-            frames = augment(torch.from_numpy(frames), video, generator).numpy()
+            frames = augment(torch.from_numpy(frames), self.sequence_of(unique), generator).numpy()
         return NetworkInputs(
             frames=stager.to_device(frames),
             window=stager.to_device(local),

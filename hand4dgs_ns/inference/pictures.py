@@ -8,7 +8,6 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from hand4dgs_ns.errors import file_error
 from hand4dgs_ns.render.skeletons import draw_skeletons
 
 def overlay_panel(
@@ -39,14 +38,6 @@ def contact_sheet(rows: list[np.ndarray], labels: list[str]) -> np.ndarray:
             cv2.putText(row, label, (6, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.5, colour, thickness, cv2.LINE_AA)
         out.append(row)
     return np.concatenate(out, axis=0)
-
-
-def read_rgb(path: Path) -> np.ndarray:
-    """A video frame as (H, W, 3) uint8 RGB; one sentence naming the file if it cannot be read."""
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if image is None:
-        raise file_error(path, "is not a readable image", "restore the frame or rebuild the sequence")
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
 def write_png(path: Path, image: np.ndarray) -> None:

@@ -68,8 +68,9 @@ def predict_batch(
 
 
 @torch.no_grad()
-def render_ego(prediction: HandsPrediction, c2w: Tensor, K: Tensor, width: int, height: int, background: float = 0.0) -> tuple[Tensor, Tensor]:
-    """RGB (B, H, W, 3) and alpha (B, H, W, 1) of the predicted hands seen from each frame's ego camera."""
+def render_hands(prediction: HandsPrediction, c2w: Tensor, K: Tensor, width: int, height: int, background: float = 0.0) -> tuple[Tensor, Tensor]:
+    """RGB (B, H, W, 3) and alpha (B, H, W, 1) of each row of ``prediction`` seen from its camera
+    (``c2w``, OpenCV axes; ``K``): a frame's egocentric camera, or any other."""
     b = c2w.shape[0]
     backgrounds = torch.full((b, 3), background, device=c2w.device)
     out = rasterize(

@@ -25,9 +25,8 @@ from typing_extensions import assert_never
 from hand4dgs_ns.features.frame_inputs import INPUTS_KEY, FrameInputs
 from hand4dgs_ns.features.augment import CropJitter
 from hand4dgs_ns.features.staging import PinnedStager
-from hand4dgs_ns.data.sequence_format import hand_pixels
 from hand4dgs_ns.dataparsers.hand_metadata import METADATA_KEY, HandSequencesMetadata
-from hand4dgs_ns.eval.metrics import hand_crop_metrics, mpjpe_mm, square_boxes
+from hand4dgs_ns.eval.metrics import hand_crop_metrics, hand_target, mpjpe_mm, square_boxes
 from hand4dgs_ns.geometry.alignment import kabsch_rotation, mean_rotation
 from hand4dgs_ns.geometry.cameras import invert_rigid, opengl_to_opencv_c2w, project_points, transform_points
 from hand4dgs_ns.hands.lbs import hand_forward
@@ -272,8 +271,7 @@ class Hand4DGSModel(Model):
         labels = batch["hand_mask"].reshape(-1, *batch["hand_mask"].shape[-2:])[0].to(self.device)
         rgb = outputs["rgb"]
         background = 0.0 if self.config.eval_background == "black" else 1.0
-        hand = hand_pixels(labels).float()[..., None]
-        target = image * hand + background * (1 - hand)
+        target = hand_target(image, labels, background)
         boxes = batch["bbox_image"].reshape(-1, 2, 4)[0][batch["valid"].reshape(-1, 2)[0]]
         metrics: Dict[str, float] = {}
         # The tight hand boxes, and HaMeR-style squares twice their size (the paper's crops).

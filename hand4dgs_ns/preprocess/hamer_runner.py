@@ -19,9 +19,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
 
-from hand4dgs_ns.features.cache import hand_features_for_sequence
+from hand4dgs_ns.features.cache import hand_features_for_sequence, read_rgb
 from hand4dgs_ns.features.video_inputs import feature_cache, frozen_backbone_device
 from hand4dgs_ns.datasets.base import DatasetSequence
 from hand4dgs_ns.datasets.hamer import (
@@ -88,18 +87,10 @@ def _load_model(load_hamer, checkpoint: Path, device: torch.device):
     return model.to(device).eval()
 
 
-def _read_rgb(path: Path) -> np.ndarray:
-    try:
-        with Image.open(path) as image:
-            return np.asarray(image.convert("RGB"))
-    except (OSError, UnidentifiedImageError) as exc:
-        raise Hand4DGSError(f"{path} cannot be read as an image ({exc}): replace the frame.") from exc
-
-
 @torch.no_grad()
 def _run_frames(model, seq: DatasetSequence, frames: list[int], device: torch.device) -> None:
     """Runs HaMeR on the usable boxes of ``frames`` (one batch) and writes their files."""
-    images = torch.from_numpy(np.stack([_read_rgb(seq.image_paths[i]) for i in frames])).to(device)
+    images = torch.from_numpy(np.stack([read_rgb(seq.image_paths[i]) for i in frames])).to(device)
     height, width = images.shape[1:3]
     if (width, height) != (seq.cameras.width, seq.cameras.height):
         raise Hand4DGSError(
