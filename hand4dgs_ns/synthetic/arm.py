@@ -1,6 +1,6 @@
 """Arms: tapered elliptic tubes continuing each hand mesh's open wrist end to the shoulder.
 
-They are scenery (mask value 0), there so the hands do not float: in a head-camera view the
+They are occluders (mask value 3), there so the hands do not float: in a head-camera view the
 arms enter from the image border as they do in real egocentric video. The tube's first
 ring is the hand mesh's own wrist boundary (posed), so the seam is closed. Then come
 ellipses about the forearm's axis, which turn with the hand (pronation) and widen towards
@@ -10,7 +10,7 @@ to the shoulder, where a fan closes the tube.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -46,6 +46,12 @@ def sample_arm_look(rng: np.random.Generator) -> ArmLook:
         sleeve_start=forearm + float(rng.uniform(0.05, 0.15)) if short else float(rng.uniform(0.04, 0.16)),
         sleeve_colour=np.clip(rng.uniform(0.05, 0.9, 3) * rng.uniform(0.5, 1.0), 0, 1),
     )
+
+
+def bare_arms(look: ArmLook) -> ArmLook:
+    """The same arms with no sleeve at all (a sleeveless top): skin from the wrist to the shoulder."""
+    # The sleeve's edge moves past the shoulder; its two edge rings then sit at the shoulder end.
+    return replace(look, sleeve_start=look.forearm_length + _UPPER_ARM + 0.01)
 
 
 def _ring_params(look: ArmLook) -> tuple[np.ndarray, np.ndarray]:
@@ -142,13 +148,23 @@ def arm_vertices(
     return torch.cat([wrist_loop, rings.reshape(T, -1, 3), shoulder[:, None]], dim=1)
 
 
+def sleeve_cover(look: ArmLook, segments: int) -> Float[np.ndarray, " N"]:
+    """Per tube vertex after the wrist loop (``segments`` per ring, then the shoulder centre):
+    0 on skin, 1 on the sleeve, a 4 mm blend at its edge."""
+    distance = np.concatenate([np.repeat(_nominal_distance(look), segments), [look.forearm_length + _UPPER_ARM]])
+    return np.clip((distance - look.sleeve_start) / 0.004 + 0.5, 0.0, 1.0)
+
+
 def arm_albedo(look: ArmLook, skin: Float[np.ndarray, " 3"], loop_albedo: Float[Tensor, "L 3"]) -> Float[Tensor, "N 3"]:
     """Per-vertex albedo: the hand's own colours on the wrist loop, skin, then the sleeve."""
-    segments = loop_albedo.shape[0]
-    distance = np.concatenate([np.repeat(_nominal_distance(look), segments), [look.forearm_length + _UPPER_ARM]])
-    sleeve = np.clip((distance - look.sleeve_start) / 0.004 + 0.5, 0.0, 1.0)[:, None]
+    sleeve = sleeve_cover(look, loop_albedo.shape[0])[:, None]
     arm = torch.from_numpy(skin * (1 - sleeve) + look.sleeve_colour * sleeve).float()
     return torch.cat([loop_albedo.float(), arm])
+
+
+def arm_gloss(look: ArmLook, segments: int) -> Float[Tensor, " N"]:
+    """Per-vertex weight of skin highlights on the tube: 1 on skin (wrist loop included), 0 on cloth."""
+    return torch.cat([torch.ones(segments), torch.from_numpy(1.0 - sleeve_cover(look, segments)).float()])
 
 
 def arm_rest_points(

@@ -18,6 +18,7 @@ from jaxtyping import Float
 from torch import Tensor
 
 from hand4dgs_ns.synthetic.procedural import WaveNoise, cell_hash, wave_noise
+from hand4dgs_ns.synthetic.scene_render import Lighting, room_light
 
 # Everyday material colours (sRGB), jittered per room.
 _WOODS = np.array([[0.55, 0.38, 0.22], [0.72, 0.55, 0.36], [0.36, 0.24, 0.15], [0.82, 0.70, 0.52], [0.62, 0.45, 0.3]])
@@ -179,10 +180,11 @@ def render_room(
     width: int,
     height: int,
     light_world: Float[Tensor, "B 3"],
+    lighting: Lighting,
 ) -> tuple[Float[Tensor, "B H W 3"], Float[Tensor, "B H W"]]:
     """Ray-casts the room: shaded sRGB colour and camera-frame depth (z) per pixel.
 
-    Surfaces are lit by a point light at ``light_world`` (the head lamp) plus ambient.
+    Surfaces are lit by ``lighting``: its head lamp at ``light_world``, ambient and distant lights.
     """
     B = c2w.shape[0]
     ys, xs = torch.meshgrid(torch.arange(height) + 0.5, torch.arange(width) + 0.5, indexing="ij")
@@ -233,9 +235,6 @@ def render_room(
     )
     colour[edge] *= 0.6
 
-    to_light = light_world[:, None, :].expand_as(points).reshape(-1, 3) - flat_points
-    distance = to_light.norm(dim=-1).clamp(min=1e-3)
-    lambert = ((to_light / distance[:, None]) * normal).sum(-1).clamp(min=0.0)
-    light = 0.45 + 0.75 * lambert / (1.0 + (distance / 1.2) ** 2)
-    rgb = (colour * light[:, None]).clamp(0.0, 1.0).reshape(B, height, width, 3)
+    light = room_light(lighting, flat_points, normal, light_world[:, None, :].expand_as(points).reshape(-1, 3))
+    rgb = (colour * light).clamp(0.0, 1.0).reshape(B, height, width, 3)
     return rgb, t.reshape(B, height, width)
