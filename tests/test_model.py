@@ -59,6 +59,27 @@ def test_outputs_and_losses_in_both_phases(pipeline):
     assert all(g is not None and torch.isfinite(g).all() for g in grads)
 
 
+def test_silhouette_and_smoothness_losses_reach_the_pose(pipeline, monkeypatch):
+    model = pipeline.model
+    model.train()
+    monkeypatch.setattr(model.config, "silhouette_loss_weight", 1.0)
+    monkeypatch.setattr(model.config, "smooth_loss_weight", 1000.0)
+    camera, batch = pipeline.datamanager.next_train(0)
+    model.step = model.config.image_loss_from
+    out = model.get_outputs(camera)
+    assert out["neighbour_joints"].shape == (2, len(camera), 2, 21, 3)
+    frames = camera.metadata["frame_index"].reshape(-1)
+    ends = (frames == 0) | (frames == 8)
+    assert not out["neighbours_valid"][ends].any()  # no neighbour pair at a video's ends
+    losses = model.get_loss_dict(out, batch)
+    for name in ("silhouette_loss", "smooth_loss"):
+        model.zero_grad()
+        losses = model.get_loss_dict(model.get_outputs(camera), batch)
+        losses[name].backward()
+        grads = [p.grad for p in model.network.pose_parameters() if p.grad is not None]
+        assert grads and any(float(g.abs().sum()) > 0 for g in grads), name
+
+
 
 def test_training_metrics_only_on_logging_steps(pipeline):
     """nerfstudio logs training metrics every steps_per_log steps: the model computes them only then."""
@@ -182,11 +203,13 @@ def test_cuda_graphs_match_eager_outputs_and_gradients(tmp_path, monkeypatch, co
         model.config.cuda_graphs = graphs
         model.zero_grad(set_to_none=True)
         hands = model.predict_hands(sequence, frames, with_gaussians=True)
-        loss = hands.joints.square().sum() + hands.colors.sum() + hands.scales.sum()
+        # A second graph in the same step, as the smoothness loss's neighbour frames (pose only).
+        around = model.predict_hands(torch.cat([sequence, sequence]), torch.cat([frames - 1, frames + 1]), with_gaussians=False)
+        loss = hands.joints.square().sum() + hands.colors.sum() + hands.scales.sum() + around.joints.square().sum()
         loss.backward()
         grads = [p.grad.clone() if p.grad is not None else None for p in model.network.branches[1].parameters()]
         results.append((hands.joints.detach().clone(), hands.colors.detach().clone(), grads))
-    assert len(model._graphs) == 1
+    assert len(model._graphs) == 2
     eager = results[2]
     for joints, colors, grads in results[:2]:
         torch.testing.assert_close(joints, eager[0], atol=1e-5, rtol=1e-4)

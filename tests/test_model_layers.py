@@ -4,7 +4,15 @@ import torch
 
 from hand4dgs_ns.features.windows import window_indices
 from hand4dgs_ns.network.layers import TemporalConv, mlp, squash_tokens
-from hand4dgs_ns.model.losses import LossSchedule, image_loss, masked_target, opacity_loss, point_loss
+from hand4dgs_ns.model.losses import (
+    LossSchedule,
+    acceleration_loss,
+    image_loss,
+    masked_target,
+    opacity_loss,
+    point_loss,
+    silhouette_loss,
+)
 
 
 def test_window_indices_replicate_edges():
@@ -54,6 +62,34 @@ def test_loss_schedule_and_losses():
     assert torch.all(target_img[0, 0, 0] == 1) and torch.all(target_img[1, 0, 0] == 0)
     loss, l1, s = image_loss(target_img, target_img, 0.2)
     assert float(loss) < 1e-6 and float(s) > 0.999
+
+
+def test_vertex_weight_floor():
+    s = LossSchedule(image_start=100, vertex_decay_steps=50, vertex_floor=0.1)
+    assert s.vertex_weight(99) == 1 and s.vertex_weight(125) == 0.5 and s.vertex_weight(1000) == 0.1
+
+
+def test_silhouette_loss_counts_outline_disagreement_outside_occluders():
+    labels = torch.zeros(1, 8, 8, dtype=torch.uint8)
+    labels[0, 2:6, 2:6] = 2  # a hand
+    alpha = (labels == 2).float()[..., None]
+    assert float(silhouette_loss(alpha, labels)) == 0.0
+    shifted = torch.roll(alpha, 1, dims=2)  # one column off: 4 pixels too many, 4 missing
+    torch.testing.assert_close(silhouette_loss(shifted, labels), torch.tensor(8 / 64))
+    labels[0, :, 6] = 3  # an occluder over the column the shifted render spills into
+    torch.testing.assert_close(silhouette_loss(shifted, labels), torch.tensor(4 / 56))
+
+
+def test_acceleration_loss_is_zero_for_constant_velocity():
+    t = torch.arange(3.0)[:, None, None, None, None]
+    path = torch.randn(1, 2, 21, 3) + 0.01 * t * torch.randn(1, 2, 21, 3)  # (3, 1, 2, 21, 3)
+    valid = torch.ones(1, 2, dtype=torch.bool)
+    assert float(acceleration_loss(path[0], path[1], path[2], valid)) < 1e-12
+    jolt = path[1].clone()
+    jolt[0, 0] += 0.01
+    # second difference -0.02 on each coordinate of one hand: 3 * 0.02^2 per joint, averaged over two hands
+    torch.testing.assert_close(acceleration_loss(path[0], jolt, path[2], valid), torch.tensor(3 * 0.02**2 / 2))
+    assert float(acceleration_loss(path[0], jolt, path[2], torch.tensor([[False, True]]))) < 1e-12
 
 
 def test_opacity_loss_averages_the_present_hands_only():

@@ -36,11 +36,13 @@ from hand4dgs_ns.network.graphed import GraphedNetwork
 from hand4dgs_ns.network.hand_network import HandNetwork, HandsPrediction
 from hand4dgs_ns.model.losses import (
     LossSchedule,
+    acceleration_loss,
     image_loss,
     occlusion_aware_pair,
     opacity_loss,
     point_loss,
     scale_range_loss,
+    silhouette_loss,
 )
 from hand4dgs_ns.render import rasterize
 from hand4dgs_ns.render.skeletons import draw_skeletons
@@ -61,6 +63,13 @@ class Hand4DGSModelConfig(HandNetworkConfig, ModelConfig):
     """First step with the image loss (paper, per-video: 20K of 30K)."""
     vertex_decay_steps: int = 10000
     """Steps over which the vertex weight decays linearly to zero once the image loss is on."""
+    vertex_weight_floor: float = 0.0
+    """The vertex weight decays to this instead of zero (a fraction of vertex-loss-weight)."""
+    silhouette_loss_weight: float = 0.0
+    """Image phase: weight of the silhouette loss, mean |rendered opacity - hand mask| outside occluders."""
+    smooth_loss_weight: float = 0.0
+    """Image phase: weight of the joint-acceleration penalty (m^2) over each training frame and
+    its two neighbours; costs a pose-only forward of two more frames per training frame."""
     scale_range: Tuple[float, float] = (2e-4, 8e-3)
     """Gaussian scales (metres) outside this range are penalised."""
     scale_loss_weight: float = 1.0
@@ -110,7 +119,7 @@ class Hand4DGSModel(Model):
         self._jitter_generator = torch.Generator().manual_seed(self.config.seed)
         self.step = 0
         self._metrics_every = 1  # training steps between training metrics: nerfstudio's logging interval once training starts
-        self.schedule = LossSchedule(self.config.image_loss_from, self.config.vertex_decay_steps)
+        self.schedule = LossSchedule(self.config.image_loss_from, self.config.vertex_decay_steps, self.config.vertex_weight_floor)
         self.network = HandNetwork(self.config, inputs.spec)
         # A checkbox in the browser viewer's panel (nerfstudio finds ViewerElements on the model).
         self.viewer_skeletons = ViewerCheckbox(
@@ -185,6 +194,8 @@ class Hand4DGSModel(Model):
         outputs = {"vertices": hands.vertices, "joints": hands.joints, "valid": hands.valid}
         if not render:
             return outputs
+        if self.training and torch.is_grad_enabled() and self.config.smooth_loss_weight > 0:
+            outputs["neighbour_joints"], outputs["neighbours_valid"] = self._neighbours(sequence, frame, hands.valid)
         c2w = camera.camera_to_worlds.reshape(-1, 3, 4)
         bottom = torch.zeros_like(c2w[:, :1])
         bottom[..., 3] = 1.0
@@ -203,6 +214,14 @@ class Hand4DGSModel(Model):
         if out.depth is not None:
             outputs["depth"] = out.depth
         return outputs
+
+    def _neighbours(self, sequence: Tensor, frame: Tensor, valid: Tensor) -> Tuple[Tensor, Tensor]:
+        """Joints of the frames before and after each frame (2, B, 2, 21, 3), pose path only, and
+        where all three frames hold the hand (B, 2); frames at a video's ends have no pair."""
+        around = self.predict_hands(torch.cat([sequence, sequence]), torch.cat([frame - 1, frame + 1]), with_gaussians=False)
+        inside = ((frame >= 1) & (frame <= self.inputs.lengths[sequence] - 2)).to(self.device, non_blocking=True)
+        before, after = around.valid.chunk(2)
+        return around.joints.unflatten(0, (2, -1)), valid & before & after & inside[:, None]
 
     def _backgrounds(self, n: int) -> Tensor:
         mode = self.config.background if self.training else self.config.eval_background
@@ -252,6 +271,12 @@ class Hand4DGSModel(Model):
             losses["image_loss"] = image_loss(rgb, target, c.ssim_lambda)[0]
             losses["scale_loss"] = c.scale_loss_weight * scale_range_loss(outputs["scales"], *c.scale_range)
             losses["opacity_loss"] = c.opacity_loss_weight * opacity_loss(outputs["opacities"], batch["valid"])
+            if c.silhouette_loss_weight > 0:
+                losses["silhouette_loss"] = c.silhouette_loss_weight * silhouette_loss(outputs["accumulation"], batch["hand_mask"])
+            if "neighbour_joints" in outputs:
+                before, after = outputs["neighbour_joints"]
+                acceleration = acceleration_loss(before, outputs["joints"], after, outputs["neighbours_valid"])
+                losses["smooth_loss"] = c.smooth_loss_weight * acceleration
         return losses
 
     def get_metrics_dict(self, outputs, batch) -> Dict[str, Tensor]:

@@ -3,7 +3,10 @@
 Paper, section 3.5: a vertex loss to pseudo-labels, an image loss ``L1 + lambda (1 - SSIM)``
 on the hand-masked frame, a scale-range regulariser and an opacity-to-one regulariser.
 Schedule: vertex loss alone first; then the image loss switches on and the vertex weight
-decays linearly to zero.
+decays linearly to zero (or to a floor).
+
+Beyond the paper, for the image phase: a silhouette loss (rendered opacity against the hand
+mask) and a joint-acceleration penalty over neighbouring frames (see their docstrings).
 """
 
 from __future__ import annotations
@@ -34,11 +37,13 @@ class LossSchedule:
 
     image_start: int
     vertex_decay_steps: int
+    vertex_floor: float = 0.0
+    """The vertex weight never falls below this."""
 
     def vertex_weight(self, step: int) -> float:
         if step < self.image_start or self.vertex_decay_steps <= 0:
             return 1.0
-        return max(0.0, 1.0 - (step - self.image_start) / self.vertex_decay_steps)
+        return max(self.vertex_floor, 1.0 - (step - self.image_start) / self.vertex_decay_steps)
 
     def image_weight(self, step: int) -> float:
         return 1.0 if step >= self.image_start else 0.0
@@ -69,6 +74,31 @@ def occlusion_aware_pair(
     render is replaced by the target, so those pixels neither reward nor punish the hand there."""
     target = masked_target(image, hand_pixels(labels).to(image.dtype)[..., None], background)
     return torch.where(occluder_pixels(labels)[..., None], target, render), target
+
+
+def silhouette_loss(alpha: Float[Tensor, "b h w 1"], labels: Tensor) -> Tensor:
+    """Mean ``|alpha - hand mask|`` over the pixels no occluder covers.
+
+    The colour loss sees a misplaced finger only where its colour differs from what lies under
+    it; the outline of the rendered opacity against the mask's pulls the splats (and through
+    them the mesh) onto the hands wherever the outlines disagree. Occluded pixels are left out,
+    as in :func:`occlusion_aware_pair`: the hand may well be there, unseen.
+    """
+    hand = hand_pixels(labels).to(alpha.dtype)
+    keep = (~occluder_pixels(labels)).to(alpha.dtype)
+    return ((alpha[..., 0] - hand).abs() * keep).sum() / keep.sum().clamp(min=1.0)
+
+
+def acceleration_loss(
+    before: Float[Tensor, "b 2 21 3"], now: Float[Tensor, "b 2 21 3"], after: Float[Tensor, "b 2 21 3"], valid: Bool[Tensor, "b 2"]
+) -> Tensor:
+    """Mean squared second difference (m^2) of joints over three consecutive frames, valid hands only.
+
+    The image loss fits each frame on its own; without the pseudo-labels' pull (decayed away) the
+    poses it finds jitter from frame to frame. This is the constant-velocity prior that keeps
+    them smooth, evaluated on the frames either side of each training frame.
+    """
+    return point_loss(before - 2.0 * now + after, torch.zeros_like(now), valid)
 
 
 def image_loss(
