@@ -7,6 +7,7 @@ from pathlib import Path
 
 import tyro
 from rich.console import Console
+from typing_extensions import Annotated
 
 from hand4dgs_ns.synthetic.clip import SynthConfig, synthesize_clip
 from hand4dgs_ns.synthetic.default_clip import default_clip_path, ensure_default_clip
@@ -21,7 +22,9 @@ class Synth:
 
     out: tyro.conf.Positional[Path]
     """Output sequence folder (must not exist unless --overwrite)."""
-    config: tyro.conf.OmitArgPrefixes[SynthConfig] = field(default_factory=SynthConfig)
+    # name="" drops the "config." prefix from the clip's flags but keeps nested ones (--appearance.*),
+    # which OmitArgPrefixes would strip too.
+    config: Annotated[SynthConfig, tyro.conf.arg(name="")] = field(default_factory=SynthConfig)
     """The clip's settings."""
     overwrite: bool = False
     """Replace OUT if it is an existing sequence folder."""

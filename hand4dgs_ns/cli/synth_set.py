@@ -27,7 +27,9 @@ class SynthSet:
     """Number of train videos."""
     test: int = 4
     """Number of test videos."""
-    config: tyro.conf.OmitArgPrefixes[SynthConfig] = field(default_factory=SynthConfig)
+    # name="" drops the "config." prefix from the clip's flags but keeps nested ones (--appearance.*),
+    # which OmitArgPrefixes would strip too.
+    config: Annotated[SynthConfig, tyro.conf.arg(name="")] = field(default_factory=SynthConfig)
     """Settings of every video; each video's seed is derived from --seed, its split and its index."""
     workers: int = 1
     """Videos synthesised at once, each in a process of its own (a video keeps about two cores busy)."""

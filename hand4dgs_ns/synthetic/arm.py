@@ -35,6 +35,8 @@ class ArmLook:
     """Distance along the arm from the wrist where the sleeve begins (upper arm: short sleeves)."""
     sleeve_colour: Float[np.ndarray, " 3"]
     """sRGB albedo of the sleeve."""
+    sleeveless: bool = False
+    """No sleeve at all: skin to the shoulder (the tube's rings stay where the sleeve's edge would be)."""
 
 
 def sample_arm_look(rng: np.random.Generator) -> ArmLook:
@@ -49,9 +51,9 @@ def sample_arm_look(rng: np.random.Generator) -> ArmLook:
 
 
 def bare_arms(look: ArmLook) -> ArmLook:
-    """The same arms with no sleeve at all (a sleeveless top): skin from the wrist to the shoulder."""
-    # The sleeve's edge moves past the shoulder; its two edge rings then sit at the shoulder end.
-    return replace(look, sleeve_start=look.forearm_length + _UPPER_ARM + 0.01)
+    """The same arms with no sleeve at all (a sleeveless top): skin from the wrist to the shoulder.
+    Only the colour changes, so the arms' outline, and with it every mask, stays the same."""
+    return replace(look, sleeveless=True)
 
 
 def _ring_params(look: ArmLook) -> tuple[np.ndarray, np.ndarray]:
@@ -152,6 +154,8 @@ def sleeve_cover(look: ArmLook, segments: int) -> Float[np.ndarray, " N"]:
     """Per tube vertex after the wrist loop (``segments`` per ring, then the shoulder centre):
     0 on skin, 1 on the sleeve, a 4 mm blend at its edge."""
     distance = np.concatenate([np.repeat(_nominal_distance(look), segments), [look.forearm_length + _UPPER_ARM]])
+    if look.sleeveless:
+        return np.zeros_like(distance)
     return np.clip((distance - look.sleeve_start) / 0.004 + 0.5, 0.0, 1.0)
 
 

@@ -18,7 +18,7 @@ from jaxtyping import Float
 from torch import Tensor
 
 from hand4dgs_ns.synthetic.procedural import WaveNoise, cell_hash, wave_noise
-from hand4dgs_ns.synthetic.scene_render import Lighting, room_light
+from hand4dgs_ns.synthetic.scene_render import Lighting
 
 # Everyday material colours (sRGB), jittered per room.
 _WOODS = np.array([[0.55, 0.38, 0.22], [0.72, 0.55, 0.36], [0.36, 0.24, 0.15], [0.82, 0.70, 0.52], [0.62, 0.45, 0.3]])
@@ -173,6 +173,28 @@ def _wall_texture(room: Room, p: Tensor, wall: Tensor) -> Tensor:
     return colour
 
 
+def _rgb(colour: np.ndarray) -> Tensor:
+    return torch.from_numpy(colour).float()
+
+
+def _room_light(
+    lighting: Lighting,
+    points: Float[Tensor, "P 3"],
+    normals: Float[Tensor, "P 3"],
+    lamp: Float[Tensor, "P 3"],
+) -> Float[Tensor, "P 3"]:
+    """Light falling on room surfaces (world frame): ambient, the head lamp with a distance
+    falloff (rooms are lit over metres, hands over centimetres), and the distant lights."""
+    to_light = lamp - points
+    distance = to_light.norm(dim=-1).clamp(min=1e-3)
+    lambert = ((to_light / distance[:, None]) * normals).sum(-1).clamp(min=0.0)
+    lamp_light = lighting.room_lamp * lambert / (1.0 + (distance / 1.2) ** 2)
+    light = lighting.room_ambient + lamp_light[:, None] * _rgb(lighting.lamp_colour)
+    for distant in lighting.distant:
+        light = light + (normals @ _rgb(distant.direction)).clamp(min=0.0)[:, None] * _rgb(distant.colour)
+    return light
+
+
 def render_room(
     room: Room,
     c2w: Float[Tensor, "B 4 4"],
@@ -235,6 +257,6 @@ def render_room(
     )
     colour[edge] *= 0.6
 
-    light = room_light(lighting, flat_points, normal, light_world[:, None, :].expand_as(points).reshape(-1, 3))
+    light = _room_light(lighting, flat_points, normal, light_world[:, None, :].expand_as(points).reshape(-1, 3))
     rgb = (colour * light).clamp(0.0, 1.0).reshape(B, height, width, 3)
     return rgb, t.reshape(B, height, width)

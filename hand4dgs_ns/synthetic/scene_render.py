@@ -142,10 +142,9 @@ def relight(base: Lighting, model: LightingModel, rng: np.random.Generator) -> L
 
 def with_gloss(base: Lighting, rng: np.random.Generator) -> Lighting:
     """Blinn-Phong highlights with a random subject's gloss: oily skin (sharp, strong) to dry (broad, faint)."""
-    return replace(
-        base, specular=float(rng.uniform(0.12, 0.4)), gloss=float(np.exp(rng.uniform(np.log(8.0), np.log(60.0)))),
-        glossy=True,
-    )
+    strength = float(rng.uniform(0.12, 0.4))
+    gloss = float(np.exp(rng.uniform(np.log(8.0), np.log(60.0))))
+    return replace(base, specular=strength, gloss=gloss, glossy=True)
 
 
 @dataclass(frozen=True)
@@ -248,25 +247,6 @@ def render_scene(
 
 def _colour(rgb: np.ndarray) -> Tensor:
     return torch.from_numpy(rgb).float()
-
-
-def room_light(
-    lighting: Lighting,
-    points: Float[Tensor, "P 3"],
-    normals: Float[Tensor, "P 3"],
-    lamp: Float[Tensor, "P 3"],
-) -> Float[Tensor, "P 3"]:
-    """Light falling on room surfaces (world frame): ambient, the head lamp with a distance
-    falloff (rooms are lit over metres, hands over centimetres), and the distant lights."""
-    to_light = lamp - points
-    distance = to_light.norm(dim=-1).clamp(min=1e-3)
-    lambert = ((to_light / distance[:, None]) * normals).sum(-1).clamp(min=0.0)
-    light = lighting.room_ambient + (lighting.room_lamp * lambert / (1.0 + (distance / 1.2) ** 2))[:, None] * _colour(
-        lighting.lamp_colour
-    )
-    for distant in lighting.distant:
-        light = light + (normals @ _colour(distant.direction)).clamp(min=0.0)[:, None] * _colour(distant.colour)
-    return light
 
 
 def _lights(
