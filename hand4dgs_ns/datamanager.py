@@ -4,7 +4,9 @@ Each training step draws several frames of one sequence (frames of one sequence 
 image size, so they render in one batched call). The batch carries what the losses and
 metrics compare against: the frame, its hand mask, boxes, pseudo-labels and (for evaluation
 only) ground truth. The backbone inputs of every frame (crops or cached tokens) are built once
-through the on-disk feature cache and handed to the model (see :mod:`hand4dgs_ns.features.frame_inputs`).
+through the on-disk feature cache and handed to the model (see :mod:`hand4dgs_ns.features.frame_inputs`);
+frames and masks are decoded once into the same cache and memory-mapped, so host memory does not
+grow with the number of videos either (:mod:`hand4dgs_ns.features.frame_cache`).
 """
 
 from __future__ import annotations
@@ -24,17 +26,16 @@ from nerfstudio.data.datamanagers.full_images_datamanager import FullImageDatama
 from nerfstudio.data.datasets.base_dataset import InputDataset
 from nerfstudio.data.utils.dataloaders import FixedIndicesEvalDataloader
 from nerfstudio.utils.rich_utils import CONSOLE
-from PIL import Image
 from torch.nn import Parameter
 
 from hand4dgs_ns.features.backbones import BackboneName
+from hand4dgs_ns.features.frame_cache import decoded_video, image_sizes
 from hand4dgs_ns.features.frame_inputs import INPUTS_KEY
 from hand4dgs_ns.features.staging import PinnedStager
-from hand4dgs_ns.features.video_inputs import build_frame_inputs
+from hand4dgs_ns.features.video_inputs import build_frame_inputs, feature_cache
 from hand4dgs_ns.dataparsers.hand_metadata import HandSequencesMetadata, SequenceTensors, hand_metadata
 from hand4dgs_ns.dataparsers.sequence_dataparser import SequenceDataParserConfig
 from hand4dgs_ns.errors import Hand4DGSError
-from hand4dgs_ns.progress import progress_bar
 
 
 @dataclass
@@ -86,8 +87,8 @@ class _SequenceImages:
 
     frames: torch.Tensor  # (n,) frame indices within the sequence
     dataset_index: torch.Tensor  # (n,) index of each frame in the split's dataset
-    images: torch.Tensor  # (n, H, W, 3) uint8
-    masks: torch.Tensor  # (n, H, W) uint8 labels: 0 background, 1 left, 2 right
+    images: np.ndarray  # (F, H, W, 3) uint8, every frame of the sequence (memory-mapped)
+    masks: np.ndarray  # (F, H, W) uint8 labels of every frame (memory-mapped)
     targets: dict  # hand_targets of the n frames
 
 
@@ -132,6 +133,7 @@ class HandDataManager(DataManager):
         self.frame_inputs = inputs
         self._generator = torch.Generator().manual_seed(self.config.seed)
         self._stager = PinnedStager(self.device)
+        self._frame_cache = feature_cache(self.config.cache_dir)
         self._train: dict[int, _SequenceImages] = {}
         self._eval: dict[int, _SequenceImages] = {}
         super().__init__()  # calls setup_train / setup_eval unless test_mode is "inference"
@@ -156,27 +158,18 @@ class HandDataManager(DataManager):
                     f"Sequence {sequence.root} has no masks/ folder: hand masks are needed for the image loss; "
                     "write them (0 background, 1 left, 2 right) or convert the dataset with hand4dgs."
                 )
-            images, masks = [], []
             # Truncated like nerfstudio's Cameras.rescale_output_resolution, so images match their cameras.
             size = (int(sequence.width * self.config.image_scale), int(sequence.height * self.config.image_scale))
-            native: set[tuple[int, int]] = set()
-            with progress_bar() as progress:
-                for f in progress.track(frames.tolist(), description=f"Caching {split} frames of {sequence.name}"):
-                    images.append(_read_image(sequence.image_paths[f], "Frame", size, Image.Resampling.BOX, "RGB"))
-                    masks.append(_read_image(sequence.mask_paths[f], "Mask", size, Image.Resampling.NEAREST, None, native))
-            odd = sorted(native - {(sequence.width, sequence.height)})
+            odd = sorted(image_sizes(sequence.mask_paths) - {(sequence.width, sequence.height)})
             if odd:
                 CONSOLE.print(
                     f"[yellow]warning:[/] masks of {sequence.root} are {' and '.join(f'{w}x{h}' for w, h in odd)}, its frames "
                     f"{sequence.width}x{sequence.height}: the masks were resized to the frames (nearest label); check that they belong to them.",
                     highlight=False, soft_wrap=True,
                 )
+            images, masks = decoded_video(sequence.image_paths, sequence.mask_paths, size, self._frame_cache)
             per_sequence[s] = _SequenceImages(
-                frames=frames,
-                dataset_index=rows,
-                images=torch.from_numpy(np.stack(images)),
-                masks=torch.from_numpy(np.stack(masks)),
-                targets=hand_targets(sequence, frames),
+                frames=frames, dataset_index=rows, images=images, masks=masks, targets=hand_targets(sequence, frames)
             )
         return per_sequence
 
@@ -213,9 +206,10 @@ class HandDataManager(DataManager):
         cameras = split_cameras[cached.dataset_index[pick]]
         frames = cached.frames[pick]
         to_device = self._stager.to_device
+        rows = frames.numpy()
         batch = {
-            "image": to_device(cached.images[pick]).float() / 255.0,
-            "hand_mask": to_device(cached.masks[pick]),
+            "image": to_device(torch.from_numpy(cached.images[rows])).float() / 255.0,
+            "hand_mask": to_device(torch.from_numpy(cached.masks[rows])),
             "sequence_index": to_device(torch.full_like(frames, s)),
             "frame_index": to_device(frames),
             **{key: to_device(value[pick]) for key, value in cached.targets.items()},
@@ -260,19 +254,3 @@ def scaled_cameras(cameras: Cameras, scale: float) -> Cameras:
     if scale != 1.0:
         out.rescale_output_resolution(scale)
     return out
-
-
-def _read_image(
-    path: Path, what: str, size: tuple[int, int], resample: Image.Resampling, mode: str | None, sizes: set | None = None
-) -> np.ndarray:
-    """A frame or mask as an array, resized to ``size`` (width, height) when needed; its own size is added to ``sizes``."""
-    try:
-        with Image.open(path) as im:
-            if sizes is not None:
-                sizes.add(im.size)
-            im = im.convert(mode) if mode else im
-            if im.size != size:
-                im = im.resize(size, resample)
-            return np.asarray(im)
-    except OSError as err:
-        raise Hand4DGSError(f"{what} {path} cannot be read ({err}): restore the file or rebuild the sequence.") from None

@@ -296,3 +296,29 @@ def test_leftovers_of_killed_writers_are_removed_and_live_ones_kept(tmp_path):
     os.utime(live, (hour_ago, hour_ago))
     cache.get_or_build(KEY, Builder(_data()), total=7, name="video-x/crops-64x48")
     assert not stale.exists() and live.exists()
+
+
+def test_decoded_frames_and_masks_are_cached_memory_maps(tmp_path):
+    from PIL import Image
+
+    from conftest import write_random_sequence
+    from hand4dgs_ns.data.sequence_format import read_sequence
+    from hand4dgs_ns.features.frame_cache import decoded_video
+
+    root = write_random_sequence(tmp_path / "clip", num_frames=5, width=64, height=48)
+    sequence = read_sequence(root)
+    cache = FeatureCache(tmp_path / "cache")
+    images, masks = decoded_video(sequence.image_paths, sequence.mask_paths, (32, 24), cache)
+    assert isinstance(images, np.memmap) and isinstance(masks, np.memmap)
+    assert images.shape == (5, 24, 32, 3) and masks.shape == (5, 24, 32)
+    with Image.open(sequence.image_paths[3]) as im:
+        expected = np.asarray(im.convert("RGB").resize((32, 24), Image.Resampling.BOX))
+    np.testing.assert_array_equal(images[3], expected)
+    with Image.open(sequence.mask_paths[3]) as im:
+        labels = np.asarray(im.resize((32, 24), Image.Resampling.NEAREST))
+    np.testing.assert_array_equal(masks[3], labels)
+    built = {p: p.stat().st_mtime_ns for p in (tmp_path / "cache").rglob("*.npy")}
+    assert len(built) == 2
+    again = decoded_video(sequence.image_paths, sequence.mask_paths, (32, 24), cache)  # reused, not rebuilt
+    np.testing.assert_array_equal(again[0], images)
+    assert {p: p.stat().st_mtime_ns for p in (tmp_path / "cache").rglob("*.npy")} == built

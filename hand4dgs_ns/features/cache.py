@@ -61,8 +61,9 @@ class CacheKey:
     """The backbone's :meth:`~HandBackbone.weights_identity` for tokens; empty for crops."""
     crop: str
     """Crop settings: geometry version, box enlargement, aspect and output size."""
-    content: Literal["tokens", "crops"]
-    """What the array holds."""
+    content: Literal["tokens", "crops", "frames", "masks"]
+    """What the array holds (decoded frames and masks: :mod:`hand4dgs_ns.features.frame_cache`,
+    whose ``crop`` field holds the resize settings)."""
 
     def digest(self) -> str:
         """SHA-256 of the key's fields."""
