@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import tyro
+import yaml
 from bench_generalized import run_all, tool
 
 KEYS = ("psnr", "psnr_square", "ssim", "ssim_square", "mpjpe_mm", "ra_mpjpe_mm", "acc_err_mm")
@@ -68,6 +69,14 @@ def run_dir(args: AblateImagePhase, clip: Path, name: str) -> Path:
     return args.out / "runs" / clip.name / "hand4dgs" / name
 
 
+def forget_resume(config_path: Path) -> None:
+    """Makes a resumed run's config evaluate its own last checkpoint: ns-eval honours the
+    --load-dir and --load-step the run resumed from, which name the vertex run's checkpoint."""
+    config = yaml.load(config_path.read_text(), Loader=yaml.Loader)
+    config.load_dir, config.load_step = None, None
+    config_path.write_text(yaml.dump(config))
+
+
 def in_batches(commands: dict[str, list[str]], jobs: int, logs: Path) -> None:
     items = list(commands.items())
     for i in range(0, len(items), jobs):
@@ -100,6 +109,9 @@ def main(args: AblateImagePhase) -> None:
     start = time.perf_counter()
     in_batches(resumed, args.jobs, logs)
     print(f"image phases: {time.perf_counter() - start:.0f} s")
+    for name in variants:
+        for c in args.data:
+            forget_resume(run_dir(args, c, name) / "config.yml")
 
     evals = {}
     for name in ("vertex", *variants):
