@@ -25,6 +25,7 @@ from nerfstudio.data.datamanagers.base_datamanager import DataManager
 from nerfstudio.data.datamanagers.full_images_datamanager import FullImageDatamanagerConfig
 from nerfstudio.data.datasets.base_dataset import InputDataset
 from nerfstudio.data.utils.dataloaders import FixedIndicesEvalDataloader
+from nerfstudio.utils import comms
 from nerfstudio.utils.rich_utils import CONSOLE
 from torch.nn import Parameter
 
@@ -35,6 +36,7 @@ from hand4dgs_ns.features.staging import PinnedStager
 from hand4dgs_ns.features.video_inputs import build_frame_inputs, feature_cache
 from hand4dgs_ns.dataparsers.hand_metadata import HandSequencesMetadata, SequenceTensors, hand_metadata
 from hand4dgs_ns.dataparsers.sequence_dataparser import SequenceDataParserConfig
+from hand4dgs_ns.distributed import rank_share, rank_zero_first
 from hand4dgs_ns.errors import Hand4DGSError
 
 
@@ -93,7 +95,14 @@ class _SequenceImages:
 
 
 class HandDataManager(DataManager):
-    """Serves frame batches for training and single frames for evaluation."""
+    """Serves frame batches for training and single frames for evaluation.
+
+    In several processes (nerfstudio's DDP launch, ``world_size`` > 1) each rank draws its
+    training windows from its own share of the training videos, dealt round-robin in sequence
+    order (with fewer videos than ranks, every rank gets every video and the frames are dealt
+    instead; :func:`hand4dgs_ns.distributed.rank_share`), with its own random stream (seed +
+    rank). One process draws exactly as before. The caches are built by rank 0 alone.
+    """
 
     config: HandDataManagerConfig
 
@@ -113,6 +122,9 @@ class HandDataManager(DataManager):
             CONSOLE.print("No CUDA device here: training on the CPU (the method configs default to it on such machines).")
         self.world_size = world_size
         self.local_rank = local_rank
+        self.rank = comms.get_rank() if comms.is_dist_avail_and_initialized() else local_rank  # across machines
+        if world_size > 1 and self.device.type == "cuda":
+            torch.cuda.set_device(self.device)  # this rank's GPU for everything not given a device (frozen backbone, kernels)
         self.test_split = "test" if test_mode in ("test", "inference") else "val"
         if self.config.data is not None:
             self.config.dataparser.data = Path(self.config.data)
@@ -127,20 +139,28 @@ class HandDataManager(DataManager):
             scaled_cameras(dataset.cameras, self.config.image_scale) for dataset in (self.train_dataset, self.eval_dataset)
         )
         self.hands: HandSequencesMetadata = hand_metadata(self.train_dataset.metadata)
-        inputs = build_frame_inputs(self.hands.sequences, self.config.backbone, self.config.hamer_checkpoint, self.config.cache_dir)
-        for dataset in (self.train_dataset, self.eval_dataset):
-            dataset.metadata[INPUTS_KEY] = inputs
-        self.frame_inputs = inputs
-        self._generator = torch.Generator().manual_seed(self.config.seed)
+        self._generator = torch.Generator().manual_seed(self.config.seed + self.rank)
         self._stager = PinnedStager(self.device)
         self._frame_cache = feature_cache(self.config.cache_dir)
         self._train: dict[int, _SequenceImages] = {}
+        self._train_share: dict[int, torch.Tensor] = {}
         self._eval: dict[int, _SequenceImages] = {}
-        super().__init__()  # calls setup_train / setup_eval unless test_mode is "inference"
+        # Every rank needs every video's entries (windows and evaluation read them all), so
+        # building only a rank's own videos would still leave it waiting for the others; and two
+        # processes building one entry would each remove the other's temporary files. So rank 0
+        # builds whatever is missing and the others load the entries once it is done.
+        with rank_zero_first():
+            inputs = build_frame_inputs(self.hands.sequences, self.config.backbone, self.config.hamer_checkpoint, self.config.cache_dir)
+            for dataset in (self.train_dataset, self.eval_dataset):
+                dataset.metadata[INPUTS_KEY] = inputs
+            self.frame_inputs = inputs
+            super().__init__()  # calls setup_train / setup_eval unless test_mode is "inference"
 
     # ---- setup -------------------------------------------------------------------------
     def setup_train(self) -> None:
         self._train = self._cache_split(self.train_dataset, "train")
+        lengths = {s: len(cached.frames) for s, cached in self._train.items()}
+        self._train_share = rank_share(lengths, self.world_size, self.rank)
 
     def setup_eval(self) -> None:
         self._eval = self._cache_split(self.eval_dataset, "eval")
@@ -176,13 +196,13 @@ class HandDataManager(DataManager):
     # ---- batches -----------------------------------------------------------------------
     def next_train(self, step: int) -> Tuple[Cameras, Dict]:
         self.train_count += 1
-        sequences = list(self._train)
-        counts = torch.tensor([len(self._train[s].frames) for s in sequences], dtype=torch.float)
+        sequences = list(self._train_share)
+        counts = torch.tensor([len(self._train_share[s]) for s in sequences], dtype=torch.float)
         s = sequences[int(torch.multinomial(counts, 1, generator=self._generator))]
-        cached = self._train[s]
-        n = min(self.config.frames_per_step, len(cached.frames))
-        pick = torch.randperm(len(cached.frames), generator=self._generator)[:n]
-        return self._batch(self._train_cameras, s, cached, pick)
+        share = self._train_share[s]  # this rank's positions among the sequence's training frames
+        n = min(self.config.frames_per_step, len(share))
+        pick = share[torch.randperm(len(share), generator=self._generator)[:n]]
+        return self._batch(self._train_cameras, s, self._train[s], pick)
 
     def next_eval(self, step: int) -> Tuple[Cameras, Dict]:
         self.eval_count += 1

@@ -22,6 +22,7 @@ from nerfstudio.plugins.types import MethodSpecification
 
 from hand4dgs_ns.datamanager import HandDataManagerConfig
 from hand4dgs_ns.dataparsers.sequence_dataparser import SequenceDataParserConfig
+from hand4dgs_ns.distributed import keep_nvlink_multicast_off
 from hand4dgs_ns.errors import install_excepthook
 from hand4dgs_ns.model.hand4dgs import Hand4DGSModelConfig
 from hand4dgs_ns.paths import ffmpeg_on_path
@@ -36,6 +37,7 @@ GENERALIZED_STEPS = 60000
 install_excepthook()  # user errors inside ns-train/ns-eval print one sentence, not a traceback
 ffmpeg_on_path()  # ns-render needs an `ffmpeg` program; the imageio-ffmpeg wheel provides one
 install_viewer_setup()  # the browser viewer opens on the hands, frustums without photos
+keep_nvlink_multicast_off()  # before nerfstudio starts one process per GPU (--machine.num-devices)
 
 
 @dataclass

@@ -4,6 +4,11 @@ nerfstudio writes ``step-*.ckpt`` in place, so a run killed while saving leaves 
 that ``--load-dir``, ``ns-eval`` and ``ns-viewer`` then pick as the newest checkpoint. Here each
 checkpoint is written beside the checkpoint folder (whose every file nerfstudio parses as a step
 number) and renamed into it.
+
+In several processes (DDP) only rank 0 writes: checkpoints, logs and, unlike nerfstudio's own
+trainer, ``dataparser_transforms.json``. A checkpoint holds the model's weights under the same
+names however many processes trained it (without DDP's ``module.``), so ``hand4dgs infer`` and
+``tto`` read it like any other, and ``--load-dir`` resumes it with any number of processes.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from typing import Type
 
 import torch
 from nerfstudio.engine.trainer import Trainer, TrainerConfig
+from nerfstudio.utils import comms
 from nerfstudio.utils.decorators import check_main_thread
 
 from hand4dgs_ns.output_folder import atomic_file
@@ -28,6 +34,12 @@ class Hand4DGSTrainerConfig(TrainerConfig):
 class Hand4DGSTrainer(Trainer):
     """nerfstudio's :class:`Trainer` whose checkpoints are written under a temporary name, then renamed."""
 
+    def train(self) -> None:
+        if not comms.is_main_process():
+            # nerfstudio's train() starts by writing this file from every rank; rank 0 writes it.
+            self.pipeline.datamanager.train_dataparser_outputs.save_dataparser_transform = lambda path: None
+        super().train()
+
     @check_main_thread
     def save_checkpoint(self, step: int) -> None:
         self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
@@ -35,7 +47,7 @@ class Hand4DGSTrainer(Trainer):
         pipeline = self.pipeline.module if hasattr(self.pipeline, "module") else self.pipeline
         state = {
             "step": step,
-            "pipeline": pipeline.state_dict(),
+            "pipeline": {_single_process_key(key): value for key, value in pipeline.state_dict().items()},
             "optimizers": {k: v.state_dict() for k, v in self.optimizers.optimizers.items()},
             "schedulers": {k: v.state_dict() for k, v in self.optimizers.schedulers.items()},
             "scalers": self.grad_scaler.state_dict(),
@@ -46,3 +58,8 @@ class Hand4DGSTrainer(Trainer):
             for old in self.checkpoint_dir.glob("*.ckpt"):
                 if old != path:
                     old.unlink()
+
+
+def _single_process_key(key: str) -> str:
+    """A pipeline state-dict key as a single process names it: DDP wraps the model as ``_model.module``."""
+    return "_model." + key.removeprefix("_model.module.") if key.startswith("_model.module.") else key

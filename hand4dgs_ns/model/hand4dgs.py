@@ -26,6 +26,7 @@ from hand4dgs_ns.features.frame_inputs import INPUTS_KEY, FrameInputs
 from hand4dgs_ns.features.augment import CropJitter
 from hand4dgs_ns.features.staging import PinnedStager
 from hand4dgs_ns.dataparsers.hand_metadata import METADATA_KEY, HandSequencesMetadata
+from hand4dgs_ns.distributed import no_cuda_graphs_under_ddp
 from hand4dgs_ns.eval.metrics import hand_crop_metrics, hand_target, mpjpe_mm, square_boxes
 from hand4dgs_ns.geometry.alignment import kabsch_rotation, mean_rotation
 from hand4dgs_ns.geometry.cameras import invert_rigid, opengl_to_opencv_c2w, project_points, transform_points
@@ -115,6 +116,7 @@ class Hand4DGSModel(Model):
         if not isinstance(inputs, FrameInputs):
             raise ValueError("Hand4DGSModel needs the hand datamanager's frame inputs (use the hand4dgs method's datamanager).")
         self.inputs = inputs  # data, not weights: kept out of the state dict; stays on the host
+        self.config = no_cuda_graphs_under_ddp(self.config)
         self._stager: Optional[PinnedStager] = None
         self._jitter_generator = torch.Generator().manual_seed(self.config.seed)
         self.step = 0
