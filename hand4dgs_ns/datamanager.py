@@ -142,6 +142,7 @@ class HandDataManager(DataManager):
         self._generator = torch.Generator().manual_seed(self.config.seed + self.rank)
         self._stager = PinnedStager(self.device)
         self._frame_cache = feature_cache(self.config.cache_dir)
+        self._decoded_videos: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         self._train: dict[int, _SequenceImages] = {}
         self._train_share: dict[int, torch.Tensor] = {}
         self._eval: dict[int, _SequenceImages] = {}
@@ -158,15 +159,15 @@ class HandDataManager(DataManager):
 
     # ---- setup -------------------------------------------------------------------------
     def setup_train(self) -> None:
-        self._train = self._cache_split(self.train_dataset, "train")
+        self._train = self._cache_split(self.train_dataset)
         lengths = {s: len(cached.frames) for s, cached in self._train.items()}
         self._train_share = rank_share(lengths, self.world_size, self.rank)
 
     def setup_eval(self) -> None:
-        self._eval = self._cache_split(self.eval_dataset, "eval")
+        self._eval = self._cache_split(self.eval_dataset)
         self.fixed_indices_eval_dataloader = FixedIndicesEvalDataloader(input_dataset=self.eval_dataset, device=self.device)
 
-    def _cache_split(self, dataset: InputDataset, split: str) -> dict[int, _SequenceImages]:
+    def _cache_split(self, dataset: InputDataset) -> dict[int, _SequenceImages]:
         meta = hand_metadata(dataset.metadata)
         per_sequence: dict[int, _SequenceImages] = {}
         for s in meta.sequence_index.unique().tolist():
@@ -178,8 +179,16 @@ class HandDataManager(DataManager):
                     f"Sequence {sequence.root} has no masks/ folder: hand masks are needed for the image loss; "
                     "write them (0 background, 1 left, 2 right) or convert the dataset with hand4dgs."
                 )
-            # Truncated like nerfstudio's Cameras.rescale_output_resolution, so images match their cameras.
-            size = (int(sequence.width * self.config.image_scale), int(sequence.height * self.config.image_scale))
+            images, masks = self._decoded(s)
+            per_sequence[s] = _SequenceImages(
+                frames=frames, dataset_index=rows, images=images, masks=masks, targets=hand_targets(sequence, frames)
+            )
+        return per_sequence
+
+    def _decoded(self, s: int) -> tuple[np.ndarray, np.ndarray]:
+        """Sequence ``s``'s frames and masks at image_scale (memory maps), loaded once for both splits."""
+        if s not in self._decoded_videos:
+            sequence = self.hands.sequences[s]
             odd = sorted(image_sizes(sequence.mask_paths) - {(sequence.width, sequence.height)})
             if odd:
                 CONSOLE.print(
@@ -187,11 +196,10 @@ class HandDataManager(DataManager):
                     f"{sequence.width}x{sequence.height}: the masks were resized to the frames (nearest label); check that they belong to them.",
                     highlight=False, soft_wrap=True,
                 )
-            images, masks = decoded_video(sequence.image_paths, sequence.mask_paths, size, self._frame_cache)
-            per_sequence[s] = _SequenceImages(
-                frames=frames, dataset_index=rows, images=images, masks=masks, targets=hand_targets(sequence, frames)
-            )
-        return per_sequence
+            # Truncated like nerfstudio's Cameras.rescale_output_resolution, so images match their cameras.
+            size = (int(sequence.width * self.config.image_scale), int(sequence.height * self.config.image_scale))
+            self._decoded_videos[s] = decoded_video(sequence.image_paths, sequence.mask_paths, size, self._frame_cache)
+        return self._decoded_videos[s]
 
     # ---- batches -----------------------------------------------------------------------
     def next_train(self, step: int) -> Tuple[Cameras, Dict]:
