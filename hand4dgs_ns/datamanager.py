@@ -73,6 +73,9 @@ class HandDataManagerConfig(FullImageDatamanagerConfig):
     HaMeR's frozen ViT-H whose tokens are cached once (needs --pipeline.datamanager.hamer-checkpoint)."""
     hamer_checkpoint: Optional[Path] = None
     """HaMeR checkpoint file (for the hamer-vit-h backbone)."""
+    crop_size: Optional[Tuple[int, int]] = None
+    """Hand crop height and width for the small-cnn backbone (default 64 48; 128 96 doubles the
+    resolution the network sees the fingers at)."""
     cache_dir: Optional[Path] = None
     """Where crops and tokens are cached (default: the user cache folder, see hand4dgs_ns.paths)."""
     seed: int = 0
@@ -151,7 +154,9 @@ class HandDataManager(DataManager):
         # processes building one entry would each remove the other's temporary files. So rank 0
         # builds whatever is missing and the others load the entries once it is done.
         with rank_zero_first():
-            inputs = build_frame_inputs(self.hands.sequences, self.config.backbone, self.config.hamer_checkpoint, self.config.cache_dir)
+            inputs = build_frame_inputs(
+                self.hands.sequences, self.config.backbone, self.config.hamer_checkpoint, self.config.cache_dir, self.config.crop_size
+            )
             for dataset in (self.train_dataset, self.eval_dataset):
                 dataset.metadata[INPUTS_KEY] = inputs
             self.frame_inputs = inputs

@@ -138,6 +138,18 @@ def test_small_cnn_trains():
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters())
 
 
+def test_small_cnn_takes_larger_crops_with_the_same_token_grid():
+    model = make_backbone("small-cnn", crop_size=(128, 96))
+    assert (model.input_hw, model.num_tokens, model.token_dim) == ((128, 96), 12, 128)
+    assert model(torch.randn(2, 3, 128, 96)).shape == (2, 12, 128)
+    assert sum(isinstance(m, torch.nn.Conv2d) for m in model.modules()) == 10  # one stage more than 64 x 48
+    for bad in [(100, 75), (128, 48), (32, 24)]:
+        with pytest.raises(Hand4DGSError, match="power of two"):
+            make_backbone("small-cnn", crop_size=bad)
+    with pytest.raises(Hand4DGSError, match="reads its own crop size"):
+        make_backbone("hamer-vit-h", crop_size=(128, 96))
+
+
 def test_registry(tmp_path):
     cnn = make_backbone("small-cnn")
     assert isinstance(cnn, SmallCNN)

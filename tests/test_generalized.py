@@ -35,7 +35,7 @@ def trained(tmp_path_factory):
     synthesize_clip_set(data, num_train=2, num_test=2, config=tiny, progress=False)
     unseen = write_random_sequence(root / "unseen" / "new_clip", num_frames=7, width=80, height=60, seed=9)
     env = dict(os.environ, HAND4DGS_CACHE_DIR=str(root / "cache"), COLUMNS="200")
-    _run([BIN / "ns-train", "hand4dgs-generalized", "--data", data, "--output-dir", root / "out", *FAST, "--pipeline.model.crop-jitter", "True"], env)  # the jitter path trains too
+    _run([BIN / "ns-train", "hand4dgs-generalized", "--data", data, "--output-dir", root / "out", *FAST, "--pipeline.model.crop-jitter", "True", "--pipeline.datamanager.crop-size", "128", "96"], env)  # jitter and larger crops train too
     (config,) = sorted((root / "out").rglob("config.yml"))
     return config, env, unseen, data
 
@@ -89,7 +89,7 @@ def test_infer_reconstructs_an_unseen_clip_with_the_trained_weights(trained, tmp
     # The same joints from the checkpoint's network run directly; a fresh network predicts others.
     run = read_run(config)
     video = [SequenceTensors.from_sequence(s) for s in load_sequences(unseen, DatasetOptions())]
-    inputs = build_frame_inputs(video, "small-cnn", cache_dir=tmp_path / "features")
+    inputs = build_frame_inputs(video, "small-cnn", cache_dir=tmp_path / "features", crop_size=(128, 96))
     frames = torch.arange(7)
     x = inputs.network_inputs(torch.zeros_like(frames), frames, run.config.pipeline.model.window // 2, PinnedStager("cpu"))
     with torch.no_grad():

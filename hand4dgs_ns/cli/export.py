@@ -87,7 +87,7 @@ class Export:
                 raise file_error(self.output_dir / video.name, "already exists", "pass --overwrite to replace it or choose another --output-dir")
             selected.append(frames)
         device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if self.device == "auto" else self.device)
-        inputs = build_frame_inputs(videos, dm.backbone, dm.hamer_checkpoint, self.cache_dir or dm.cache_dir)
+        inputs = build_frame_inputs(videos, dm.backbone, dm.hamer_checkpoint, self.cache_dir or dm.cache_dir, dm.crop_size)
         network = load_network(run, inputs, device)
         console = Console()
         for s, (video, frames) in enumerate(zip(videos, selected)):

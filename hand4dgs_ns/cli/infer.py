@@ -76,7 +76,7 @@ class Infer:
             if (self.output_dir / video.name).exists() and not self.overwrite:
                 raise file_error(self.output_dir / video.name, "already exists", "pass --overwrite to replace it or choose another --output-dir")
         started = time.perf_counter()
-        inputs = build_frame_inputs(videos, dm.backbone, dm.hamer_checkpoint, self.cache_dir or dm.cache_dir)
+        inputs = build_frame_inputs(videos, dm.backbone, dm.hamer_checkpoint, self.cache_dir or dm.cache_dir, dm.crop_size)
         features_s = time.perf_counter() - started
         network = load_network(run, inputs, device)
         console = Console()

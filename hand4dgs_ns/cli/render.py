@@ -96,7 +96,7 @@ class Render:
         video = videos[s]
         frames, views = self._schedule(video)
         device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if self.device == "auto" else self.device)
-        inputs = build_frame_inputs([video], dm.backbone, dm.hamer_checkpoint, self.cache_dir or dm.cache_dir)
+        inputs = build_frame_inputs([video], dm.backbone, dm.hamer_checkpoint, self.cache_dir or dm.cache_dir, dm.crop_size)
         network = load_network(run, inputs, device)
         fps = self.fps or video.fps
         with atomic_file(self.output) as tmp, progress_bar() as progress:

@@ -52,9 +52,10 @@ def build_frame_inputs(
     backbone: BackboneName,
     hamer_checkpoint: Optional[Path] = None,
     cache_dir: Optional[Path] = None,
+    crop_size: Optional[tuple[int, int]] = None,
 ) -> FrameInputs:
     """Every frame's network inputs for ``videos``: backbone inputs memory-mapped from the cache, boxes, ego cameras."""
-    model = frozen_backbone_device(make_backbone(backbone, hamer_checkpoint))
+    model = frozen_backbone_device(make_backbone(backbone, hamer_checkpoint, crop_size))
     cache = feature_cache(cache_dir)
     data = tuple(video_features(video, model, cache) for video in videos)
     lengths = torch.tensor([len(d) for d in data])

@@ -26,9 +26,16 @@ __all__ = [
 ]
 
 
-def make_backbone(name: BackboneName, checkpoint: Path | None = None) -> HandBackbone:
-    """Builds a backbone on the CPU: HaMeR's ViT-H from ``checkpoint``, or a fresh small CNN."""
+def make_backbone(
+    name: BackboneName, checkpoint: Path | None = None, crop_size: tuple[int, int] | None = None
+) -> HandBackbone:
+    """Builds a backbone on the CPU: HaMeR's ViT-H from ``checkpoint``, or a fresh small CNN
+    for crops of ``crop_size`` (height, width; default 64 x 48)."""
     if name == "hamer-vit-h":
+        if crop_size is not None:
+            raise Hand4DGSError(
+                f"The hamer-vit-h backbone reads its own crop size; leave out the crop size {tuple(crop_size)}."
+            )
         if checkpoint is None:
             raise Hand4DGSError(
                 "The hamer-vit-h backbone needs HaMeR's weights: "
@@ -40,5 +47,8 @@ def make_backbone(name: BackboneName, checkpoint: Path | None = None) -> HandBac
             raise Hand4DGSError(
                 f"The small-cnn backbone trains with the model and takes no weights file, so leave out {checkpoint}."
             )
-        return SmallCNN()
+        try:
+            return SmallCNN(SmallCNNConfig(input_hw=tuple(crop_size)) if crop_size is not None else SmallCNNConfig())
+        except ValueError as error:
+            raise Hand4DGSError(f"Crop size {tuple(crop_size)} does not suit the small-cnn backbone: {error}.") from None
     assert_never(name)

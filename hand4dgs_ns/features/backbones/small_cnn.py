@@ -1,7 +1,9 @@
 """A small convolutional crop encoder that trains with the model (no pretrained weights needed).
 
 The default backbone of the embedded synthetic demo: 64 x 48 crops, four stride-2 stages,
-a 4 x 3 grid of 128-channel tokens. Cheap enough to train on a CPU.
+a 4 x 3 grid of 128-channel tokens. Cheap enough to train on a CPU. Larger crops (e.g. 128 x 96,
+``--pipeline.datamanager.crop-size 128 96``) get one more stage per doubling, so the token grid
+and the heads after it stay the same size.
 """
 
 from __future__ import annotations
@@ -14,16 +16,31 @@ from torch import Tensor, nn
 from hand4dgs_ns.features.backbones.base import HandBackbone
 
 
+DEFAULT_CROP_HW = (64, 48)
+"""Crop size of the small CNN unless the datamanager's ``crop_size`` says otherwise."""
+
+
 @dataclass(frozen=True)
 class SmallCNNConfig:
     """Sizes of :class:`SmallCNN`."""
 
-    input_hw: tuple[int, int] = (64, 48)
-    """Crop height and width; each must be divisible by 2 ** len(channels)."""
+    input_hw: tuple[int, int] = DEFAULT_CROP_HW
+    """Crop height and width: a power-of-two multiple of 64 x 48 (64 x 48, 128 x 96, ...)."""
     channels: tuple[int, ...] = (32, 64, 128, 128)
-    """Output channels of each stride-2 stage; the last is the token width."""
+    """Output channels of the last four stride-2 stages; the last is the token width. Stages
+    added for larger crops come first, with the first stage's width."""
     groups: int = 8
     """GroupNorm groups (must divide every channel count)."""
+
+
+def stage_channels(config: SmallCNNConfig) -> tuple[int, ...]:
+    """Every stride-2 stage's width: extra stages in front until the grid is 4 x 3 tokens."""
+    h, w = config.input_hw
+    base_h, base_w = DEFAULT_CROP_HW
+    extra = (h // base_h).bit_length() - 1
+    if h < base_h or h % base_h or w % base_w or h // base_h != w // base_w or h // base_h != 1 << extra:
+        raise ValueError(f"small-cnn crops must be 64 x 48 times a power of two (128 x 96, ...), got {h} x {w}")
+    return (config.channels[0],) * extra + tuple(config.channels)
 
 
 def _conv_gn(cin: int, cout: int, stride: int, groups: int, relu: bool = True) -> list[nn.Module]:
@@ -37,10 +54,9 @@ class SmallCNN(HandBackbone):
 
     def __init__(self, config: SmallCNNConfig = SmallCNNConfig()):
         super().__init__()
-        stride = 2 ** len(config.channels)
+        channels = stage_channels(config)
         h, w = config.input_hw
-        if h % stride or w % stride:
-            raise ValueError(f"input {config.input_hw} is not divisible by {stride}")
+        stride = 2 ** len(channels)
         self.config = config
         self.name = "small-cnn"
         self.num_tokens = (h // stride) * (w // stride)
@@ -50,8 +66,8 @@ class SmallCNN(HandBackbone):
         self.checkpoint = None
         layers: list[nn.Module] = []
         cin = 3
-        for i, cout in enumerate(config.channels):
-            last = i == len(config.channels) - 1
+        for i, cout in enumerate(channels):
+            last = i == len(channels) - 1
             layers += _conv_gn(cin, cout, 2, config.groups)
             # No ReLU at the very end: zero-mean, unit-scale tokens suit the heads' squashing.
             layers += _conv_gn(cout, cout, 1, config.groups, relu=not last)
