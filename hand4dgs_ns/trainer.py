@@ -39,6 +39,8 @@ class Hand4DGSTrainer(Trainer):
             # nerfstudio's train() starts by writing this file from every rank; rank 0 writes it.
             self.pipeline.datamanager.train_dataparser_outputs.save_dataparser_transform = lambda path: None
         super().train()
+        if self.config.viewer.quit_on_train_completion:
+            stop_viewer_renders(getattr(self, "viewer_state", None))
 
     @check_main_thread
     def save_checkpoint(self, step: int) -> None:
@@ -58,6 +60,20 @@ class Hand4DGSTrainer(Trainer):
             for old in self.checkpoint_dir.glob("*.ckpt"):
                 if old != path:
                     old.unlink()
+
+
+def stop_viewer_renders(viewer, timeout_s: float = 30.0) -> None:
+    """Ends the viewer's render threads (one per connected browser) and waits for them.
+
+    nerfstudio leaves them running when ``--viewer.quit-on-train-completion`` ends the run; a
+    thread still rendering (in torch's C++ code) as the interpreter exits aborts the process
+    ("terminate called without an active exception", exit 134) after a finished training.
+    """
+    machines = list(getattr(viewer, "render_statemachines", {}).values())
+    for machine in machines:
+        machine.running = False
+    for machine in machines:
+        machine.join(timeout_s)
 
 
 def _single_process_key(key: str) -> str:

@@ -223,3 +223,22 @@ def test_browser_viewer_opens_on_the_hands_and_follows_the_time_slider(trained, 
         # Two small hands in a wide view: about 1% of it; an empty view (the failure this guards against) has none.
         assert lit > 0.004, f"the viewer should open on the hands; {lit:.4f} of the view is lit"
     assert abs(views[0] - views[1]).mean() > 0.5, "another slider time must show another frame"
+
+
+def test_render_threads_end_with_the_run():
+    """A run that quits on completion first ends the viewer's render threads, so none is left
+    rendering in torch as the interpreter exits (that aborts a finished run with exit 134)."""
+    from types import SimpleNamespace
+
+    from nerfstudio.viewer.render_state_machine import RenderStateMachine
+
+    from hand4dgs_ns.trainer import stop_viewer_renders
+
+    viewer = SimpleNamespace(ready=False)  # nerfstudio's render loop idles until the viewer is ready
+    machines = {i: RenderStateMachine(viewer, 1.0, client=None) for i in range(2)}
+    for machine in machines.values():
+        machine.start()
+    viewer.render_statemachines = machines
+    stop_viewer_renders(viewer, timeout_s=5.0)
+    assert not any(machine.is_alive() for machine in machines.values())
+    stop_viewer_renders(None)  # no viewer: nothing to do
