@@ -32,6 +32,9 @@ class DemoSettings:
     """Training settings the demo chooses per machine."""
 
     steps: int
+    vertex_share: float
+    """Share of the steps trained with the vertex loss alone; the rest add the image loss while the
+    vertex weight decays to zero (the paper's per-video schedule: two thirds)."""
     frames_per_step: int
     gaussians_per_face: int
     image_scale: float
@@ -39,10 +42,12 @@ class DemoSettings:
     """Frames per forward pass and render when writing the pictures (hand4dgs infer's --batch-frames)."""
 
 
-CPU_SETTINGS = DemoSettings(steps=3000, frames_per_step=4, gaussians_per_face=1, image_scale=0.5, picture_batch_frames=8)
-"""A few minutes on a laptop-class CPU: fewer Gaussians, half-resolution renders; small picture
-batches, as the CPU rasteriser's tensors for 256 frames cost more in page faults than they save."""
-CUDA_SETTINGS = DemoSettings(steps=30000, frames_per_step=8, gaussians_per_face=10, image_scale=1.0, picture_batch_frames=256)
+CPU_SETTINGS = DemoSettings(steps=4000, vertex_share=0.75, frames_per_step=4, gaussians_per_face=1, image_scale=0.5, picture_batch_frames=8)
+"""Under ten minutes on a 2-core CPU: fewer Gaussians, half-resolution renders; small picture
+batches, as the CPU rasteriser's tensors for 256 frames cost more in page faults than they save.
+Vertex steps cost a third of image steps on a CPU, so the finger poses get 3000 of them (with
+2000, RA-MPJPE ended 3.6 mm higher; docs/benchmarks.md)."""
+CUDA_SETTINGS = DemoSettings(steps=30000, vertex_share=2 / 3, frames_per_step=8, gaussians_per_face=10, image_scale=1.0, picture_batch_frames=256)
 """The paper's per-video schedule at full resolution."""
 
 
@@ -55,7 +60,7 @@ class Demo:
     device: Literal["auto", "cpu", "cuda"] = "auto"
     """Training device; 'auto' takes CUDA when present."""
     steps: Optional[int] = None
-    """Training steps (default: 3000 on CPU, 30000 on CUDA)."""
+    """Training steps (default: 4000 on CPU, 30000 on CUDA); the schedule scales with them."""
     viewer: bool = False
     """Show the browser viewer during training (it keeps running after training ends)."""
 
@@ -111,6 +116,8 @@ def demo_config(data: Path, output_dir: Path, device: str, settings: DemoSetting
     config.pipeline.datamanager.frames_per_step = settings.frames_per_step
     config.pipeline.datamanager.image_scale = settings.image_scale
     config.pipeline.model.gaussians_per_face = settings.gaussians_per_face
+    config.pipeline.model.image_loss_from = round(steps * settings.vertex_share)
+    config.pipeline.model.vertex_decay_steps = steps - config.pipeline.model.image_loss_from
     return config
 
 
