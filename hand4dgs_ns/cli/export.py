@@ -33,14 +33,13 @@ from hand4dgs_ns.export.meshes import MeshFormat, hands_mesh, write_hands_mesh
 from hand4dgs_ns.export.splats import Splats, read_splats_ply, write_splats_ply
 from hand4dgs_ns.features.frame_inputs import FrameInputs
 from hand4dgs_ns.features.staging import PinnedStager
-from hand4dgs_ns.features.video_inputs import build_frame_inputs
 from hand4dgs_ns.geometry.cameras import invert_rigid
 from hand4dgs_ns.features.cache import read_rgb
 from hand4dgs_ns.inference.pictures import write_png
 from hand4dgs_ns.inference.predict import predict_batch, synchronized_time, video_hands
 from hand4dgs_ns.render.rasterize import rasterize
 from hand4dgs_ns.cli.frame_slice import parse_frame_slice
-from hand4dgs_ns.inference.run import load_network, read_run, training_data
+from hand4dgs_ns.inference.run import load_network, read_run, run_frame_inputs, training_data
 from hand4dgs_ns.network.hand_network import GAUSSIAN_FIELDS, HandNetwork
 from hand4dgs_ns.output_folder import atomic_folder
 from hand4dgs_ns.progress import progress_bar
@@ -87,7 +86,7 @@ class Export:
                 raise file_error(self.output_dir / video.name, "already exists", "pass --overwrite to replace it or choose another --output-dir")
             selected.append(frames)
         device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if self.device == "auto" else self.device)
-        inputs = build_frame_inputs(videos, dm.backbone, dm.hamer_checkpoint, self.cache_dir or dm.cache_dir, dm.crop_size)
+        inputs = run_frame_inputs(run, videos, self.cache_dir)
         network = load_network(run, inputs, device)
         console = Console()
         for s, (video, frames) in enumerate(zip(videos, selected)):

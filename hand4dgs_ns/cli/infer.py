@@ -28,13 +28,12 @@ from hand4dgs_ns.errors import Hand4DGSError, file_error
 from hand4dgs_ns.eval.metrics import hand_crop_metrics, sequence_pose_errors
 from hand4dgs_ns.features.frame_inputs import FrameInputs
 from hand4dgs_ns.features.staging import PinnedStager
-from hand4dgs_ns.features.video_inputs import build_frame_inputs
 from hand4dgs_ns.geometry.cameras import project_points, transform_points, invert_rigid
 from hand4dgs_ns.features.cache import read_rgb
 from hand4dgs_ns.inference.pictures import contact_sheet, overlay_panel, panel_row, write_mp4, write_png
 from hand4dgs_ns.inference.plots import write_joint_error_plot
 from hand4dgs_ns.inference.predict import frame_batches, predict_batch, render_hands, synchronized_time, video_hands
-from hand4dgs_ns.inference.run import load_network, read_run
+from hand4dgs_ns.inference.run import load_network, read_run, run_frame_inputs
 from hand4dgs_ns.network.hand_network import HandNetwork
 from hand4dgs_ns.output_folder import atomic_folder
 from hand4dgs_ns.progress import progress_bar
@@ -76,7 +75,7 @@ class Infer:
             if (self.output_dir / video.name).exists() and not self.overwrite:
                 raise file_error(self.output_dir / video.name, "already exists", "pass --overwrite to replace it or choose another --output-dir")
         started = time.perf_counter()
-        inputs = build_frame_inputs(videos, dm.backbone, dm.hamer_checkpoint, self.cache_dir or dm.cache_dir, dm.crop_size)
+        inputs = run_frame_inputs(run, videos, self.cache_dir)
         features_s = time.perf_counter() - started
         network = load_network(run, inputs, device)
         console = Console()

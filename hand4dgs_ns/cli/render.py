@@ -27,11 +27,10 @@ from hand4dgs_ns.dataparsers.hand_metadata import SequenceTensors
 from hand4dgs_ns.datasets.detect import load_sequences
 from hand4dgs_ns.errors import Hand4DGSError, file_error
 from hand4dgs_ns.features.staging import PinnedStager
-from hand4dgs_ns.features.video_inputs import build_frame_inputs
 from hand4dgs_ns.geometry.camera_paths import orbit
 from hand4dgs_ns.inference.pictures import write_mp4
 from hand4dgs_ns.inference.predict import predict_batch, render_hands
-from hand4dgs_ns.inference.run import load_network, read_run, training_data
+from hand4dgs_ns.inference.run import load_network, read_run, run_frame_inputs, training_data
 from hand4dgs_ns.network.hand_network import GAUSSIAN_FIELDS, HandsPrediction
 from hand4dgs_ns.output_folder import atomic_file
 from hand4dgs_ns.progress import progress_bar
@@ -96,7 +95,7 @@ class Render:
         video = videos[s]
         frames, views = self._schedule(video)
         device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if self.device == "auto" else self.device)
-        inputs = build_frame_inputs([video], dm.backbone, dm.hamer_checkpoint, self.cache_dir or dm.cache_dir, dm.crop_size)
+        inputs = run_frame_inputs(run, [video], self.cache_dir)
         network = load_network(run, inputs, device)
         fps = self.fps or video.fps
         with atomic_file(self.output) as tmp, progress_bar() as progress:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional
 
 import torch
 import yaml
@@ -11,6 +13,7 @@ from nerfstudio.engine.trainer import TrainerConfig
 
 from hand4dgs_ns.errors import Hand4DGSError, file_error
 from hand4dgs_ns.features.frame_inputs import FrameInputs
+from hand4dgs_ns.features.video_inputs import VideoFrames, build_frame_inputs
 from hand4dgs_ns.network.hand_network import HandNetwork
 
 HAND_METHODS = ("hand4dgs", "hand4dgs-generalized")
@@ -69,6 +72,13 @@ def network_weights(run: TrainedRun) -> dict[str, torch.Tensor]:
         if key.startswith(_PREFIX):
             weights[key[len(_PREFIX):]] = value
     return weights
+
+
+def run_frame_inputs(run: TrainedRun, videos: Sequence[VideoFrames], cache_dir: Optional[Path] = None) -> FrameInputs:
+    """``videos``' backbone inputs as the run's datamanager made them (backbone, weights, crop size),
+    from the feature cache in ``cache_dir`` or the run's own."""
+    dm = run.config.pipeline.datamanager
+    return build_frame_inputs(videos, dm.backbone, dm.hamer_checkpoint, cache_dir or dm.cache_dir, dm.crop_size)
 
 
 def load_network(run: TrainedRun, inputs: FrameInputs, device: torch.device | str) -> HandNetwork:

@@ -37,10 +37,10 @@ def stage_channels(config: SmallCNNConfig) -> tuple[int, ...]:
     """Every stride-2 stage's width: extra stages in front until the grid is 4 x 3 tokens."""
     h, w = config.input_hw
     base_h, base_w = DEFAULT_CROP_HW
-    extra = (h // base_h).bit_length() - 1
-    if h < base_h or h % base_h or w % base_w or h // base_h != w // base_w or h // base_h != 1 << extra:
+    scale = h // base_h
+    if (h, w) != (base_h * scale, base_w * scale) or scale < 1 or scale & (scale - 1):
         raise ValueError(f"small-cnn crops must be 64 x 48 times a power of two (128 x 96, ...), got {h} x {w}")
-    return (config.channels[0],) * extra + tuple(config.channels)
+    return (config.channels[0],) * (scale.bit_length() - 1) + tuple(config.channels)
 
 
 def _conv_gn(cin: int, cout: int, stride: int, groups: int, relu: bool = True) -> list[nn.Module]:
