@@ -30,6 +30,7 @@ from nerfstudio.utils.rich_utils import CONSOLE
 from torch.nn import Parameter
 
 from hand4dgs_ns.features.backbones import BackboneName
+from hand4dgs_ns.features.build_pool import map_videos
 from hand4dgs_ns.features.frame_cache import decoded_video, image_sizes
 from hand4dgs_ns.features.frame_inputs import INPUTS_KEY
 from hand4dgs_ns.features.staging import PinnedStager
@@ -175,6 +176,7 @@ class HandDataManager(DataManager):
     def _cache_split(self, dataset: InputDataset) -> dict[int, _SequenceImages]:
         meta = hand_metadata(dataset.metadata)
         per_sequence: dict[int, _SequenceImages] = {}
+        self._decode_all(meta.sequence_index.unique().tolist())
         for s in meta.sequence_index.unique().tolist():
             rows = torch.nonzero(meta.sequence_index == s).flatten()
             sequence = self.hands.sequences[s]
@@ -189,6 +191,11 @@ class HandDataManager(DataManager):
                 frames=frames, dataset_index=rows, images=images, masks=masks, targets=hand_targets(sequence, frames)
             )
         return per_sequence
+
+    def _decode_all(self, sequences: list[int]) -> None:
+        """Decodes (on a video's first run) or loads the frames and masks of ``sequences``, several videos at a time."""
+        missing = [s for s in sequences if s not in self._decoded_videos and self.hands.sequences[s].mask_paths is not None]
+        map_videos(self._decoded, missing, self._frame_cache, "Caching frames and masks")
 
     def _decoded(self, s: int) -> tuple[np.ndarray, np.ndarray]:
         """Sequence ``s``'s frames and masks at image_scale (memory maps), loaded once for both splits."""

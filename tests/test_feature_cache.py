@@ -322,3 +322,49 @@ def test_decoded_frames_and_masks_are_cached_memory_maps(tmp_path):
     again = decoded_video(sequence.image_paths, sequence.mask_paths, (32, 24), cache)  # reused, not rebuilt
     np.testing.assert_array_equal(again[0], images)
     assert {p: p.stat().st_mtime_ns for p in (tmp_path / "cache").rglob("*.npy")} == built
+
+
+def test_many_videos_build_on_threads_behind_one_bar(tmp_path):
+    """A set's entries are built several videos at a time: the same arrays as one at a time,
+    in the videos' order, one bar counted in videos, and none once every entry is valid."""
+    from hand4dgs_ns.features.build_pool import map_videos
+
+    videos = []
+    for i in range(4):
+        (tmp_path / f"video_{i}").mkdir()
+        videos.append(_frames(tmp_path / f"video_{i}", seed=i))
+    cnn = SmallCNN()
+
+    def crops(cache):
+        return lambda video: np.array(hand_features_for_sequence(video[0], video[2], video[3], cnn, cache, batch_frames=2))
+
+    alone = _cache(tmp_path / "alone")
+    expected = [crops(alone)(video) for video in videos]
+    shared = _cache(tmp_path / "threads")
+    got = map_videos(crops(shared), videos, shared, "Caching hand crops", workers=3)
+    for a, b in zip(expected, got):
+        np.testing.assert_array_equal(a, b)
+    log = shared.console.file.getvalue()
+    assert "Caching hand crops" in log and "4/4" in log and "Caching video_" not in log
+    assert shared.shared_bar is None
+    quiet = _cache(tmp_path / "threads")
+    map_videos(crops(quiet), videos, quiet, "Caching hand crops", workers=3)
+    assert quiet.console.file.getvalue() == ""
+
+
+def test_a_failing_video_stops_the_pool_with_its_error(tmp_path):
+    from hand4dgs_ns.features.build_pool import map_videos
+
+    started = []
+
+    def build(i):
+        started.append(i)
+        if i == 0:
+            raise Hand4DGSError("Frame 0 of video 0 cannot be read: restore it.")
+        time.sleep(0.2)
+        return i
+
+    cache = _cache(tmp_path)
+    with pytest.raises(Hand4DGSError, match="video 0"):
+        map_videos(build, list(range(40)), cache, "Caching", workers=2)
+    assert len(started) < 40 and cache.shared_bar is None

@@ -117,6 +117,9 @@ class FeatureCache:
         self.root = Path(root)
         self.verify_data = verify_data
         self.console = console or Console(stderr=True)
+        self.shared_bar = None
+        """Set by :func:`hand4dgs_ns.features.build_pool.map_videos` while it builds many videos'
+        entries: builds then report to its one bar instead of showing a bar each."""
 
     def paths(self, name: str) -> tuple[Path, Path]:
         """Data file and manifest of entry ``name``."""
@@ -208,8 +211,11 @@ class FeatureCache:
     ) -> tuple[tuple[int, ...], np.dtype]:
         out: np.memmap | None = None
         done = 0
+        if self.shared_bar is not None:
+            self.shared_bar.building()
         columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
-        with Progress(*columns, TimeElapsedColumn(), TimeRemainingColumn(), console=self.console) as progress:
+        own_bar = self.shared_bar is None
+        with Progress(*columns, TimeElapsedColumn(), TimeRemainingColumn(), console=self.console, disable=not own_bar) as progress:
             task = progress.add_task(f"Caching {name}", total=total)
             for chunk in build_fn():
                 chunk = np.asarray(chunk)

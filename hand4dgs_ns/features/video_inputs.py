@@ -15,6 +15,7 @@ import torch
 from jaxtyping import Bool, Float
 
 from hand4dgs_ns.features.backbones import BackboneName, HandBackbone, make_backbone
+from hand4dgs_ns.features.build_pool import map_videos
 from hand4dgs_ns.features.cache import FeatureCache, hand_features_for_sequence
 from hand4dgs_ns.features.frame_inputs import FrameInputs
 from hand4dgs_ns.paths import cache_root
@@ -57,7 +58,9 @@ def build_frame_inputs(
     """Every frame's network inputs for ``videos``: backbone inputs memory-mapped from the cache, boxes, ego cameras."""
     model = frozen_backbone_device(make_backbone(backbone, hamer_checkpoint, crop_size))
     cache = feature_cache(cache_dir)
-    data = tuple(video_features(video, model, cache) for video in videos)
+    # A frozen backbone's batches fill the GPU on their own: one video at a time.
+    workers = None if model.trainable else 1
+    data = tuple(map_videos(lambda video: video_features(video, model, cache), videos, cache, "Caching hand crops", workers))
     lengths = torch.tensor([len(d) for d in data])
     return FrameInputs(
         kind="crops" if model.trainable else "tokens",
