@@ -65,7 +65,10 @@ class HandDataManagerConfig(FullImageDatamanagerConfig):
     dataparser: AnnotatedDataParserUnion = field(default_factory=SequenceDataParserConfig)
     """Which dataparser reads the videos."""
     frames_per_step: int = 4
-    """Frames per training step (all from one sequence)."""
+    """Frames per training step."""
+    videos_per_step: int = 1
+    """Training videos a step's frames come from, frames_per_step shared evenly among them (videos
+    with the frame size of the first one drawn). 1 draws every frame of a step from one video."""
     image_scale: float = 1.0
     """Scale of the frames the model renders and is compared with (e.g. 0.5 for a CPU); boxes and
     the hand predictions keep the full-resolution frame's pixels."""
@@ -218,11 +221,23 @@ class HandDataManager(DataManager):
         self.train_count += 1
         sequences = list(self._train_share)
         counts = torch.tensor([len(self._train_share[s]) for s in sequences], dtype=torch.float)
-        s = sequences[int(torch.multinomial(counts, 1, generator=self._generator))]
-        share = self._train_share[s]  # this rank's positions among the sequence's training frames
-        n = min(self.config.frames_per_step, len(share))
-        pick = share[torch.randperm(len(share), generator=self._generator)[:n]]
-        return self._batch(self._train_cameras, s, self._train[s], pick)
+        drawn = [int(torch.multinomial(counts, 1, generator=self._generator))]
+        if self.config.videos_per_step > 1:
+            # A step renders at one frame size: the others come from videos of the first one's size.
+            size = self._train[sequences[drawn[0]]].images.shape[1:3]
+            others = torch.tensor([self._train[s].images.shape[1:3] == size for s in sequences]) & (counts > 0)
+            others[drawn[0]] = False
+            more = min(self.config.videos_per_step - 1, int(others.sum()))
+            if more:
+                drawn += torch.multinomial(counts * others, more, generator=self._generator).tolist()
+        parts = []
+        for i, d in enumerate(drawn):
+            s = sequences[d]
+            share = self._train_share[s]  # this rank's positions among the sequence's training frames
+            n = self.config.frames_per_step // len(drawn) + (i < self.config.frames_per_step % len(drawn))
+            pick = share[torch.randperm(len(share), generator=self._generator)[: min(n, len(share))]]
+            parts.append((s, self._train[s], pick))
+        return self._batch(self._train_cameras, parts)
 
     def next_eval(self, step: int) -> Tuple[Cameras, Dict]:
         self.eval_count += 1
@@ -233,26 +248,33 @@ class HandDataManager(DataManager):
         s = sequences[int(torch.randint(len(sequences), (1,), generator=self._generator))]
         cached = self._eval[s]
         pick = torch.randint(len(cached.frames), (1,), generator=self._generator)
-        return self._batch(self._eval_cameras, s, cached, pick)
+        return self._batch(self._eval_cameras, [(s, cached, pick)])
 
     def eval_frames(self):
         """Every eval frame once, in sequence and frame order, one at a time."""
         for s, cached in self._eval.items():
             for i in range(len(cached.frames)):
-                yield self._batch(self._eval_cameras, s, cached, torch.tensor([i]))
+                yield self._batch(self._eval_cameras, [(s, cached, torch.tensor([i]))])
 
-    def _batch(self, split_cameras: Cameras, s: int, cached: _SequenceImages, pick: torch.Tensor) -> Tuple[Cameras, Dict]:
-        """Cameras (on the host, which the model reads without waiting for the GPU) and the batch (on the device)."""
-        cameras = split_cameras[cached.dataset_index[pick]]
-        frames = cached.frames[pick]
+    def _batch(self, split_cameras: Cameras, parts: List[Tuple[int, _SequenceImages, torch.Tensor]]) -> Tuple[Cameras, Dict]:
+        """Cameras (on the host, which the model reads without waiting for the GPU) and the batch (on
+        the device) of the picked frames of one or more sequences: ``(sequence, its images, pick)``."""
+        cameras = split_cameras[torch.cat([cached.dataset_index[pick] for _, cached, pick in parts])]
+        frames = [cached.frames[pick] for _, cached, pick in parts]
         to_device = self._stager.to_device
-        rows = frames.numpy()
+
+        def gathered(arrays: list[np.ndarray]) -> torch.Tensor:
+            return torch.from_numpy(arrays[0] if len(arrays) == 1 else np.concatenate(arrays))
+
         batch = {
-            "image": to_device(torch.from_numpy(cached.images[rows])).float() / 255.0,
-            "hand_mask": to_device(torch.from_numpy(cached.masks[rows])),
-            "sequence_index": to_device(torch.full_like(frames, s)),
-            "frame_index": to_device(frames),
-            **{key: to_device(value[pick]) for key, value in cached.targets.items()},
+            "image": to_device(gathered([cached.images[f.numpy()] for (_, cached, _), f in zip(parts, frames)])).float() / 255.0,
+            "hand_mask": to_device(gathered([cached.masks[f.numpy()] for (_, cached, _), f in zip(parts, frames)])),
+            "sequence_index": to_device(torch.cat([torch.full_like(f, s) for (s, _, _), f in zip(parts, frames)])),
+            "frame_index": to_device(torch.cat(frames)),
+            **{
+                key: to_device(torch.cat([cached.targets[key][pick] for _, cached, pick in parts]))
+                for key in parts[0][1].targets
+            },
         }
         batch["bbox_image"] = batch["bbox"] * self.config.image_scale  # boxes in the rendered image's pixels
         return cameras, batch

@@ -11,6 +11,7 @@ from contextlib import nullcontext
 from datetime import timedelta
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import torch.distributed as dist
@@ -80,6 +81,31 @@ def test_one_process_draws_the_batches_it_always_drew(video_set, tmp_path):
         _, batch = datamanager.next_train(step)
         assert batch["sequence_index"].unique().tolist() == [s]
         assert torch.equal(batch["frame_index"], expected)
+
+
+
+def test_a_step_can_mix_videos_and_trains_on_them(video_set, tmp_path):
+    """--pipeline.datamanager.videos-per-step 2: each step holds frames of two training videos,
+    each frame with its own video's pixels and targets, and the model trains on such batches."""
+    config = _config(video_set, tmp_path / "cache")
+    config.pipeline.datamanager.frames_per_step = 4
+    config.pipeline.datamanager.videos_per_step = 2
+    trainer = config.setup(local_rank=0, world_size=1)
+    trainer.setup()
+    datamanager = trainer.pipeline.datamanager
+    for step in range(6):
+        _, batch = datamanager.next_train(step)
+        sequences = batch["sequence_index"].tolist()
+        assert len(set(sequences)) == 2 and sorted(sequences.count(s) for s in set(sequences)) == [2, 2]
+        assert not set(sequences) & {s for s in datamanager._eval}
+        for row, (s, f) in enumerate(zip(sequences, batch["frame_index"].tolist())):
+            images = datamanager._train[s].images
+            np.testing.assert_array_equal((batch["image"][row] * 255).round().byte().numpy(), images[f])
+            position = int(torch.nonzero(datamanager._train[s].frames == f))
+            assert torch.equal(batch["bbox"][row], datamanager._train[s].targets["bbox"][position])
+    trainer.train()
+    losses = trainer.pipeline.get_train_loss_dict(config.max_num_iterations)[1]
+    assert losses and all(torch.isfinite(v) for v in losses.values())
 
 
 def _gather(value):
