@@ -45,7 +45,8 @@ class AblateImagePhase:
     extra: str = ""
     """More ns-train options for every run (vertex phase included)."""
     jobs: int = 1
-    """Runs at once (several fit on one GPU)."""
+    """Runs at once. Several fit in one GPU's memory, but on an H200 runs sharing the GPU each ran
+    about 8x slower than alone: keep 1 there."""
 
 
 def base_command(args: AblateImagePhase, clip: Path, name: str, steps_to: int) -> list[str]:

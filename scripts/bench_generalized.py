@@ -67,7 +67,8 @@ class BenchGeneralized:
     synth_extra: str = ""
     """More synth-set options, as one string (e.g. "--no-static-views")."""
     sequential: bool = False
-    """Train the runs one after the other instead of all at once (machines with few cores)."""
+    """Train the runs one after the other instead of all at once: on small machines, and on one GPU
+    (four per-video runs sharing an H200 each ran about 8x slower than one alone)."""
     video: bool = True
     """Let infer write its mp4 (needs imageio-ffmpeg)."""
     extra: str = ""
@@ -167,7 +168,7 @@ def main(args: BenchGeneralized) -> None:
     os.environ["HAND4DGS_CACHE_DIR"] = str(env_cache)
 
     # The generalised run over the set and one per-video run on each held-out video: all at once,
-    # or (--sequential, for small machines) one after the other.
+    # or (--sequential: small machines, one GPU) one after the other.
     poller = MemoryPoller()
     poller.start()
     commands = {}
