@@ -141,7 +141,11 @@ class Render:
 
     def _orbit_anchor(self, network, inputs, video: SequenceTensors, frames, stager) -> tuple[torch.Tensor, torch.Tensor]:
         """The hands' centre (mean of the present hands' vertices over the shown frames) and the
-        egocentric camera the orbit starts from (that of the first shown frame)."""
+        egocentric camera the orbit starts from (that of the first shown frame).
+
+        A pose-only pass over the frames, before the render pass predicts them again with their
+        Gaussians: the centre must be known before the first view, and keeping every frame's
+        Gaussians from one pass to the next would hold the whole path's splats in memory."""
         first = int(frames[0])
         if self.path == "ego":
             return torch.zeros(3), video.c2w[first]

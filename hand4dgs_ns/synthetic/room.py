@@ -18,7 +18,7 @@ from jaxtyping import Float
 from torch import Tensor
 
 from hand4dgs_ns.synthetic.procedural import WaveNoise, cell_hash, wave_noise
-from hand4dgs_ns.synthetic.scene_render import Lighting
+from hand4dgs_ns.synthetic.scene_render import Lighting, light_tensor
 
 # Everyday material colours (sRGB), jittered per room.
 _WOODS = np.array([[0.55, 0.38, 0.22], [0.72, 0.55, 0.36], [0.36, 0.24, 0.15], [0.82, 0.70, 0.52], [0.62, 0.45, 0.3]])
@@ -173,10 +173,6 @@ def _wall_texture(room: Room, p: Tensor, wall: Tensor) -> Tensor:
     return colour
 
 
-def _rgb(colour: np.ndarray) -> Tensor:
-    return torch.from_numpy(colour).float()
-
-
 def _room_light(
     lighting: Lighting,
     points: Float[Tensor, "P 3"],
@@ -189,9 +185,9 @@ def _room_light(
     distance = to_light.norm(dim=-1).clamp(min=1e-3)
     lambert = ((to_light / distance[:, None]) * normals).sum(-1).clamp(min=0.0)
     lamp_light = lighting.room_lamp * lambert / (1.0 + (distance / 1.2) ** 2)
-    light = lighting.room_ambient + lamp_light[:, None] * _rgb(lighting.lamp_colour)
+    light = lighting.room_ambient + lamp_light[:, None] * light_tensor(lighting.lamp_colour)
     for distant in lighting.distant:
-        light = light + (normals @ _rgb(distant.direction)).clamp(min=0.0)[:, None] * _rgb(distant.colour)
+        light = light + (normals @ light_tensor(distant.direction)).clamp(min=0.0)[:, None] * light_tensor(distant.colour)
     return light
 
 

@@ -245,8 +245,9 @@ def render_scene(
     return FrameRender(rgb=rgb.view(B, H, W, 3), labels=labels, depth=depth_map)
 
 
-def _colour(rgb: np.ndarray) -> Tensor:
-    return torch.from_numpy(rgb).float()
+def light_tensor(values: np.ndarray) -> Tensor:
+    """A light's colour or direction (numpy, as :class:`Lighting` keeps them) as a float tensor."""
+    return torch.from_numpy(values).float()
 
 
 def _lights(
@@ -265,14 +266,14 @@ def _lights(
     if glossy:
         highlight = highlight * (lambert > 0)  # no highlight where the light is behind the surface
         highlight = highlight * lighting.diffuse
-    diffuse = (lighting.diffuse * lambert)[:, None] * _colour(lighting.lamp_colour)
-    specular = highlight[:, None] * _colour(lighting.lamp_colour)
+    diffuse = (lighting.diffuse * lambert)[:, None] * light_tensor(lighting.lamp_colour)
+    specular = highlight[:, None] * light_tensor(lighting.lamp_colour)
     for light in lighting.distant:
-        direction = (w2c_rot @ _colour(light.direction)).index_select(0, frame)
+        direction = (w2c_rot @ light_tensor(light.direction)).index_select(0, frame)
         cosine = (normal * direction).sum(-1).clamp(min=0.0)
-        diffuse = diffuse + cosine[:, None] * _colour(light.colour)
+        diffuse = diffuse + cosine[:, None] * light_tensor(light.colour)
         if glossy:
             half = F.normalize(direction + to_eye, dim=-1)
             shine = (normal * half).sum(-1).clamp(min=0.0) ** lighting.gloss * (cosine > 0)
-            specular = specular + shine[:, None] * _colour(light.colour)
+            specular = specular + shine[:, None] * light_tensor(light.colour)
     return diffuse, specular
