@@ -196,6 +196,43 @@ def test_sequence_fields_and_camera_inversion(data: Path, mano, tmp_path: Path):
     assert np.linalg.norm(centres, axis=-1).min() > 0.3  # the fixture's camera sits 0.45 m from the origin
 
 
+
+def _write_object_template(data: Path, name: str = "box") -> tuple[np.ndarray, np.ndarray]:
+    """A 6 cm box template (mm) whose upper half is the top part, in ARCTIC's files."""
+    import trimesh
+
+    box = trimesh.creation.box(extents=(60.0, 60.0, 60.0))
+    folder = data / "meta" / "object_vtemplates" / name
+    folder.mkdir(parents=True)
+    box.export(folder / "mesh.obj")
+    vertices = np.asarray(trimesh.load(folder / "mesh.obj", process=False, force="mesh").vertices)
+    is_bottom = vertices[:, 2] < 0
+    (folder / "parts.json").write_text(json.dumps(is_bottom.tolist()))
+    return vertices, is_bottom
+
+
+def test_the_object_is_read_for_the_masks(data: Path, mano, tmp_path: Path):
+    """With its template in meta/object_vtemplates, the object moves as ARCTIC poses it: the top
+    part turned by the articulation about the object's -z axis, then rotated and moved (mm)."""
+    assert read(data, mano[0], tmp_path).objects is None  # no template: no object, no error
+    vertices, is_bottom = _write_object_template(data)
+    params = np.load(raw_file(data, "object.npy"))
+    params[:, 0] = 0.7  # the lid opened by 0.7 rad
+    np.save(raw_file(data, "object.npy"), params)
+    track = read(data, mano[0], tmp_path).objects
+    assert track is not None and track.present.all() and len(track.present) == 6
+    frame = 3  # trim 2: annotation index 5
+    angle, rot, trans = params[frame + 2, 0], params[frame + 2, 1:4], params[frame + 2, 4:7]
+    R = cv2.Rodrigues(rot)[0]
+    lid = cv2.Rodrigues(np.array([0.0, 0.0, -angle]))[0]
+    expected = np.where(is_bottom[:, None], vertices @ R.T, vertices @ lid.T @ R.T) / 1000.0 + trans / 1000.0
+    np.testing.assert_allclose(track.vertices(np.array([frame]))[0], expected, atol=1e-9)
+
+    (data / "meta" / "object_vtemplates" / "box" / "parts.json").write_text(json.dumps([True, False]))
+    with pytest.raises(Hand4DGSError, match="parts.json"):
+        read(data, mano[0], tmp_path)
+
+
 def test_default_cache_is_under_the_cache_root(data: Path, mano, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setenv("HAND4DGS_CACHE_DIR", str(tmp_path / "root"))
     seq = read_arctic_sequence(data, SID, SEQ, mano[0], trim=2)

@@ -253,6 +253,34 @@ def _empty(rel: str) -> Callable[[Path], None]:
     return lambda seq: [p.unlink() for p in (seq / rel).iterdir()]
 
 
+
+def test_the_object_box_is_read_for_the_masks(dataset: dict, fresh: Path):
+    """cam4/obj_pose (class, then 21 box points in the camera frame) becomes the object's box in
+    the world frame, frame by frame; class 0 means no object; a short file is named."""
+    assert read_h2o_sequence(fresh, dataset["mano"]).objects is None  # the folder is optional
+    rng = np.random.default_rng(4)
+    corners = np.array([[x, y, z] for x in (-1, 1) for y in (-1, 1) for z in (-1, 1)], np.float64) * [0.03, 0.05, 0.08]
+    folder = fresh / "cam4" / "obj_pose"
+    folder.mkdir()
+    expected = []
+    for i in range(4):
+        R = torch.linalg.qr(torch.from_numpy(rng.normal(size=(3, 3))))[0].numpy()
+        R *= np.sign(np.linalg.det(R))
+        points = np.concatenate([[[0, 0, 0]], corners, np.zeros((12, 3))]) @ R.T + [0.02 * i, 0.0, 0.4]
+        (folder / f"{i:06d}.txt").write_text(" ".join(map(repr, [0 if i == 2 else 3, *points.reshape(-1)])))
+        expected.append(points[1:9])
+    seq = read_h2o_sequence(fresh, dataset["mano"])
+    track = seq.objects
+    assert track is not None and track.present.tolist() == [True, True, False, True] and len(track.faces) == 12
+    c2w = np.asarray(seq.cameras.c2w, np.float64)
+    for i in (0, 1, 3):
+        world = expected[i] @ c2w[i, :3, :3].T + c2w[i, :3, 3]
+        np.testing.assert_allclose(track.vertices(np.array([i]))[0], world, atol=1e-6)
+    (folder / "000001.txt").write_text(_many("1", 60))
+    with pytest.raises(Hand4DGSError, match="000001.txt"):
+        read_h2o_sequence(fresh, dataset["mano"])
+
+
 def _rename(rel: str, new_name: str) -> Callable[[Path], None]:
     return lambda seq: (seq / rel).rename((seq / rel).with_name(new_name))
 

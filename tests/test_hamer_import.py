@@ -316,6 +316,33 @@ def test_masks_labels_cache_and_rebuild(seq, mano_dir: Path, tmp_path: Path):
     assert sorted(p.name for p in (cache / seq.dataset).iterdir()) == [seq.name]  # nothing left behind
 
 
+
+def test_an_object_in_front_of_a_hand_is_masked_as_an_occluder(seq, mano_dir: Path, tmp_path: Path):
+    """A held object (here an H2O-style box between the camera and frame 0's left hand, absent
+    from frame 1 on) is drawn into the masks as label 3 where it is the nearest surface."""
+    from hand4dgs_ns.datasets.objects import h2o_object_track
+
+    known = write_hamer_fixture(seq, mano_dir)
+    plain = attach_pseudo_labels(seq, mano_dir, tmp_path / "plain")
+    hand = known.verts_cam[0, 0].mean(axis=0)  # left hand centre, camera frame
+    centre = hand * 0.6  # on the ray to the hand, nearer the camera
+    half = 0.01 * centre[2] / hand[2] * 3  # a 6 cm box at the hand's distance, scaled to its own
+    corners = centre + half * np.array([[x, y, z] for x in (-1, 1) for y in (-1, 1) for z in (-1, 1)], np.float64)
+    points = np.zeros((seq.num_frames, 21, 3))
+    points[:, 0], points[:, 1:9] = centre, corners
+    classes = np.zeros(seq.num_frames, np.int64)
+    classes[0] = 5
+    track = h2o_object_track(classes, points, np.asarray(seq.cameras.c2w, np.float64))
+    assert track is not None and track.present.tolist() == [True] + [False] * (seq.num_frames - 1)
+    with_object = attach_pseudo_labels(dataclasses.replace(seq, objects=track), mano_dir, tmp_path / "objects")
+    before, after = (np.stack([np.asarray(Image.open(p)) for p in out.mask_paths]) for out in (plain, with_object))
+    K = np.asarray(seq.cameras.K[0], np.float64)
+    u, v = (K[:2, :2] @ (centre[:2] / centre[2]) + K[:2, 2]).astype(int)
+    assert before[0, v, u] == 1 and after[0, v, u] == 3  # the box hides the hand at its centre
+    assert ((after[0] == 3) & (before[0] == 1)).sum() > 20 and not (after[0] == 1)[before[0] != 1].any()
+    np.testing.assert_array_equal(after[1:], before[1:])  # no object in the other frames
+
+
 # ---- errors --------------------------------------------------------------------------------
 
 

@@ -8,6 +8,7 @@ Layout (docs/formats.md section 3), under ``<root>/data/arctic_data/data/``::
     images/sNN/<seq>/{0..8}/NNNNN.jpg  view 0 egocentric (lens-distorted), 1-8 static cameras
     cropped_images/sNN/<seq>/0/...     view 0 resized by 0.3 (views 1-8 there are per-frame crops)
     meta/misc.json                     per subject: ioi_offset, image_size, world2cam, intris_mat
+    meta/object_vtemplates/<object>/   mesh.obj (mm) and parts.json (per vertex: true = bottom part)
 
 A path is accepted at any of these levels (:func:`arctic_data_dir`):
 
@@ -21,7 +22,8 @@ Ground truth lives in undistorted space, so view 0 frames are undistorted once w
 ``cv2.undistort(image, K, dist8)`` into a cache and served from there with K as a pinhole.
 Annotations are aligned to images with ``misc.json``'s ``ioi_offset`` (image number minus
 offset = annotation index), and the paper's protocol drops the first and last 100 annotated
-frames, where the hands are mostly out of view.
+frames, where the hands are mostly out of view. Where the object's pose and template are there,
+the object is drawn into the hand masks as an occluder (:mod:`hand4dgs_ns.datasets.objects`).
 """
 
 from __future__ import annotations
@@ -39,12 +41,14 @@ from typing import Any
 import cv2
 import numpy as np
 import torch
+import trimesh
 from jaxtyping import Bool, Float
 from PIL import Image, UnidentifiedImageError
 
 from hand4dgs_ns.data.sequence_format import SequenceCameras, SequenceView, list_images
 from hand4dgs_ns.datasets.base import DatasetSequence
 from hand4dgs_ns.datasets.boxes import boxes_from_joints
+from hand4dgs_ns.datasets.objects import ObjectTrack, arctic_object_track
 from hand4dgs_ns.errors import file_error
 from hand4dgs_ns.geometry.cameras import invert_rigid, project_points, transform_points
 from hand4dgs_ns.hands import HandTemplate, hand_forward_axis_angle, load_template
@@ -231,12 +235,8 @@ def find_arctic_sequences(
     return found
 
 
-def articulation_range(data_dir: Path, sid: str, seq: str) -> float:
-    """How far (radians, max minus min) the object's articulation moves in one video.
-
-    Reads column 0 of ``raw_seqs/<sid>/<seq>.object.npy``; near zero for an object that stays
-    rigid throughout, which is how the paper chose its ARCTIC test videos.
-    """
+def _object_params(data_dir: Path, sid: str, seq: str) -> np.ndarray:
+    """``raw_seqs/<sid>/<seq>.object.npy``: per annotated frame articulation, rotation, translation (F, 7)."""
     file = Path(data_dir) / "raw_seqs" / sid / f"{seq}.object.npy"
     if not file.is_file():
         raise file_error(file, "not found", _redownload(_RAW_SEQS))
@@ -246,7 +246,39 @@ def articulation_range(data_dir: Path, sid: str, seq: str) -> float:
         raise file_error(file, f"cannot be read as an array ({exc})", _redownload(_RAW_SEQS)) from exc
     if params.ndim != 2 or params.shape[1] != 7 or len(params) == 0:
         raise file_error(file, f"has shape {params.shape} instead of (frames, 7)", _redownload(_RAW_SEQS))
-    return float(np.ptp(params[:, 0]))
+    return params
+
+
+def articulation_range(data_dir: Path, sid: str, seq: str) -> float:
+    """How far (radians, max minus min) the object's articulation moves in one video.
+
+    Reads column 0 of ``raw_seqs/<sid>/<seq>.object.npy``; near zero for an object that stays
+    rigid throughout, which is how the paper chose its ARCTIC test videos.
+    """
+    return float(np.ptp(_object_params(data_dir, sid, seq)[:, 0]))
+
+
+def _read_object(data_dir: Path, sid: str, seq: str, indices: np.ndarray, num_annotated: int) -> ObjectTrack | None:
+    """The sequence's object at the selected annotation ``indices``; None without its pose or template."""
+    folder = data_dir / "meta" / "object_vtemplates" / seq.split("_")[0]
+    mesh_file, parts_file = folder / "mesh.obj", folder / "parts.json"
+    if not (data_dir / "raw_seqs" / sid / f"{seq}.object.npy").is_file() or not mesh_file.is_file() or not parts_file.is_file():
+        return None
+    params = _object_params(data_dir, sid, seq)
+    if len(params) != num_annotated:
+        raise file_error(
+            data_dir / "raw_seqs" / sid / f"{seq}.object.npy",
+            f"holds {len(params)} object poses but {seq}.mano.npy annotates {num_annotated} frames",
+            _redownload(_RAW_SEQS),
+        )
+    try:
+        mesh = trimesh.load(mesh_file, process=False, force="mesh")
+        is_bottom = np.asarray(json.loads(parts_file.read_text()), dtype=bool)
+    except (OSError, ValueError) as exc:
+        raise file_error(folder, f"holds an unreadable mesh.obj or parts.json ({exc})", _redownload(_META)) from exc
+    if is_bottom.shape != (len(mesh.vertices),):
+        raise file_error(parts_file, f"labels {is_bottom.size} vertices but mesh.obj has {len(mesh.vertices)}", _redownload(_META))
+    return arctic_object_track(np.asarray(mesh.vertices), np.asarray(mesh.faces), is_bottom, params[indices])
 
 
 def _load_dict(file: Path, what: str) -> dict[str, Any]:
@@ -646,6 +678,7 @@ def read_arctic_sequence(
     in_front = (p_cam[..., 2] > 1e-3).all(dim=-1).numpy()
     bbox, box_valid = boxes_from_joints(uv, gt_valid & in_front, width, height, margin=box_margin)
 
+    objects = _read_object(data_dir, sid, seq, np.asarray(indices), num_annotated)
     num_frames = len(indices)
     name = f"{sid}_{seq}"
     return DatasetSequence(
@@ -667,4 +700,5 @@ def read_arctic_sequence(
         gt_valid=gt_valid,
         views=views,
         hamer_dir=Path(hamer_root) / name if hamer_root is not None else data_dir / "hamer" / sid / seq,
+        objects=objects,
     )

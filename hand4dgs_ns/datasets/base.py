@@ -19,6 +19,7 @@ import numpy as np
 from jaxtyping import Bool, Float
 
 from hand4dgs_ns.data.sequence_format import SequenceCameras, SequenceView
+from hand4dgs_ns.datasets.objects import ObjectTrack
 
 DatasetName = Literal["h2o", "arctic"]
 
@@ -54,6 +55,8 @@ class DatasetSequence:
     """Static cameras filming the same frames, for novel-view evaluation only."""
     hamer_dir: Path
     """Folder of this video's per-frame HaMeR files (docs/formats.md section 5)."""
+    objects: ObjectTrack | None = None
+    """The held object, drawn into the hand masks as an occluder (None: the dataset files give none)."""
 
     @property
     def num_frames(self) -> int:

@@ -10,6 +10,10 @@ Layout (docs/formats.md section 2, read from the official code)::
                                 124 numbers, 62 per hand (left first): valid flag, transl (3),
                                 global orient + 45 finger axis-angles (48), betas (10); MANO
                                 without PCA and with flat_hand_mean=True, in that camera's frame
+        obj_pose/NNNNNN.txt     optional, 64 numbers: object class (0 = none), then 21 points
+                                of its 3D box (centre, 8 corners, 12 edge midpoints), that
+                                camera's frame; drawn into the masks as an occluder
+                                (:mod:`hand4dgs_ns.datasets.objects`)
 
 ``cam4`` is the egocentric camera: its frames are the video, its ``hand_pose_mano`` the ground
 truth. ``cam0``-``cam3`` are static third-person cameras, read as novel views for evaluation
@@ -42,6 +46,7 @@ from PIL import Image, UnidentifiedImageError
 from hand4dgs_ns.data.sequence_format import DEFAULT_FPS, SequenceCameras, SequenceView, list_images
 from hand4dgs_ns.datasets.base import DatasetSequence
 from hand4dgs_ns.datasets.boxes import boxes_from_joints
+from hand4dgs_ns.datasets.objects import h2o_object_track
 from hand4dgs_ns.errors import file_error
 from hand4dgs_ns.geometry.cameras import project_points, transform_points
 from hand4dgs_ns.hands import HandTemplate, hand_forward_axis_angle, load_template
@@ -53,6 +58,8 @@ RGB_DIR = "rgb"
 INTRINSICS_FILE = "cam_intrinsics.txt"
 CAM_POSE_DIR = "cam_pose"
 MANO_POSE_DIR = "hand_pose_mano"
+OBJECT_POSE_DIR = "obj_pose"
+OBJECT_POSE_NUMBERS = 1 + 21 * 3
 INTRINSICS_NUMBERS = 6
 CAM_POSE_NUMBERS = 16
 MANO_NUMBERS_PER_HAND = 62
@@ -457,8 +464,13 @@ def read_h2o_sequence(
     if detections is not None and not Path(detections).is_file():
         raise file_error(Path(detections), "is missing", "pass an existing detections .npz or leave it out to use ground-truth boxes")
 
-    groups = [ego.pose_files, mano_files] + [view.pose_files for view in views]
-    ego_poses, mano_texts, *view_poses = _read_text_files(groups, f"Reading H2O {name}")
+    object_dir = _child(cam4, OBJECT_POSE_DIR)
+    object_files = (
+        _per_frame_files(cam4, OBJECT_POSE_DIR, ego.frame_ids, rgb, "restore the object annotations from the H2O archive")
+        if object_dir is not None and object_dir.is_dir() else []
+    )
+    groups = [ego.pose_files, mano_files, object_files] + [view.pose_files for view in views]
+    ego_poses, mano_texts, object_texts, *view_poses = _read_text_files(groups, f"Reading H2O {name}")
     c2w = _parse_many(ego_poses, ego.pose_files, CAM_POSE_NUMBERS).reshape(-1, 4, 4)
     _check_rigid(c2w, ego.pose_files)
     params = _parse_many(mano_texts, mano_files, MANO_POSE_NUMBERS)
@@ -475,6 +487,11 @@ def read_h2o_sequence(
         uv = project_points(torch.from_numpy(ego.K), joints_cam_t).numpy()
         in_front = (joints_cam[..., 2] > 1e-3).all(axis=-1)
         bbox, box_valid = boxes_from_joints(uv, gt_valid & in_front, ego.width, ego.height, margin=box_margin)
+
+    objects = None
+    if object_files:
+        numbers = _parse_many(object_texts, object_files, OBJECT_POSE_NUMBERS)
+        objects = h2o_object_track(numbers[:, 0].round().astype(np.int64), numbers[:, 1:].reshape(-1, 21, 3), c2w)
 
     sequence_views = {}
     for view, texts in zip(views, view_poses):
@@ -496,4 +513,5 @@ def read_h2o_sequence(
         gt_valid=gt_valid,
         views=sequence_views,
         hamer_dir=cam4 / "hamer" if hamer_root is None else Path(hamer_root) / name,
+        objects=objects,
     )

@@ -53,7 +53,7 @@ Conversion to the dataset's camera (:func:`hamer_to_camera`):
 
 :func:`attach_pseudo_labels` turns a :class:`~hand4dgs_ns.datasets.base.DatasetSequence` and
 its HaMeR files into the project's :class:`~hand4dgs_ns.data.sequence_format.Sequence`, with
-hand masks rasterised from the pseudo-label meshes (cached).
+hand masks rasterised from the pseudo-label meshes and the held object's mesh (cached).
 """
 
 from __future__ import annotations
@@ -75,10 +75,11 @@ from jaxtyping import Bool, Float, Int
 from PIL import Image
 from torch import Tensor
 
-from hand4dgs_ns.data.sequence_format import MASK_BACKGROUND, MASK_LEFT, MASK_RIGHT, Sequence, SequenceHands
+from hand4dgs_ns.data.sequence_format import MASK_BACKGROUND, MASK_LEFT, MASK_OCCLUDER, MASK_RIGHT, Sequence, SequenceHands
 from hand4dgs_ns.datasets.base import DatasetSequence
+from hand4dgs_ns.datasets.objects import ObjectTrack
 from hand4dgs_ns.errors import Hand4DGSError, file_error
-from hand4dgs_ns.geometry.cameras import transform_points
+from hand4dgs_ns.geometry.cameras import invert_rigid, transform_points
 from hand4dgs_ns.output_folder import partial_folder
 from hand4dgs_ns.hands import load_template
 from hand4dgs_ns.progress import progress_bar
@@ -455,8 +456,9 @@ def attach_pseudo_labels(seq: DatasetSequence, mano_dir: Path, cache_dir: Path) 
             ``seq.hamer_dir/<frame_id>.npz``.
         mano_dir: folder with ``MANO_LEFT.pkl`` and ``MANO_RIGHT.pkl`` (their faces draw the masks).
         cache_dir: where the masks are kept: ``cache_dir/<dataset>/<name>/<frame_id>.png``
-            (uint8, 0 background, 1 left, 2 right), rebuilt when the HaMeR files, the cameras,
-            which boxes are usable, the image size or the MANO faces change.
+            (uint8, 0 background, 1 left, 2 right, 3 the held object where the reader gives one,
+            :mod:`hand4dgs_ns.datasets.objects`), rebuilt when the HaMeR files, the cameras,
+            which boxes are usable, the image size, the MANO faces or the object change.
 
     A hand is valid where its box is usable and HaMeR predicted it. ``pseudo_verts`` are the
     778 MANO vertices in the world frame (``MANO_LEFT`` topology for slot 0); invalid slots hold
@@ -523,19 +525,35 @@ def hand_masks(
     height: int,
     faces_left: Int[Tensor, "F 3"],
     faces_right: Int[Tensor, "G 3"],
+    object_cam: Float[Tensor, "B N 3"] | None = None,
+    object_faces: Int[Tensor, "H 3"] | None = None,
 ) -> Int[Tensor, "B H W"]:
-    """Label images (0 background, 1 left, 2 right) of both hands' meshes; the nearer hand wins."""
+    """Label images (0 background, 1 left, 2 right, 3 occluder) of both hands' meshes and, when
+    given, a held object's (put it behind the camera in frames without it); the nearest surface wins."""
     b, _, v, _ = verts_cam.shape
     # Invalid hands go behind the camera, where the rasteriser drops their triangles.
     behind = verts_cam.new_tensor([0.0, 0.0, -1.0])
-    verts = torch.where(valid[..., None, None], verts_cam, behind)
+    verts = torch.where(valid[..., None, None], verts_cam, behind).reshape(b, 2 * v, 3)
     faces = torch.cat([faces_left, faces_right + v])
-    fragments = rasterize_mesh(verts.reshape(b, 2 * v, 3), faces, K.float(), width, height)
+    hand_faces = len(faces)
+    if object_cam is not None and object_faces is not None:
+        faces = torch.cat([faces, object_faces + 2 * v])
+        verts = torch.cat([verts, object_cam.to(verts.dtype)], dim=1)
+    fragments = rasterize_mesh(verts, faces, K.float(), width, height)
     ids = fragments.face_ids
     labels = torch.full_like(ids, MASK_BACKGROUND)
     labels[ids >= 0] = MASK_LEFT
     labels[ids >= len(faces_left)] = MASK_RIGHT
+    labels[ids >= hand_faces] = MASK_OCCLUDER
     return labels
+
+
+def _object_in_camera(objects: ObjectTrack, frames: np.ndarray, c2w: np.ndarray) -> Float[Tensor, "B N 3"]:
+    """The object's vertices in each frame's camera frame; behind the camera where it is absent."""
+    world = torch.from_numpy(objects.vertices(frames))
+    cam = transform_points(invert_rigid(torch.from_numpy(np.asarray(c2w[frames], np.float64))), world)
+    present = torch.from_numpy(objects.present[frames])[:, None, None]
+    return torch.where(present, cam, cam.new_tensor([0.0, 0.0, -1.0])).float()
 
 
 def _mask_key(
@@ -546,6 +564,9 @@ def _mask_key(
     digest.update(json.dumps([seq.cameras.width, seq.cameras.height, list(seq.frame_ids)]).encode())
     arrays = [np.asarray(seq.cameras.K, np.float64), np.asarray(seq.cameras.c2w, np.float64), valid]
     arrays += [stacked[k] for k in _REQUIRED] + [f.numpy() for f in faces]
+    if seq.objects is not None:
+        o = seq.objects
+        arrays += [o.rest_vertices, o.faces, o.vertex_part, o.part_to_world, o.present]
     for array in arrays:
         array = np.ascontiguousarray(array)
         digest.update(f"{array.dtype.str}{array.shape}".encode())
@@ -587,7 +608,12 @@ def _cached_masks(
             task = progress.add_task(f"Drawing hand masks of {seq.name}", total=seq.num_frames)
             for start in range(0, seq.num_frames, _MASK_BATCH):
                 sel = slice(start, start + _MASK_BATCH)
-                labels = hand_masks(verts_cam[sel], keep[sel], K[sel], seq.cameras.width, seq.cameras.height, *faces)
+                frames = np.arange(seq.num_frames)[sel]
+                held = (
+                    (_object_in_camera(seq.objects, frames, np.asarray(seq.cameras.c2w)), torch.from_numpy(seq.objects.faces))
+                    if seq.objects is not None else (None, None)
+                )
+                labels = hand_masks(verts_cam[sel], keep[sel], K[sel], seq.cameras.width, seq.cameras.height, *faces, *held)
                 for frame_id, label in zip(seq.frame_ids[sel], labels.to(torch.uint8).numpy()):
                     # Level 1 is several times faster than PIL's default; PNG stays lossless.
                     Image.fromarray(label).save(tmp / f"{frame_id}.png", format="PNG", compress_level=1)
