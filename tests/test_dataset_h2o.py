@@ -276,6 +276,9 @@ def test_the_object_box_is_read_for_the_masks(dataset: dict, fresh: Path):
     for i in (0, 1, 3):
         world = expected[i] @ c2w[i, :3, :3].T + c2w[i, :3, 3]
         np.testing.assert_allclose(track.vertices(np.array([i]))[0], world, atol=1e-6)
+    from hand4dgs_ns.datasets.objects import h2o_object_track
+
+    assert h2o_object_track(np.ones(4, np.int64), np.zeros((4, 21, 3)), c2w) is None  # a collapsed box: nothing to draw
     (folder / "000001.txt").write_text(_many("1", 60))
     with pytest.raises(Hand4DGSError, match="000001.txt"):
         read_h2o_sequence(fresh, dataset["mano"])

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from jaxtyping import Bool, Float, Int
-from scipy.spatial import ConvexHull
+from scipy.spatial import ConvexHull, QhullError
 
 from hand4dgs_ns.geometry.alignment import kabsch_rotation
 from hand4dgs_ns.geometry.rotations import axis_angle_to_matrix
@@ -77,7 +77,7 @@ def h2o_object_track(
     rest = reference - centre
     try:
         faces = ConvexHull(rest).simplices.astype(np.int64)
-    except Exception:  # qhull's error types live in a private module; a flat box has no hull
+    except QhullError:  # a flat or collapsed box has no hull: nothing to draw
         return None
     # Per frame, the rotation taking the reference box onto that frame's corners (Kabsch).
     target = torch.from_numpy(np.where(present[:, None, None], corners, reference))
