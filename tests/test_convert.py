@@ -95,6 +95,9 @@ def assert_same_sequence(written: Sequence, expected: Sequence) -> None:
         assert_same_cameras(written.views[name].cameras, view.cameras)
         for got, want in zip(written.views[name].image_paths, view.image_paths, strict=True):
             np.testing.assert_array_equal(pixels(got), pixels(want))
+        assert view.mask_paths is not None and written.views[name].mask_paths is not None  # novel-view masks go along
+        for got, want in zip(written.views[name].mask_paths, view.mask_paths, strict=True):
+            np.testing.assert_array_equal(pixels(got), pixels(want))
 
 
 def no_hidden_entries(folder: Path) -> bool:

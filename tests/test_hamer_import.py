@@ -343,6 +343,22 @@ def test_an_object_in_front_of_a_hand_is_masked_as_an_occluder(seq, mano_dir: Pa
     np.testing.assert_array_equal(after[1:], before[1:])  # no object in the other frames
 
 
+
+def test_static_views_get_masks_drawn_from_the_same_meshes(seq, mano_dir: Path, tmp_path: Path):
+    """Each static view gets hand masks (for ns-eval's novel-view metrics), drawn from the
+    pseudo-label meshes in that view's camera: a view filming exactly as the egocentric camera
+    gets the egocentric masks."""
+    from hand4dgs_ns.data.sequence_format import SequenceView
+
+    write_hamer_fixture(seq, mano_dir)
+    view = SequenceView("cam0", list(seq.image_paths), seq.cameras)
+    out = attach_pseudo_labels(dataclasses.replace(seq, views={"cam0": view}), mano_dir, tmp_path / "cache")
+    ego, seen = (np.stack([np.asarray(Image.open(p)) for p in paths]) for paths in (out.mask_paths, out.views["cam0"].mask_paths))
+    assert {1, 2} <= set(np.unique(seen)) and (ego != seen).mean() < 1e-3
+    assert all(p.parent == tmp_path / "cache" / seq.dataset / "views" / seq.name / "cam0" for p in out.views["cam0"].mask_paths)
+    assert out.views["cam0"].image_paths == view.image_paths and out.views["cam0"].cameras is view.cameras
+
+
 # ---- errors --------------------------------------------------------------------------------
 
 

@@ -113,6 +113,7 @@ def test_dataparser_reads_h2o_with_ground_truth_and_novel_views(datasets, tmp_pa
     assert sequence.pseudo_verts.shape[-2] == 778
     assert [v.name for v in meta.views] == ["cam0", "cam1", "cam2", "cam3"]
     assert all(v.sequence_index == 0 and len(v.image_filenames) == 6 for v in meta.views)
+    assert all(v.mask_filenames is not None and len(v.mask_filenames) == 6 for v in meta.views)  # drawn for novel-view metrics
     # frames 1-5 train (eval-interval 8 holds out frame 0)
     assert meta.frame_index.tolist() == [1, 2, 3, 4, 5]
 
@@ -165,7 +166,8 @@ def test_ns_train_and_eval_on_h2o(datasets, tmp_path):
     env = dict(datasets.env, **{MANO_DIR_ENV: str(datasets.mano)})
     config = _train(datasets, "h2o", ["--data", str(datasets.h2o)], env)
     assert "H2ODataParserConfig" not in config.read_text()
-    _evaluate(config, env, tmp_path / "eval.json")
+    results = _evaluate(config, env, tmp_path / "eval.json")
+    assert results["nvs_num_images"] > 0 and 0 < results["nvs_ssim"] <= 1 and np.isfinite(results["nvs_psnr"])  # the static views
 
 
 def test_ns_train_and_eval_on_arctic(datasets, tmp_path):

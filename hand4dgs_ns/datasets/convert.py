@@ -47,7 +47,8 @@ def _write(sequence: Sequence, writer: SequenceWriter, description: str) -> Path
             mask = None if sequence.mask_paths is None else _read_image(sequence.mask_paths[index], rgb=False)
             writer.add_frame(_read_image(sequence.image_paths[index], rgb=True), mask)
             for view in views:
-                writer.add_view_frame(view.name, _read_image(view.image_paths[index], rgb=True))
+                view_mask = None if view.mask_paths is None else _read_image(view.mask_paths[index], rgb=False)
+                writer.add_view_frame(view.name, _read_image(view.image_paths[index], rgb=True), view_mask)
             progress.advance(task)
         return writer.finish(sequence.cameras, sequence.hands, {view.name: view.cameras for view in views})
 

@@ -75,7 +75,9 @@ from jaxtyping import Bool, Float, Int
 from PIL import Image
 from torch import Tensor
 
-from hand4dgs_ns.data.sequence_format import MASK_BACKGROUND, MASK_LEFT, MASK_OCCLUDER, MASK_RIGHT, Sequence, SequenceHands
+from hand4dgs_ns.data.sequence_format import (
+    MASK_BACKGROUND, MASK_LEFT, MASK_OCCLUDER, MASK_RIGHT, Sequence, SequenceCameras, SequenceHands,
+)
 from hand4dgs_ns.datasets.base import DatasetSequence
 from hand4dgs_ns.datasets.objects import ObjectTrack
 from hand4dgs_ns.errors import Hand4DGSError, file_error
@@ -104,7 +106,7 @@ _MAKE_ONE = (
     "make it with `hand4dgs preprocess <data folder> --hamer-checkpoint <file>` with the hamer package installed, "
     f"or write it {_FORMAT_DOC}"
 )
-_MASK_CACHE_FORMAT = "hamer-masks-v1"
+_MASK_CACHE_FORMAT = "hamer-masks-v2"
 _MASK_MANIFEST = "manifest.json"
 _MASK_BATCH = 8
 
@@ -458,7 +460,9 @@ def attach_pseudo_labels(seq: DatasetSequence, mano_dir: Path, cache_dir: Path) 
         cache_dir: where the masks are kept: ``cache_dir/<dataset>/<name>/<frame_id>.png``
             (uint8, 0 background, 1 left, 2 right, 3 the held object where the reader gives one,
             :mod:`hand4dgs_ns.datasets.objects`), rebuilt when the HaMeR files, the cameras,
-            which boxes are usable, the image size, the MANO faces or the object change.
+            which boxes are usable, the image size, the MANO faces or the object change; each
+            static view's in ``cache_dir/<dataset>/views/<name>/<view>/``, drawn from the same
+            meshes (pseudo-labels, not ground truth: masks never use ground truth).
 
     A hand is valid where its box is usable and HaMeR predicted it. ``pseudo_verts`` are the
     778 MANO vertices in the world frame (``MANO_LEFT`` topology for slot 0); invalid slots hold
@@ -483,8 +487,22 @@ def attach_pseudo_labels(seq: DatasetSequence, mano_dir: Path, cache_dir: Path) 
         return torch.where(keep[..., None, None], camera_to_world(c2w, points), 0.0).float().numpy()
 
     faces = _mano_faces(Path(mano_dir))
-    key = _mask_key(seq, stacked, valid, faces)
-    mask_paths = _cached_masks(seq, Path(cache_dir), key, verts_cam.float(), valid, faces)
+    scene = _MaskScene(
+        verts_world=camera_to_world(c2w, verts_cam),
+        valid=valid,
+        faces=faces,
+        objects=seq.objects,
+        digest=_scene_digest(stacked, valid, faces, seq.objects),
+    )
+    folder = Path(cache_dir) / seq.dataset
+    mask_paths = _cached_masks(scene, cameras, seq.frame_ids, folder / seq.name, seq.name)
+    # The static views' masks, drawn from the same meshes, let ns-eval score novel views.
+    views = {
+        name: dataclasses.replace(
+            view, mask_paths=_cached_masks(scene, view.cameras, seq.frame_ids, folder / "views" / seq.name / name, f"{seq.name} ({name})")
+        )
+        for name, view in seq.views.items()
+    }
     hands = SequenceHands(
         bbox=np.asarray(seq.bbox, np.float32),
         valid=valid,
@@ -500,7 +518,7 @@ def attach_pseudo_labels(seq: DatasetSequence, mano_dir: Path, cache_dir: Path) 
         mask_paths=mask_paths,
         cameras=seq.cameras,
         hands=hands,
-        views=seq.views,
+        views=views,
     )
 
 
@@ -556,17 +574,31 @@ def _object_in_camera(objects: ObjectTrack, frames: np.ndarray, c2w: np.ndarray)
     return torch.where(present, cam, cam.new_tensor([0.0, 0.0, -1.0])).float()
 
 
-def _mask_key(
-    seq: DatasetSequence, stacked: Mapping[str, np.ndarray], valid: np.ndarray, faces: tuple[Tensor, Tensor]
-) -> str:
-    """Digest of everything the masks depend on."""
-    digest = hashlib.sha256(_MASK_CACHE_FORMAT.encode())
-    digest.update(json.dumps([seq.cameras.width, seq.cameras.height, list(seq.frame_ids)]).encode())
-    arrays = [np.asarray(seq.cameras.K, np.float64), np.asarray(seq.cameras.c2w, np.float64), valid]
-    arrays += [stacked[k] for k in _REQUIRED] + [f.numpy() for f in faces]
-    if seq.objects is not None:
-        o = seq.objects
-        arrays += [o.rest_vertices, o.faces, o.vertex_part, o.part_to_world, o.present]
+@dataclass(frozen=True)
+class _MaskScene:
+    """What a video's masks are drawn from, in the world frame, whichever camera looks at it."""
+
+    verts_world: Float[Tensor, "F 2 V 3"]
+    """Both hands' pseudo-label vertices (float64)."""
+    valid: np.ndarray
+    """(F, 2) which hands are drawn."""
+    faces: tuple[Tensor, Tensor]
+    """Left and right MANO faces."""
+    objects: ObjectTrack | None
+    """The held object, drawn as an occluder."""
+    digest: str
+    """Digest of everything above (and of the HaMeR files they come from)."""
+
+
+def _scene_digest(stacked: Mapping[str, np.ndarray], valid: np.ndarray, faces: tuple[Tensor, Tensor], objects: ObjectTrack | None) -> str:
+    arrays = [valid, *(stacked[k] for k in _REQUIRED), *(f.numpy() for f in faces)]
+    if objects is not None:
+        arrays += [objects.rest_vertices, objects.faces, objects.vertex_part, objects.part_to_world, objects.present]
+    return _digest(_MASK_CACHE_FORMAT, arrays)
+
+
+def _digest(text: str, arrays: list[np.ndarray]) -> str:
+    digest = hashlib.sha256(text.encode())
     for array in arrays:
         array = np.ascontiguousarray(array)
         digest.update(f"{array.dtype.str}{array.shape}".encode())
@@ -574,25 +606,16 @@ def _mask_key(
     return digest.hexdigest()
 
 
-def _mask_folder(seq: DatasetSequence, cache_dir: Path) -> Path:
-    return cache_dir / seq.dataset / seq.name
-
-
-def _cached_masks(
-    seq: DatasetSequence,
-    cache_dir: Path,
-    key: str,
-    verts_cam: Float[Tensor, "F 2 V 3"],
-    valid: np.ndarray,
-    faces: tuple[Tensor, Tensor],
-) -> list[Path]:
-    """The sequence's mask files, rendered unless a folder made for the same ``key`` is there.
+def _cached_masks(scene: _MaskScene, cameras: SequenceCameras, frame_ids: list[str], folder: Path, title: str) -> list[Path]:
+    """The mask files of one camera's frames, rendered unless ``folder`` holds them for the same
+    scene and cameras.
 
     A new folder is rendered beside the old one and swapped in by renames, its manifest
     written last, so an interrupted run never leaves a folder that looks complete.
     """
-    folder = _mask_folder(seq, cache_dir)
-    paths = [folder / f"{frame_id}.png" for frame_id in seq.frame_ids]
+    camera_text = json.dumps([scene.digest, cameras.width, cameras.height, list(frame_ids)])
+    key = _digest(camera_text, [np.asarray(cameras.K, np.float64), np.asarray(cameras.c2w, np.float64)])
+    paths = [folder / f"{frame_id}.png" for frame_id in frame_ids]
     manifest = folder / _MASK_MANIFEST
     try:
         reusable = json.loads(manifest.read_text()).get("key") == key and all(p.is_file() for p in paths)
@@ -600,21 +623,26 @@ def _cached_masks(
         reusable = False
     if reusable:
         return paths
+    folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = partial_folder(folder)
+    num_frames = len(frame_ids)
+    c2w = np.broadcast_to(np.asarray(cameras.c2w, np.float64), (num_frames, 4, 4))
+    K = torch.from_numpy(np.broadcast_to(np.asarray(cameras.K, np.float32), (num_frames, 3, 3)).copy())
+    w2c = invert_rigid(torch.from_numpy(c2w.copy()))
+    keep = torch.from_numpy(scene.valid)
     try:
-        K = torch.from_numpy(np.asarray(seq.cameras.K, np.float32))
-        keep = torch.from_numpy(valid)
         with progress_bar() as progress:
-            task = progress.add_task(f"Drawing hand masks of {seq.name}", total=seq.num_frames)
-            for start in range(0, seq.num_frames, _MASK_BATCH):
+            task = progress.add_task(f"Drawing hand masks of {title}", total=num_frames)
+            for start in range(0, num_frames, _MASK_BATCH):
                 sel = slice(start, start + _MASK_BATCH)
-                frames = np.arange(seq.num_frames)[sel]
+                verts_cam = transform_points(w2c[sel, None], scene.verts_world[sel]).float()
+                frames = np.arange(num_frames)[sel]
                 held = (
-                    (_object_in_camera(seq.objects, frames, np.asarray(seq.cameras.c2w)), torch.from_numpy(seq.objects.faces))
-                    if seq.objects is not None else (None, None)
+                    (_object_in_camera(scene.objects, frames, c2w), torch.from_numpy(scene.objects.faces))
+                    if scene.objects is not None else (None, None)
                 )
-                labels = hand_masks(verts_cam[sel], keep[sel], K[sel], seq.cameras.width, seq.cameras.height, *faces, *held)
-                for frame_id, label in zip(seq.frame_ids[sel], labels.to(torch.uint8).numpy()):
+                labels = hand_masks(verts_cam, keep[sel], K[sel], cameras.width, cameras.height, *scene.faces, *held)
+                for frame_id, label in zip(frame_ids[sel], labels.to(torch.uint8).numpy()):
                     # Level 1 is several times faster than PIL's default; PNG stays lossless.
                     Image.fromarray(label).save(tmp / f"{frame_id}.png", format="PNG", compress_level=1)
                 progress.advance(task, len(labels))
