@@ -223,9 +223,10 @@ class HandDataManager(DataManager):
         counts = torch.tensor([len(self._train_share[s]) for s in sequences], dtype=torch.float)
         drawn = [int(torch.multinomial(counts, 1, generator=self._generator))]
         if self.config.videos_per_step > 1:
-            # A step renders at one frame size: the others come from videos of the first one's size.
-            size = self._train[sequences[drawn[0]]].images.shape[1:3]
-            others = torch.tensor([self._train[s].images.shape[1:3] == size for s in sequences]) & (counts > 0)
+            # One batch: one frame size (a step renders at one size) and the same targets (a video
+            # without ground truth or pseudo-label vertices cannot join one with them).
+            like = _batch_signature(self._train[sequences[drawn[0]]])
+            others = torch.tensor([_batch_signature(self._train[s]) == like for s in sequences]) & (counts > 0)
             others[drawn[0]] = False
             more = min(self.config.videos_per_step - 1, int(others.sum()))
             if more:
@@ -293,6 +294,11 @@ class HandDataManager(DataManager):
 
     def get_param_groups(self) -> Dict[str, List[Parameter]]:
         return {}
+
+
+def _batch_signature(cached: _SequenceImages) -> tuple:
+    """What videos must share to be batched together: frame size, target names and shapes."""
+    return cached.images.shape[1:3], sorted((key, tuple(value.shape[1:])) for key, value in cached.targets.items())
 
 
 def hand_targets(sequence: SequenceTensors, frames: torch.Tensor) -> dict[str, torch.Tensor]:

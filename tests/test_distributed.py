@@ -5,6 +5,7 @@ it starts them, and the pipeline is built per rank as its Trainer does."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from contextlib import nullcontext
@@ -106,6 +107,14 @@ def test_a_step_can_mix_videos_and_trains_on_them(video_set, tmp_path):
     trainer.train()
     losses = trainer.pipeline.get_train_loss_dict(config.max_num_iterations)[1]
     assert losses and all(torch.isfinite(v) for v in losses.values())
+    # A video whose targets differ (here: no ground truth) is never batched with the others.
+    lone = next(iter(datamanager._train))
+    cached = datamanager._train[lone]
+    datamanager._train[lone] = dataclasses.replace(cached, targets={k: v for k, v in cached.targets.items() if k != "gt_joints"})
+    for step in range(40):
+        _, batch = datamanager.next_train(step)
+        sequences = set(batch["sequence_index"].tolist())
+        assert lone not in sequences or sequences == {lone}
 
 
 def _gather(value):

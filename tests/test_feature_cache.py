@@ -368,3 +368,14 @@ def test_a_failing_video_stops_the_pool_with_its_error(tmp_path):
     with pytest.raises(Hand4DGSError, match="video 0"):
         map_videos(build, list(range(40)), cache, "Caching", workers=2)
     assert len(started) < 40 and cache.shared_bar is None
+
+
+def test_threads_asking_for_one_entry_build_it_once(tmp_path):
+    """Two threads after the same entry (a video listed twice) wait for one build, not race on it."""
+    from hand4dgs_ns.features.build_pool import map_videos
+
+    cache, build = _cache(tmp_path), Builder(_data())
+    arrays = map_videos(lambda _: np.array(cache.get_or_build(KEY, build, total=7)), [0, 1, 2], cache, "Caching", workers=3)
+    assert build.calls == 1
+    for array in arrays:
+        np.testing.assert_array_equal(array, _data())

@@ -357,6 +357,13 @@ def test_static_views_get_masks_drawn_from_the_same_meshes(seq, mano_dir: Path, 
     assert {1, 2} <= set(np.unique(seen)) and (ego != seen).mean() < 1e-3
     assert all(p.parent == tmp_path / "cache" / seq.dataset / "views" / seq.name / "cam0" for p in out.views["cam0"].mask_paths)
     assert out.views["cam0"].image_paths == view.image_paths and out.views["cam0"].cameras is view.cameras
+    # The egocentric cameras place the hands in the world: when they change, the view's masks are redrawn.
+    stamps = [p.stat().st_mtime_ns for p in out.views["cam0"].mask_paths]
+    c2w = np.asarray(seq.cameras.c2w).copy()
+    c2w[:, 0, 3] += 0.02
+    moved = dataclasses.replace(seq, cameras=dataclasses.replace(seq.cameras, c2w=c2w), views={"cam0": view})
+    again = attach_pseudo_labels(moved, mano_dir, tmp_path / "cache")
+    assert [p.stat().st_mtime_ns for p in again.views["cam0"].mask_paths] != stamps
 
 
 # ---- errors --------------------------------------------------------------------------------

@@ -492,7 +492,7 @@ def attach_pseudo_labels(seq: DatasetSequence, mano_dir: Path, cache_dir: Path) 
         valid=valid,
         faces=faces,
         objects=seq.objects,
-        digest=_scene_digest(stacked, valid, faces, seq.objects),
+        digest=_scene_digest(stacked, valid, faces, seq.objects, cameras),
     )
     folder = Path(cache_dir) / seq.dataset
     mask_paths = _cached_masks(scene, cameras, seq.frame_ids, folder / seq.name, seq.name)
@@ -590,8 +590,14 @@ class _MaskScene:
     """Digest of everything above (and of the HaMeR files they come from)."""
 
 
-def _scene_digest(stacked: Mapping[str, np.ndarray], valid: np.ndarray, faces: tuple[Tensor, Tensor], objects: ObjectTrack | None) -> str:
+def _scene_digest(
+    stacked: Mapping[str, np.ndarray], valid: np.ndarray, faces: tuple[Tensor, Tensor], objects: ObjectTrack | None,
+    ego: SequenceCameras,
+) -> str:
+    """Digest of the world-frame scene: HaMeR's outputs, the egocentric cameras that place them in
+    the world, which hands are drawn, the faces and the object."""
     arrays = [valid, *(stacked[k] for k in _REQUIRED), *(f.numpy() for f in faces)]
+    arrays += [np.asarray(ego.K, np.float64), np.asarray(ego.c2w, np.float64), np.array([ego.width, ego.height])]
     if objects is not None:
         arrays += [objects.rest_vertices, objects.faces, objects.vertex_part, objects.part_to_world, objects.present]
     return _digest(_MASK_CACHE_FORMAT, arrays)

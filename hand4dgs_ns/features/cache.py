@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass
@@ -118,6 +119,8 @@ class FeatureCache:
         self.verify_data = verify_data
         self.console = console or Console(stderr=True)
         self.shared_bar = None
+        self._lock = threading.Lock()
+        self._entry_locks: dict[str, threading.Lock] = {}
         """Set by :func:`hand4dgs_ns.features.build_pool.map_videos` while it builds many videos'
         entries: builds then report to its one bar instead of showing a bar each."""
 
@@ -167,16 +170,21 @@ class FeatureCache:
         never has to fit in memory. Returns a read-only memory map.
         """
         name = name or default_name(key)
-        array, reason = self.load(key, total, name)
-        if array is not None:
+        # Threads building several videos at once (build_pool) share one temporary file name per
+        # entry and process; one lock per entry makes a second thread wait for the first's build.
+        with self._lock:
+            entry_lock = self._entry_locks.setdefault(name, threading.Lock())
+        with entry_lock:
+            array, reason = self.load(key, total, name)
+            if array is not None:
+                return array
+            if reason != "no cached entry":
+                self.console.print(f"Rebuilding feature cache {self.paths(name)[0]}: {reason}.")
+            self._build(key, build_fn, total, name)
+            array, reason = self.load(key, total, name)
+            if array is None:
+                raise RuntimeError(f"feature cache {self.paths(name)[0]} is invalid right after building it: {reason}")
             return array
-        if reason != "no cached entry":
-            self.console.print(f"Rebuilding feature cache {self.paths(name)[0]}: {reason}.")
-        self._build(key, build_fn, total, name)
-        array, reason = self.load(key, total, name)
-        if array is None:
-            raise RuntimeError(f"feature cache {self.paths(name)[0]} is invalid right after building it: {reason}")
-        return array
 
     def _build(self, key: CacheKey, build_fn: Callable[[], Iterable[np.ndarray]], total: int, name: str) -> None:
         if total <= 0:
