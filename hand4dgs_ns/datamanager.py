@@ -68,7 +68,8 @@ class HandDataManagerConfig(FullImageDatamanagerConfig):
     """Frames per training step."""
     videos_per_step: int = 1
     """Training videos a step's frames come from, frames_per_step shared evenly among them (videos
-    with the frame size of the first one drawn). 1 draws every frame of a step from one video."""
+    with the frame size and the targets of the first one drawn). 1 draws every frame of a step from
+    one video."""
     image_scale: float = 1.0
     """Scale of the frames the model renders and is compared with (e.g. 0.5 for a CPU); boxes and
     the hand predictions keep the full-resolution frame's pixels."""
@@ -179,8 +180,9 @@ class HandDataManager(DataManager):
     def _cache_split(self, dataset: InputDataset) -> dict[int, _SequenceImages]:
         meta = hand_metadata(dataset.metadata)
         per_sequence: dict[int, _SequenceImages] = {}
-        self._decode_all(meta.sequence_index.unique().tolist())
-        for s in meta.sequence_index.unique().tolist():
+        sequences = meta.sequence_index.unique().tolist()
+        self._decode_all(sequences)
+        for s in sequences:
             rows = torch.nonzero(meta.sequence_index == s).flatten()
             sequence = self.hands.sequences[s]
             frames = meta.frame_index[rows]

@@ -235,9 +235,12 @@ def find_arctic_sequences(
     return found
 
 
-def _object_params(data_dir: Path, sid: str, seq: str) -> np.ndarray:
-    """``raw_seqs/<sid>/<seq>.object.npy``: per annotated frame articulation, rotation, translation (F, 7)."""
-    file = Path(data_dir) / "raw_seqs" / sid / f"{seq}.object.npy"
+def _object_file(data_dir: Path, sid: str, seq: str) -> Path:
+    return Path(data_dir) / "raw_seqs" / sid / f"{seq}.object.npy"
+
+
+def _object_params(file: Path) -> np.ndarray:
+    """A ``<seq>.object.npy``: per annotated frame articulation, rotation, translation (F, 7)."""
     if not file.is_file():
         raise file_error(file, "not found", _redownload(_RAW_SEQS))
     try:
@@ -255,19 +258,19 @@ def articulation_range(data_dir: Path, sid: str, seq: str) -> float:
     Reads column 0 of ``raw_seqs/<sid>/<seq>.object.npy``; near zero for an object that stays
     rigid throughout, which is how the paper chose its ARCTIC test videos.
     """
-    return float(np.ptp(_object_params(data_dir, sid, seq)[:, 0]))
+    return float(np.ptp(_object_params(_object_file(data_dir, sid, seq))[:, 0]))
 
 
 def _read_object(data_dir: Path, sid: str, seq: str, indices: np.ndarray, num_annotated: int) -> ObjectTrack | None:
     """The sequence's object at the selected annotation ``indices``; None without its pose or template."""
     folder = data_dir / "meta" / "object_vtemplates" / seq.split("_")[0]
-    mesh_file, parts_file = folder / "mesh.obj", folder / "parts.json"
-    if not (data_dir / "raw_seqs" / sid / f"{seq}.object.npy").is_file() or not mesh_file.is_file() or not parts_file.is_file():
+    mesh_file, parts_file, params_file = folder / "mesh.obj", folder / "parts.json", _object_file(data_dir, sid, seq)
+    if not (params_file.is_file() and mesh_file.is_file() and parts_file.is_file()):
         return None
-    params = _object_params(data_dir, sid, seq)
+    params = _object_params(params_file)
     if len(params) != num_annotated:
         raise file_error(
-            data_dir / "raw_seqs" / sid / f"{seq}.object.npy",
+            params_file,
             f"holds {len(params)} object poses but {seq}.mano.npy annotates {num_annotated} frames",
             _redownload(_RAW_SEQS),
         )

@@ -483,12 +483,13 @@ def attach_pseudo_labels(seq: DatasetSequence, mano_dir: Path, cache_dir: Path) 
     c2w = torch.from_numpy(np.asarray(cameras.c2w)).double()
     keep = torch.from_numpy(valid)
 
-    def world(points: Tensor) -> np.ndarray:
-        return torch.where(keep[..., None, None], camera_to_world(c2w, points), 0.0).float().numpy()
+    def usable(points_world: Tensor) -> np.ndarray:
+        return torch.where(keep[..., None, None], points_world, 0.0).float().numpy()
 
+    verts_world = camera_to_world(c2w, verts_cam)
     faces = _mano_faces(Path(mano_dir))
     scene = _MaskScene(
-        verts_world=camera_to_world(c2w, verts_cam),
+        verts_world=verts_world,
         valid=valid,
         faces=faces,
         objects=seq.objects,
@@ -506,8 +507,8 @@ def attach_pseudo_labels(seq: DatasetSequence, mano_dir: Path, cache_dir: Path) 
     hands = SequenceHands(
         bbox=np.asarray(seq.bbox, np.float32),
         valid=valid,
-        pseudo_joints=world(joints_cam),
-        pseudo_verts=world(verts_cam),
+        pseudo_joints=usable(camera_to_world(c2w, joints_cam)),
+        pseudo_verts=usable(verts_world),
         gt_joints=np.asarray(seq.gt_joints, np.float32),
         gt_valid=np.asarray(seq.gt_valid, bool),
     )
@@ -566,10 +567,9 @@ def hand_masks(
     return labels
 
 
-def _object_in_camera(objects: ObjectTrack, frames: np.ndarray, c2w: np.ndarray) -> Float[Tensor, "B N 3"]:
-    """The object's vertices in each frame's camera frame; behind the camera where it is absent."""
-    world = torch.from_numpy(objects.vertices(frames))
-    cam = transform_points(invert_rigid(torch.from_numpy(np.asarray(c2w[frames], np.float64))), world)
+def _object_in_camera(objects: ObjectTrack, frames: np.ndarray, w2c: Float[Tensor, "B 4 4"]) -> Float[Tensor, "B N 3"]:
+    """The object's vertices in the given frames' cameras (``w2c``, float64); behind the camera where it is absent."""
+    cam = transform_points(w2c, torch.from_numpy(objects.vertices(frames)))
     present = torch.from_numpy(objects.present[frames])[:, None, None]
     return torch.where(present, cam, cam.new_tensor([0.0, 0.0, -1.0])).float()
 
@@ -644,7 +644,7 @@ def _cached_masks(scene: _MaskScene, cameras: SequenceCameras, frame_ids: list[s
                 verts_cam = transform_points(w2c[sel, None], scene.verts_world[sel]).float()
                 frames = np.arange(num_frames)[sel]
                 held = (
-                    (_object_in_camera(scene.objects, frames, c2w), torch.from_numpy(scene.objects.faces))
+                    (_object_in_camera(scene.objects, frames, w2c[sel]), torch.from_numpy(scene.objects.faces))
                     if scene.objects is not None else (None, None)
                 )
                 labels = hand_masks(verts_cam, keep[sel], K[sel], cameras.width, cameras.height, *scene.faces, *held)
