@@ -40,6 +40,10 @@ class HandNetworkConfig:
     """Gaussians sampled in each face, besides one per vertex (paper: 10)."""
     per_gaussian_embeddings: bool = False
     """Ablation: predict every Gaussian's embedding directly instead of interpolating vertex embeddings."""
+    color_gain: bool = False
+    """Multiply each hand's colours in a frame by an RGB gain predicted from that frame's features
+    (log-gain within +-0.7), so the colours can follow a camera's auto-exposure and the light on
+    each hand. Built from the frame's own input, it exists for unseen frames too."""
     hand_extent_m: float = 0.18
     """Typical extent of a hand (metres): the translation prior puts a hand of this size in its box."""
     seed: int = 0

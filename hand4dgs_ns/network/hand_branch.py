@@ -29,6 +29,7 @@ from hand4dgs_ns.network.config import HandNetworkConfig
 from hand4dgs_ns.network.layers import TemporalConv, mlp
 
 _IDENTITY_6D = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
+_MAX_LOG_GAIN = 0.7  # gains 0.5-2: a camera's auto-exposure range, and room for a shaded or lit hand
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,8 @@ class HandMesh:
     """Rotations of the non-root joints relative to their parents (template order; 15 for MANO)."""
     translation: Float[Tensor, "b 3"]
     """The template's translation argument, camera frame (metres)."""
+    log_gain: Float[Tensor, "b 3"]
+    """Log RGB gain on the hand's colours in this frame (zeros unless ``color_gain``)."""
 
 
 @dataclass(frozen=True)
@@ -85,6 +88,8 @@ class HandBranch(nn.Module):
         self.embed = nn.Sequential(nn.Linear(feat, sizes.embed_rank), nn.Linear(sizes.embed_rank, embed_count * sizes.embed_dim))
         self.color_mlp = mlp(sizes.embed_dim, sizes.appearance_width, 3, 2)
         self.scale_mlp = mlp(sizes.embed_dim, sizes.appearance_width, 3, 2)
+        # Zero-initialised last layer (as every head): gain 1 until the image loss trains it.
+        self.gain_head = mlp(feat, sizes.appearance_width, 3, 2) if sizes.color_gain else None
         self.log_scale_base = nn.Parameter(_initial_log_scales(template, layout))
         self.opacity_logit = nn.Parameter(torch.full((self.num_gaussians,), 3.0))
 
@@ -104,8 +109,8 @@ class HandBranch(nn.Module):
         return (self.tc, self.shape_head, self.pose_head, self.transl_head)
 
     def appearance_parameters(self) -> list[nn.Parameter]:
-        """What decides how the mesh looks once posed: embeddings, colour and scale decoders, base scales, opacities."""
-        modules = (self.embed, self.color_mlp, self.scale_mlp)
+        """What decides how the mesh looks once posed: embeddings, colour, gain and scale decoders, base scales, opacities."""
+        modules = (self.embed, self.color_mlp, self.scale_mlp) + ((self.gain_head,) if self.gain_head is not None else ())
         return [p for m in modules for p in m.parameters()] + [self.log_scale_base, self.opacity_logit]
 
     @property
@@ -134,13 +139,16 @@ class HandBranch(nn.Module):
         emb = self.embed(feat).reshape(b, -1, self.sizes.embed_dim)
         if not self.sizes.per_gaussian_embeddings:
             emb = interpolate_vertex_attributes(emb, template.faces, self.layout)
+        log_gain = _MAX_LOG_GAIN * torch.tanh(self.gain_head(feat)) if self.gain_head is not None else feat.new_zeros(b, 3)
         return HandMesh(
             vertices=out.vertices, joints=out.joints, embeddings=emb,
-            betas=betas, global_orient=rot[:, 0], hand_pose=rot[:, 1:], translation=translation,
+            betas=betas, global_orient=rot[:, 0], hand_pose=rot[:, 1:], translation=translation, log_gain=log_gain,
         )
 
-    def gaussians(self, vertices_world: Float[Tensor, "b v 3"], embeddings: Float[Tensor, "b g d"]) -> HandGaussians:
-        """Mesh-guided Gaussians on world-frame vertices (paper, section 3.2)."""
+    def gaussians(
+        self, vertices_world: Float[Tensor, "b v 3"], embeddings: Float[Tensor, "b g d"], log_gain: Float[Tensor, "b 3"]
+    ) -> HandGaussians:
+        """Mesh-guided Gaussians on world-frame vertices (paper, section 3.2), colours times the frame's gain."""
         layout = self.layout
         faces = self.hand.faces
         log_scales = self.log_scale_base + torch.tanh(self.scale_mlp(embeddings))
@@ -150,7 +158,7 @@ class HandBranch(nn.Module):
             quats=gaussian_quats(vertices_world, faces, layout),
             scales=log_scales.exp(),
             opacities=opac,
-            colors=torch.sigmoid(self.color_mlp(embeddings)),
+            colors=torch.sigmoid(self.color_mlp(embeddings)) * log_gain.exp()[:, None],
         )
 
 

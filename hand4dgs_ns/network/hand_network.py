@@ -166,7 +166,7 @@ class HandNetwork(nn.Module):
         if with_gaussians:
             parts = []
             for slot, (branch, mesh, v_world) in enumerate(zip(self.branches, meshes, vertices)):
-                g = branch.gaussians(v_world, mesh.embeddings)
+                g = branch.gaussians(v_world, mesh.embeddings, mesh.log_gain)
                 parts.append((g.means, g.quats, g.scales, g.opacities * valid[:, slot, None].float(), g.colors))
             gaussians = {name: torch.cat(p, dim=1) for name, p in zip(GAUSSIAN_FIELDS, zip(*parts))}
 

@@ -1,0 +1,75 @@
+"""The per-frame colour gain (``--pipeline.model.color-gain``): starts at 1, scales colours, follows the frame."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from hand4dgs_ns.network.config import HandNetworkConfig
+from hand4dgs_ns.network.hand_network import HandNetwork, InputSpec, NetworkInputs
+
+
+def _inputs(frames: torch.Tensor) -> NetworkInputs:
+    b = frames.shape[0]
+    K = torch.tensor([[100.0, 0, 40], [0, 100.0, 30], [0, 0, 1]]).expand(b, 3, 3)
+    return NetworkInputs(
+        frames=frames,
+        window=torch.arange(b)[:, None],
+        bbox=torch.tensor([[10.0, 10, 30, 30], [45, 12, 70, 40]]).expand(b, 2, 4),
+        valid=torch.ones(b, 2, dtype=torch.bool),
+        K=K,
+        c2w=torch.eye(4).expand(b, 4, 4),
+        image_hw=torch.tensor([60, 80]).expand(b, 2),
+    )
+
+
+def _networks() -> tuple[HandNetwork, HandNetwork]:
+    spec = InputSpec("tokens", (4, 8))
+    sizes = dict(window=1, gaussians_per_face=1, head_width=16, head_layers=2, embed_rank=8, embed_dim=8, appearance_width=8)
+    torch.manual_seed(0)
+    plain = HandNetwork(HandNetworkConfig(**sizes), spec)
+    torch.manual_seed(0)
+    gained = HandNetwork(HandNetworkConfig(color_gain=True, **sizes), spec)
+    gained.load_state_dict(plain.state_dict(), strict=False)
+    return plain, gained
+
+
+def test_the_gain_starts_at_one_and_multiplies_each_hands_colours():
+    plain, gained = _networks()
+    x = _inputs(torch.randn(3, 2, 4, 8))
+    with torch.no_grad():
+        torch.testing.assert_close(gained(x).colors, plain(x).colors)  # zero-initialised: gain 1
+        head = gained.branches[1].gain_head[-1]
+        head.bias.copy_(torch.tensor([0.5, 0.0, -0.5]))
+        out, ref = gained(x), plain(x)
+    g = out.colors.shape[1] // 2
+    torch.testing.assert_close(out.colors[:, :g], ref.colors[:, :g])  # the left hand's gain is still 1
+    expected = torch.exp(0.7 * torch.tanh(torch.tensor([0.5, 0.0, -0.5])))
+    torch.testing.assert_close(out.colors[:, g:], ref.colors[:, g:] * expected)
+    torch.testing.assert_close(out.vertices, ref.vertices)  # appearance only: the hands stay where they are
+    assert math.isclose(expected[0].item(), 1.38, abs_tol=0.01)  # exp(0.7 tanh 0.5): log-gains stay within +-0.7
+
+
+def test_the_gain_is_an_appearance_parameter_that_follows_the_frames_features():
+    _, gained = _networks()
+    head = gained.branches[0].gain_head
+    appearance = {id(p) for p in gained.appearance_parameters()}
+    assert {id(p) for p in head.parameters()} <= appearance
+    assert not {id(p) for p in head.parameters()} & {id(p) for p in gained.pose_parameters()}
+
+    frames = torch.randn(2, 2, 4, 8)
+    with torch.no_grad():
+        for p in head.parameters():
+            p.normal_(0.0, 0.5)
+    colors = gained(_inputs(frames)).colors
+    g = colors.shape[1] // 2
+    ratio = colors[:, :g] / gained(_inputs(frames[[0, 0]])).colors[:, :g]
+    assert torch.allclose(ratio[0], torch.ones_like(ratio[0]))
+    per_channel = ratio[1].mean(dim=0)
+    # Frame 1 has other features, so another gain: one factor per channel over all its Gaussians.
+    assert not torch.allclose(per_channel, torch.ones(3), atol=1e-3)
+    torch.testing.assert_close(ratio[1], per_channel.expand_as(ratio[1]), rtol=1e-4, atol=1e-5)
+
+    colors.sum().backward()
+    assert head[-1].weight.grad is not None and head[-1].weight.grad.abs().sum() > 0
