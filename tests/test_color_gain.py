@@ -48,7 +48,13 @@ def test_the_gain_starts_at_one_and_multiplies_each_hands_colours():
     expected = torch.exp(0.7 * torch.tanh(torch.tensor([0.5, 0.0, -0.5])))
     torch.testing.assert_close(out.colors[:, g:], ref.colors[:, g:] * expected)
     torch.testing.assert_close(out.vertices, ref.vertices)  # appearance only: the hands stay where they are
-    assert math.isclose(expected[0].item(), 1.38, abs_tol=0.01)  # exp(0.7 tanh 0.5): log-gains stay within +-0.7
+
+    # However large the head's output, the gain stays within exp(+-0.7).
+    with torch.no_grad():
+        head.bias.copy_(torch.tensor([50.0, -50.0, 0.0]))
+        saturated = gained(x).colors[:, g:] / ref.colors[:, g:]
+    bound = torch.tensor([math.exp(0.7), math.exp(-0.7), 1.0])
+    torch.testing.assert_close(saturated, bound.expand_as(saturated))
 
 
 def test_the_gain_is_an_appearance_parameter_that_follows_the_frames_features():

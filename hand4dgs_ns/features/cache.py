@@ -119,10 +119,10 @@ class FeatureCache:
         self.verify_data = verify_data
         self.console = console or Console(stderr=True)
         self.shared_bar = None
-        self._lock = threading.Lock()
-        self._entry_locks: dict[str, threading.Lock] = {}
         """Set by :func:`hand4dgs_ns.features.build_pool.map_videos` while it builds many videos'
         entries: builds then report to its one bar instead of showing a bar each."""
+        self._lock = threading.Lock()
+        self._entry_locks: dict[str, threading.Lock] = {}
 
     def paths(self, name: str) -> tuple[Path, Path]:
         """Data file and manifest of entry ``name``."""

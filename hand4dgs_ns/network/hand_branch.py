@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Optional
 
 import torch
 from jaxtyping import Float
@@ -48,8 +49,8 @@ class HandMesh:
     """Rotations of the non-root joints relative to their parents (template order; 15 for MANO)."""
     translation: Float[Tensor, "b 3"]
     """The template's translation argument, camera frame (metres)."""
-    log_gain: Float[Tensor, "b 3"]
-    """Log RGB gain on the hand's colours in this frame (zeros unless ``color_gain``)."""
+    log_gain: Optional[Float[Tensor, "b 3"]]
+    """Log RGB gain on the hand's colours in this frame; None without ``color_gain``."""
 
 
 @dataclass(frozen=True)
@@ -110,7 +111,7 @@ class HandBranch(nn.Module):
 
     def appearance_parameters(self) -> list[nn.Parameter]:
         """What decides how the mesh looks once posed: embeddings, colour, gain and scale decoders, base scales, opacities."""
-        modules = (self.embed, self.color_mlp, self.scale_mlp) + ((self.gain_head,) if self.gain_head is not None else ())
+        modules = [m for m in (self.embed, self.color_mlp, self.gain_head, self.scale_mlp) if m is not None]
         return [p for m in modules for p in m.parameters()] + [self.log_scale_base, self.opacity_logit]
 
     @property
@@ -139,26 +140,27 @@ class HandBranch(nn.Module):
         emb = self.embed(feat).reshape(b, -1, self.sizes.embed_dim)
         if not self.sizes.per_gaussian_embeddings:
             emb = interpolate_vertex_attributes(emb, template.faces, self.layout)
-        log_gain = _MAX_LOG_GAIN * torch.tanh(self.gain_head(feat)) if self.gain_head is not None else feat.new_zeros(b, 3)
+        log_gain = _MAX_LOG_GAIN * torch.tanh(self.gain_head(feat)) if self.gain_head is not None else None
         return HandMesh(
             vertices=out.vertices, joints=out.joints, embeddings=emb,
             betas=betas, global_orient=rot[:, 0], hand_pose=rot[:, 1:], translation=translation, log_gain=log_gain,
         )
 
     def gaussians(
-        self, vertices_world: Float[Tensor, "b v 3"], embeddings: Float[Tensor, "b g d"], log_gain: Float[Tensor, "b 3"]
+        self, vertices_world: Float[Tensor, "b v 3"], embeddings: Float[Tensor, "b g d"], log_gain: Optional[Float[Tensor, "b 3"]]
     ) -> HandGaussians:
-        """Mesh-guided Gaussians on world-frame vertices (paper, section 3.2), colours times the frame's gain."""
+        """Mesh-guided Gaussians on world-frame vertices (paper, section 3.2), colours times the frame's gain if any."""
         layout = self.layout
         faces = self.hand.faces
         log_scales = self.log_scale_base + torch.tanh(self.scale_mlp(embeddings))
         opac = torch.sigmoid(self.opacity_logit).expand(vertices_world.shape[0], -1)
+        colors = torch.sigmoid(self.color_mlp(embeddings))
         return HandGaussians(
             means=gaussian_means(vertices_world, faces, layout),
             quats=gaussian_quats(vertices_world, faces, layout),
             scales=log_scales.exp(),
             opacities=opac,
-            colors=torch.sigmoid(self.color_mlp(embeddings)) * log_gain.exp()[:, None],
+            colors=colors if log_gain is None else colors * log_gain.exp()[:, None],
         )
 
 
