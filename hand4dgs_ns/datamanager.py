@@ -12,6 +12,7 @@ grow with the number of videos either (:mod:`hand4dgs_ns.features.frame_cache`).
 from __future__ import annotations
 
 import copy
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Literal, Optional, Tuple, Type
@@ -39,6 +40,7 @@ from hand4dgs_ns.dataparsers.hand_metadata import HandSequencesMetadata, Sequenc
 from hand4dgs_ns.dataparsers.sequence_dataparser import SequenceDataParserConfig
 from hand4dgs_ns.distributed import rank_share, rank_zero_first
 from hand4dgs_ns.errors import Hand4DGSError
+from hand4dgs_ns.geometry.temporal import smooth_tracks
 
 
 @dataclass
@@ -83,6 +85,12 @@ class HandDataManagerConfig(FullImageDatamanagerConfig):
     resolution the network sees the fingers at)."""
     cache_dir: Optional[Path] = None
     """Where crops and tokens are cached (default: the user cache folder, see hand4dgs_ns.paths)."""
+    pseudo_label_smoothing: float = 0.0
+    """Training targets: the pseudo-labels smoothed along time by a Gaussian of this standard
+    deviation in seconds (0.05 = 1.5 frames at 30 frames/s), each hand within its runs of usable
+    frames; 0 trains on them as given. A per-frame estimator's labels jitter from frame to frame,
+    and a per-frame vertex loss teaches the network that jitter (docs/benchmarks.md). Evaluation's
+    pseudo-label row stays unsmoothed; ns-eval adds the smoothed labels' own row."""
     seed: int = 0
     """Seed of the frame sampling."""
 
@@ -169,7 +177,7 @@ class HandDataManager(DataManager):
 
     # ---- setup -------------------------------------------------------------------------
     def setup_train(self) -> None:
-        self._train = self._cache_split(self.train_dataset)
+        self._train = self._cache_split(self.train_dataset, self.config.pseudo_label_smoothing)
         lengths = {s: len(cached.frames) for s, cached in self._train.items()}
         self._train_share = rank_share(lengths, self.world_size, self.rank)
 
@@ -177,7 +185,7 @@ class HandDataManager(DataManager):
         self._eval = self._cache_split(self.eval_dataset)
         self.fixed_indices_eval_dataloader = FixedIndicesEvalDataloader(input_dataset=self.eval_dataset, device=self.device)
 
-    def _cache_split(self, dataset: InputDataset) -> dict[int, _SequenceImages]:
+    def _cache_split(self, dataset: InputDataset, pseudo_label_smoothing: float = 0.0) -> dict[int, _SequenceImages]:
         meta = hand_metadata(dataset.metadata)
         per_sequence: dict[int, _SequenceImages] = {}
         sequences = meta.sequence_index.unique().tolist()
@@ -193,7 +201,8 @@ class HandDataManager(DataManager):
                 )
             images, masks = self._decoded(s)
             per_sequence[s] = _SequenceImages(
-                frames=frames, dataset_index=rows, images=images, masks=masks, targets=hand_targets(sequence, frames)
+                frames=frames, dataset_index=rows, images=images, masks=masks,
+                targets=hand_targets(smoothed_pseudo_labels(sequence, pseudo_label_smoothing), frames),
             )
         return per_sequence
 
@@ -316,6 +325,21 @@ def hand_targets(sequence: SequenceTensors, frames: torch.Tensor) -> dict[str, t
         out["gt_joints"] = sequence.gt_joints[frames]
         out["gt_valid"] = sequence.gt_valid[frames]
     return out
+
+
+def smoothed_pseudo_labels(sequence: SequenceTensors, seconds: float) -> SequenceTensors:
+    """``sequence`` with its pseudo-label joints and vertices smoothed along time by a Gaussian of
+    ``seconds`` standard deviation (:func:`hand4dgs_ns.geometry.temporal.smooth_tracks`, in the
+    sequence's frames); the sequence itself for 0."""
+    if seconds <= 0:
+        return sequence
+    sigma = seconds * sequence.fps
+    verts = sequence.pseudo_verts
+    return dataclasses.replace(
+        sequence,
+        pseudo_joints=smooth_tracks(sequence.pseudo_joints, sequence.valid, sigma),
+        pseudo_verts=None if verts is None else smooth_tracks(verts, sequence.valid, sigma),
+    )
 
 
 def scaled_cameras(cameras: Cameras, scale: float) -> Cameras:

@@ -22,7 +22,7 @@ from nerfstudio.pipelines.base_pipeline import VanillaPipeline, VanillaPipelineC
 from PIL import Image
 from rich.progress import track
 
-from hand4dgs_ns.datamanager import HandDataManager, HandDataManagerConfig
+from hand4dgs_ns.datamanager import HandDataManager, HandDataManagerConfig, smoothed_pseudo_labels
 from hand4dgs_ns.dataparsers.hand_metadata import hand_metadata
 from hand4dgs_ns.eval.metrics import hand_crop_metrics, mask_boxes, sequence_pose_errors
 from hand4dgs_ns.model.hand4dgs import Hand4DGSModel, Hand4DGSModelConfig
@@ -120,8 +120,8 @@ class Hand4DGSPipeline(VanillaPipeline):
 
     @torch.no_grad()
     def pose_metrics(self) -> Dict[str, float]:
-        """MPJPE, RA-MPJPE, Acc Err (mm) of model and pseudo-labels on the eval sequences with ground truth:
-        the mean over sequences and, when there are several, each sequence's own as ``<name>/<metric>``."""
+        """MPJPE, RA-MPJPE, Acc Err (mm) of model and pseudo-labels (and of the smoothed pseudo-labels
+        the model trained on, when smoothing is on) on the eval sequences with ground truth: the mean over sequences and, when there are several, each sequence's own as ``<name>/<metric>``."""
         eval_sequences = sorted(set(hand_metadata(self.datamanager.eval_dataset.metadata).sequence_index.tolist()))
         sums: Dict[str, list] = {}
         per_video: Dict[str, float] = {}
@@ -129,8 +129,11 @@ class Hand4DGSPipeline(VanillaPipeline):
             sequence = self.datamanager.hands.sequences[s]
             if sequence.gt_joints is None:
                 continue
-            predicted = self.predict_sequence_joints(s).cpu()
-            for name, joints in (("", predicted), ("pseudo_", sequence.pseudo_joints)):
+            rows = [("", self.predict_sequence_joints(s).cpu()), ("pseudo_", sequence.pseudo_joints)]
+            smoothing = self.datamanager.config.pseudo_label_smoothing
+            if smoothing > 0:  # what the smoothed training targets score on their own
+                rows.append(("smoothed_pseudo_", smoothed_pseudo_labels(sequence, smoothing).pseudo_joints))
+            for name, joints in rows:
                 for key, value in sequence_pose_errors(joints, sequence.gt_joints, sequence.gt_valid & sequence.valid).items():
                     sums.setdefault(name + key, []).append(value)
                     per_video[f"{sequence.name}/{name}{key}"] = value
