@@ -57,7 +57,7 @@ def test_training_targets_are_smoothed_and_evaluation_reports_both_label_rows(tm
     monkeypatch.setenv("HAND4DGS_CACHE_DIR", str(tmp_path / "cache"))
     config = hand4dgs_trainer(100)
     config.pipeline.datamanager.data = data
-    config.pipeline.datamanager.pseudo_label_smoothing = 0.05
+    assert config.pipeline.datamanager.pseudo_label_smoothing == 0.05  # on by default
     config.pipeline.model.gaussians_per_face = 1
     pipe = config.pipeline.setup(device="cpu", test_mode="val")
     dm = pipe.datamanager
@@ -81,3 +81,20 @@ def test_training_targets_are_smoothed_and_evaluation_reports_both_label_rows(tm
         assert metrics[f"pseudo_{key}"] == pytest.approx(want_raw[key])
         assert metrics[f"smoothed_pseudo_{key}"] == pytest.approx(want_smooth[key])
     assert np.isfinite(metrics["mpjpe_mm"])
+
+
+def test_zero_smoothing_trains_on_the_labels_as_given(tmp_path, monkeypatch):
+    from conftest import write_random_sequence
+
+    data = write_random_sequence(tmp_path / "clip", num_frames=12, width=80, height=60)
+    monkeypatch.setenv("HAND4DGS_CACHE_DIR", str(tmp_path / "cache"))
+    config = hand4dgs_trainer(100)
+    config.pipeline.datamanager.data = data
+    config.pipeline.datamanager.pseudo_label_smoothing = 0.0
+    config.pipeline.model.gaussians_per_face = 1
+    pipe = config.pipeline.setup(device="cpu", test_mode="val")
+    sequence = pipe.datamanager.hands.sequences[0]
+    cached = pipe.datamanager._train[0]
+    torch.testing.assert_close(cached.targets["pseudo_joints"], sequence.pseudo_joints[cached.frames])
+    metrics = pipe.pose_metrics()
+    assert "pseudo_mpjpe_mm" in metrics and not any(k.startswith("smoothed_pseudo_") for k in metrics)
