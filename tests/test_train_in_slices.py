@@ -1,0 +1,45 @@
+"""scripts/train_in_slices.sh: one ns-train run resumed from its latest checkpoint, call after call."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import torch
+
+from ns_commands import BIN
+
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "train_in_slices.sh"
+ARGS = [
+    "--machine.device-type", "cpu", "--vis", "tensorboard", "--steps-per-eval-batch", "1000",
+    "--steps-per-eval-image", "1000", "--steps-per-eval-all-images", "1000", "--pipeline.model.image-loss-from", "3",
+    "--pipeline.model.gaussians-per-face", "1", "--pipeline.datamanager.frames-per-step", "2",
+]
+
+
+def slice_call(total: int, out: Path, data: Path) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}", SAVE_EVERY="2")
+    command = ["bash", str(SCRIPT), "300", str(total), str(out), "s", "hand4dgs", "--data", str(data), *ARGS]
+    return subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
+
+
+def test_a_run_goes_on_from_its_latest_checkpoint(tmp_path, monkeypatch):
+    from conftest import write_random_sequence
+
+    data = write_random_sequence(tmp_path / "clip", num_frames=6)
+    monkeypatch.setenv("HAND4DGS_CACHE_DIR", str(tmp_path / "cache"))
+    models = tmp_path / "runs" / "s" / "hand4dgs" / "run" / "nerfstudio_models"
+    first = slice_call(4, tmp_path / "runs", data)
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert [p.name for p in models.glob("*.ckpt")] == ["step-000000003.ckpt"]
+    again = slice_call(4, tmp_path / "runs", data)  # nothing left to train
+    assert again.returncode == 0 and "already" in again.stdout
+    # A longer run named the same goes on from step 4 (what a call after a cut slice does).
+    longer = slice_call(7, tmp_path / "runs", data)
+    assert longer.returncode == 0, longer.stdout + longer.stderr
+    assert "from step 4, 3 steps left" in longer.stdout
+    assert [p.name for p in models.glob("*.ckpt")] == ["step-000000006.ckpt"]
+    assert torch.load(models / "step-000000006.ckpt", weights_only=False)["step"] == 6
+    log = (tmp_path / "runs" / "s.train.log").read_text()
+    assert "Done loading Nerfstudio checkpoint from" in log and "step-000000003.ckpt" in log
