@@ -25,12 +25,13 @@ def test_demo_runs_end_to_end(tmp_path):
     )
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     assert "ns-train hand4dgs --data" in out.stdout
-    for label in ("MPJPE (mm)", "RA-MPJPE (mm)", "Acc Err", "PSNR", "SSIM"):
+    for label in ("MPJPE (mm)", "RA-MPJPE (mm)", "Acc Err", "PSNR", "SSIM", "smoothed labels (targets)"):
         assert label in out.stdout
     (run_dir,) = [p.parent for p in (tmp_path / "runs").rglob("eval.json")]
     results = json.loads((run_dir / "eval.json").read_text())["results"]
-    assert {"mpjpe_mm", "pseudo_mpjpe_mm", "acc_err_mm", "psnr", "ssim"} <= results.keys()
+    assert {"mpjpe_mm", "pseudo_mpjpe_mm", "smoothed_pseudo_mpjpe_mm", "acc_err_mm", "psnr", "ssim"} <= results.keys()
     assert 15.0 < results["pseudo_mpjpe_mm"] < 40.0  # the default clip's pseudo-label error
+    assert results["smoothed_pseudo_acc_err_mm"] < 0.5 * results["pseudo_acc_err_mm"]  # the targets are smoothed
     assert (tmp_path / "cache" / "synthetic" / "default-v2" / "hands.npz").is_file()
 
     # The pictures hand4dgs infer writes, in the run folder, and the demo says where.

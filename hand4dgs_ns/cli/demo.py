@@ -142,14 +142,18 @@ def ns_train_command(config) -> str:
 
 def print_summary(results: dict) -> None:
     """Pseudo-label vs model table (pose in mm; image quality on hand crops)."""
+    smoothed = any(key.startswith("smoothed_pseudo_") for key in results)  # the training targets, when smoothed
     table = Table(title="hand4dgs demo: pseudo-labels -> model (held-out evaluation)")
     table.add_column("metric")
     table.add_column("pseudo-labels", justify="right")
+    if smoothed:
+        table.add_column("smoothed labels (targets)", justify="right")
     table.add_column("model", justify="right")
     for label, key in (("MPJPE (mm)", "mpjpe_mm"), ("RA-MPJPE (mm)", "ra_mpjpe_mm"), ("Acc Err (mm/frame^2)", "acc_err_mm")):
-        table.add_row(label, _fmt(results.get(f"pseudo_{key}")), _fmt(results.get(key)))
-    table.add_row("PSNR (dB, hand crops)", "-", _fmt(results.get("psnr")))
-    table.add_row("SSIM (hand crops)", "-", _fmt(results.get("ssim"), 3))
+        labels = [results.get(f"pseudo_{key}")] + ([results.get(f"smoothed_pseudo_{key}")] if smoothed else [])
+        table.add_row(label, *map(_fmt, labels), _fmt(results.get(key)))
+    for label, key, digits in (("PSNR (dB, hand crops)", "psnr", 2), ("SSIM (hand crops)", "ssim", 3)):
+        table.add_row(label, *["-"] * (1 + smoothed), _fmt(results.get(key), digits))
     CONSOLE.print(table)
 
 
