@@ -42,3 +42,20 @@ def test_demo_runs_end_to_end(tmp_path):
     for name, size in (("contact_sheet.png", (3 * width, SHEET_ROWS * height)), ("joint_error.png", PLOT_SIZE_PX)):
         image = cv2.imread(str(pictures / name))
         assert image is not None and (image.shape[1], image.shape[0]) == size, name
+
+
+def test_the_printed_ns_train_command_trains_the_demo_config(tmp_path):
+    import shlex
+
+    import tyro
+
+    from hand4dgs_ns.cli.demo import CPU_SETTINGS, demo_config, ns_train_command
+    from hand4dgs_ns.method_configs import hand4dgs_trainer
+
+    config = demo_config(tmp_path / "clip", tmp_path / "runs", "cpu", CPU_SETTINGS, 4000, viewer=False)
+    words = shlex.split(ns_train_command(config))
+    assert words[:2] == ["ns-train", "hand4dgs"]
+    parsed = tyro.cli(type(config), default=hand4dgs_trainer(), args=words[2:])
+    parsed.pipeline.datamanager.data, parsed.data = parsed.data, None  # what ns-train's main() does with --data
+    assert parsed.optimizers["network"]["optimizer"].lr == CPU_SETTINGS.network_lr
+    assert parsed == config

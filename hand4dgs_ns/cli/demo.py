@@ -40,13 +40,19 @@ class DemoSettings:
     image_scale: float
     picture_batch_frames: int
     """Frames per forward pass and render when writing the pictures (hand4dgs infer's --batch-frames)."""
+    network_lr: Optional[float] = None
+    """Initial learning rate of the network's optimiser (None: the method's)."""
 
 
-CPU_SETTINGS = DemoSettings(steps=4000, vertex_share=0.75, frames_per_step=4, gaussians_per_face=1, image_scale=0.5, picture_batch_frames=8)
+CPU_SETTINGS = DemoSettings(
+    steps=4000, vertex_share=0.75, frames_per_step=4, gaussians_per_face=1, image_scale=0.5, picture_batch_frames=8, network_lr=1.5e-4
+)
 """Under ten minutes on a 2-core CPU: fewer Gaussians, half-resolution renders; small picture
 batches, as the CPU rasteriser's tensors for 256 frames cost more in page faults than they save.
 Vertex steps cost a third of image steps on a CPU, so the finger poses get 3000 of them (with
-2000, RA-MPJPE ended 3.6 mm higher; docs/benchmarks.md)."""
+2000, RA-MPJPE ended 3.6 mm higher) and the image loss 1000 (with 700, PSNR ended 2.4 dB lower);
+at half the method's network learning rate the vertex steps fit the finger poses better
+(RA-MPJPE about 3 mm lower) in that short schedule (docs/benchmarks.md)."""
 CUDA_SETTINGS = DemoSettings(steps=30000, vertex_share=2 / 3, frames_per_step=8, gaussians_per_face=10, image_scale=1.0, picture_batch_frames=256)
 """The paper's per-video schedule at full resolution."""
 
@@ -118,6 +124,8 @@ def demo_config(data: Path, output_dir: Path, device: str, settings: DemoSetting
     config.pipeline.model.gaussians_per_face = settings.gaussians_per_face
     config.pipeline.model.image_loss_from = round(steps * settings.vertex_share)
     config.pipeline.model.vertex_decay_steps = steps - config.pipeline.model.image_loss_from
+    if settings.network_lr is not None:
+        config.optimizers["network"]["optimizer"].lr = settings.network_lr
     return config
 
 
@@ -136,6 +144,7 @@ def ns_train_command(config) -> str:
         "--pipeline.model.vertex-decay-steps", str(model.vertex_decay_steps),
     ]
     for name, group in config.optimizers.items():
+        args += [f"--optimizers.{name}.optimizer.lr", str(group["optimizer"].lr)]
         args += [f"--optimizers.{name}.scheduler.max-steps", str(group["scheduler"].max_steps)]
     return shlex.join(args)
 
