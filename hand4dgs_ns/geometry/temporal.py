@@ -26,8 +26,8 @@ def smooth_tracks(tracks: Float[Tensor, "F H *rest"], valid: Bool[Tensor, "F H"]
     where a hand is not usable keep their values. ``sigma`` 0 returns the tracks unchanged."""
     if sigma <= 0:
         return tracks
-    out = tracks.detach().cpu().numpy().copy()
     source = tracks.detach().cpu().numpy()
+    out = source.copy()
     for hand in range(valid.shape[1]):
         for start, stop in valid_runs(valid[:, hand]):
             # scipy's filter: a Gaussian truncated at 4 sigma, the run's edge frames repeated beyond it.
