@@ -8,9 +8,10 @@ import pytest
 import torch
 
 from hand4dgs_ns.render import RenderOutput, rasterize
-from hand4dgs_ns.render.output import ALPHA_MAX, ALPHA_MIN, EPS2D
+from hand4dgs_ns.render.output import ALPHA_MAX, ALPHA_MIN, EPS2D, TILE_SIZE, TRANSMITTANCE_MIN
 from hand4dgs_ns.render.scenes import hand_like_scene
 from hand4dgs_ns.render.torch_projection import project_gaussians
+from hand4dgs_ns.render.torch_rasterizer import _enumerate_pairs
 
 IDENTITY_QUAT = (1.0, 0.0, 0.0, 0.0)
 
@@ -171,6 +172,60 @@ def test_gradcheck_float64_tiny_scene():
 
     assert (render(*inputs)[8 * 8 * 3 : 8 * 8 * 4] > 0.05).all()  # alpha covers the image
     assert torch.autograd.gradcheck(render, inputs, eps=1e-6, atol=1e-6)
+
+
+def _pairs_by_definition(proj, opacities, width, height):
+    """gsplat's pairs spelled out pixel by pixel: (Gaussian, pixel) in compositing order."""
+    batch, n = proj.radii.shape
+    pairs = []
+    for cam in range(batch):
+        order = sorted(range(n), key=lambda i: (proj.depths[cam, i].float().item(), i))
+        for y in range(height):
+            for x in range(width):
+                log_t = 0.0
+                for i in order:
+                    if not proj.valid[cam, i]:
+                        continue
+                    u, v = proj.means2d[cam, i].tolist()
+                    r = proj.radii[cam, i].item()
+                    tx, ty = x // TILE_SIZE, y // TILE_SIZE  # the pixel's tile must be in the 3-sigma tile range
+                    if not (math.floor((u - r) / TILE_SIZE) <= tx < math.ceil((u + r) / TILE_SIZE)
+                            and math.floor((v - r) / TILE_SIZE) <= ty < math.ceil((v + r) / TILE_SIZE)):
+                        continue
+                    a, b, c = proj.conics[cam, i].tolist()
+                    dx, dy = x + 0.5 - u, y + 0.5 - v
+                    sigma = 0.5 * (a * dx * dx + c * dy * dy) + b * dx * dy
+                    alpha = min(opacities[cam, i].item() * math.exp(-sigma), ALPHA_MAX)
+                    if sigma < 0 or alpha < ALPHA_MIN:
+                        continue
+                    log_t += math.log1p(-alpha)
+                    if log_t <= math.log(TRANSMITTANCE_MIN):
+                        break
+                    pairs.append((cam * n + i, (cam * height + y) * width + x))
+    return pairs
+
+
+def test_pairs_are_exactly_gsplats_pixel_by_pixel():
+    # Anisotropic, rotated, overlapping Gaussians of mixed opacity on two cameras, some opaque
+    # enough to stop a pixel early: the row-span enumeration must list exactly these pairs.
+    g = torch.Generator().manual_seed(3)
+    batch, n, width, height = 2, 24, 37, 29
+    means = torch.cat([torch.rand(batch, n, 2, generator=g, dtype=torch.float64) * 0.6 - 0.3,
+                       1.0 + torch.rand(batch, n, 1, generator=g, dtype=torch.float64)], -1)
+    quats = torch.randn(batch, n, 4, generator=g, dtype=torch.float64)
+    scales = torch.rand(batch, n, 3, generator=g, dtype=torch.float64) * torch.tensor([0.15, 0.05, 0.05], dtype=torch.float64) + 0.005
+    opacities = torch.rand(batch, n, generator=g, dtype=torch.float64) * 0.999
+    # A stack of four near-opaque discs: behind the second, pixels stop compositing (T < 1e-4).
+    means[:, :4] = torch.tensor([[0.0, 0.0, 1.0 + 0.1 * k] for k in range(4)], dtype=torch.float64)
+    scales[:, :4], opacities[:, :4] = 0.08, 0.995
+    viewmats, ks = _camera(30.0, 18.0, 14.0, batch=batch)
+    proj = project_gaussians(means, quats, scales, viewmats, ks, width, height)
+    pairs = _enumerate_pairs(proj, opacities, width, height)
+    expected = _pairs_by_definition(proj, opacities, width, height)
+    assert len(expected) > 800
+    assert list(zip(pairs.gaussian.tolist(), pairs.pixel.tolist())) == expected
+    centre = [gaussian for gaussian, pixel in expected if pixel == 14 * width + 18]  # where the discs project
+    assert 0 in centre and 1 in centre and 2 not in centre and 3 not in centre  # compositing stopped
 
 
 def test_alpha_is_clamped_and_transmittance_stops_like_gsplat():

@@ -39,8 +39,8 @@ class HandMesh:
 
     vertices: Float[Tensor, "b v 3"]
     joints: Float[Tensor, "b 21 3"]
-    embeddings: Float[Tensor, "b g d"]
-    """Per-Gaussian embeddings (interpolated from vertex embeddings unless ablated)."""
+    embeddings: Optional[Float[Tensor, "b g d"]]
+    """Per-Gaussian embeddings (interpolated from vertex embeddings unless ablated); None when not asked for."""
     betas: Float[Tensor, "b k"]
     """Shape coefficients of the template."""
     global_orient: Float[Tensor, "b 3 3"]
@@ -124,8 +124,10 @@ class HandBranch(nn.Module):
         box_norm: Float[Tensor, "b 4"],
         box_xyxy: Float[Tensor, "b 4"],
         K: Float[Tensor, "b 3 3"],
+        with_embeddings: bool = True,
     ) -> HandMesh:
-        """Predicts the hand mesh in the camera frame from a window of backbone tokens."""
+        """Predicts the hand mesh in the camera frame from a window of backbone tokens (and, with
+        ``with_embeddings``, the per-Gaussian embeddings the Gaussians are decoded from)."""
         b = tokens.shape[0]
         feat = self.tc(tokens).reshape(b, -1)
         template = self.hand.template
@@ -137,9 +139,11 @@ class HandBranch(nn.Module):
         centre = rot[:, 0] @ self.rest_centre
         translation = box_point - centre
         out = hand_forward(template, rot[:, 0], rot[:, 1:], betas, translation)
-        emb = self.embed(feat).reshape(b, -1, self.sizes.embed_dim)
-        if not self.sizes.per_gaussian_embeddings:
-            emb = interpolate_vertex_attributes(emb, template.faces, self.layout)
+        emb = None
+        if with_embeddings:  # the pose-only passes (vertex phase, neighbour frames) skip them
+            emb = self.embed(feat).reshape(b, -1, self.sizes.embed_dim)
+            if not self.sizes.per_gaussian_embeddings:
+                emb = interpolate_vertex_attributes(emb, template.faces, self.layout)
         log_gain = _MAX_LOG_GAIN * torch.tanh(self.gain_head(feat)) if self.gain_head is not None else None
         return HandMesh(
             vertices=out.vertices, joints=out.joints, embeddings=emb,

@@ -160,7 +160,10 @@ class HandNetwork(nn.Module):
         with_gaussians: bool,
     ) -> HandsPrediction:
         """The static-shape part of :meth:`forward` (what ``torch.compile`` compiles): both branches, world frame, Gaussians."""
-        meshes = [branch(tokens, box_norm[:, slot], bbox[:, slot], K) for slot, (branch, tokens) in enumerate(zip(self.branches, (left, right)))]
+        meshes = [
+            branch(tokens, box_norm[:, slot], bbox[:, slot], K, with_gaussians)
+            for slot, (branch, tokens) in enumerate(zip(self.branches, (left, right)))
+        ]
         vertices = [transform_points(c2w, mesh.vertices) for mesh in meshes]
         gaussians = {}
         if with_gaussians:

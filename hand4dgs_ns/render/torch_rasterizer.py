@@ -4,12 +4,14 @@ It composites exactly the (Gaussian, pixel) pairs gsplat's kernel does, in the s
 a Gaussian is considered in every 16x16 tile its 3-sigma square overlaps, and within those
 tiles at every pixel where its alpha reaches 1/255; pixels composite front to back by
 float32 depth (ties by Gaussian index) and stop before the Gaussian that would take
-transmittance to 1e-4 or below. Rather than looping over tiles, the pairs are enumerated in
-the intersection of the tile range with the bounding box of the alpha >= 1/255 ellipse,
-filtered, and sorted once by (pixel, depth). Transmittance is then the exponential of a
-segmented cumulative sum of log(1 - alpha), in float64 because the running sum over all
-pairs of an image is large, and each pixel's colour, depth and alpha are one scatter-add.
-Autograd does the backward pass; only the surviving pairs are in the graph.
+transmittance to 1e-4 or below. Rather than looping over tiles, the Gaussians are taken front
+to back and each is listed row by row, over the exact span of its alpha >= 1/255 ellipse on that
+row (within its tiles); the alpha test then settles rounding at the span's ends, and one stable
+sort by pixel puts every pixel's pairs in compositing order. Transmittance is the exponential of
+a segmented cumulative sum of log(1 - alpha), in float64 because the running sum over all pairs
+of an image is large, and each pixel's colour, depth and alpha are one scatter-add; the
+compositing's backward pass is written out (:class:`_Composite`), the rest is autograd's. Only
+the surviving pairs are in the graph.
 """
 
 from __future__ import annotations
@@ -70,9 +72,8 @@ def _enumerate_pairs(
     radii = proj.radii.reshape(-1)
     opac = opacities.detach().reshape(-1)
 
-    # Box of the alpha >= ALPHA_MIN ellipse 0.5 d^T cov^-1 d <= log(opacity / ALPHA_MIN).
+    # The alpha >= ALPHA_MIN ellipse is 0.5 d^T cov^-1 d <= reach, reach = log(opacity / ALPHA_MIN).
     reach = torch.log(torch.clamp(opac / ALPHA_MIN, min=1.0))
-    half_w = torch.sqrt(2.0 * reach * cov2d[:, 0])
     half_h = torch.sqrt(2.0 * reach * cov2d[:, 2])
     u, v = means2d[:, 0], means2d[:, 1]
     tiles_x, tiles_y = math.ceil(width / TILE_SIZE), math.ceil(height / TILE_SIZE)
@@ -81,41 +82,47 @@ def _enumerate_pairs(
     tile_x1 = torch.clamp(torch.ceil((u + radii) / TILE_SIZE), 0, tiles_x) * TILE_SIZE
     tile_y0 = torch.clamp(torch.floor((v - radii) / TILE_SIZE), 0, tiles_y) * TILE_SIZE
     tile_y1 = torch.clamp(torch.ceil((v + radii) / TILE_SIZE), 0, tiles_y) * TILE_SIZE
-    # Pixels x with centre x + 0.5 in [u - half_w, u + half_w], intersected with the tiles.
-    x0 = torch.maximum(tile_x0, torch.ceil(u - half_w - 0.5 - _BOX_SLACK))
-    x1 = torch.minimum(tile_x1, torch.floor(u + half_w - 0.5 + _BOX_SLACK) + 1).clamp(max=width)
+    # Rows y with centre y + 0.5 in [v - half_h, v + half_h], intersected with the tiles.
     y0 = torch.maximum(tile_y0, torch.ceil(v - half_h - 0.5 - _BOX_SLACK))
     y1 = torch.minimum(tile_y1, torch.floor(v + half_h - 0.5 + _BOX_SLACK) + 1).clamp(max=height)
-    box_w = torch.clamp(x1 - x0, min=0).long()
-    counts = box_w * torch.clamp(y1 - y0, min=0).long() * (proj.valid.reshape(-1) & (reach > 0))
+    rows = torch.clamp(y1 - y0, min=0).long() * (proj.valid.reshape(-1) & (reach > 0) & (tile_x1 > tile_x0))
 
-    ids = counts.nonzero().flatten()
-    counts = counts[ids]
-    first = torch.cumsum(counts, 0) - counts
-    # Per-box integers gathered to the pairs in one go: owner id, box origin, width, first pair.
-    boxes = torch.stack([ids, x0.long()[ids], y0.long()[ids], box_w[ids], first], dim=-1)
-    owner = torch.repeat_interleave(torch.arange(ids.numel(), device=device), counts)
-    gaussian, bx, by, bw, bfirst = boxes.index_select(0, owner).unbind(-1)
-    local = torch.arange(owner.numel(), device=device) - bfirst
-    row = torch.div(local, bw, rounding_mode="floor")
-    px, py = bx + (local - row * bw), by + row
+    # Gaussians front to back, gsplat's order: float32 depth, ties by index. Listing the rows (and
+    # so the pairs) in this order lets one stable sort by pixel give the compositing order.
+    depth_order = torch.argsort(proj.depths.detach().float().reshape(-1), stable=True)
+    ids = depth_order[rows.index_select(0, depth_order) > 0]
+    rows = rows.index_select(0, ids)
+    # One entry per (Gaussian, row): the ellipse's exact x-span on that row, within the tiles.
+    row_owner = torch.repeat_interleave(ids, rows)
+    row_first = torch.cumsum(rows, 0) - rows
+    row_y = y0.index_select(0, row_owner) + (
+        torch.arange(row_owner.numel(), device=device) - torch.repeat_interleave(row_first, rows)
+    )
+    a, b, c = conics.index_select(0, row_owner).unbind(-1)
+    dy = row_y + 0.5 - v.index_select(0, row_owner)
+    # 0.5 a dx^2 + b dy dx + 0.5 c dy^2 <= reach, a quadratic in dx.
+    root = torch.sqrt(torch.clamp(b * b * dy * dy - a * (c * dy * dy - 2.0 * reach.index_select(0, row_owner)), min=0.0))
+    ur = u.index_select(0, row_owner)
+    xs = torch.maximum(tile_x0.index_select(0, row_owner), torch.ceil(ur + (-b * dy - root) / a - 0.5 - _BOX_SLACK))
+    xe = torch.minimum(tile_x1.index_select(0, row_owner), torch.floor(ur + (-b * dy + root) / a - 0.5 + _BOX_SLACK) + 1)
+    span = torch.clamp(xe.clamp(max=width) - xs, min=0).long()
+
+    # The pairs: every pixel of every span, still front to back.
+    owner = torch.repeat_interleave(span)
+    first = torch.cumsum(span, 0) - span
+    px = xs.long().index_select(0, owner) + (torch.arange(owner.numel(), device=device) - first.index_select(0, owner))
+    gaussian = row_owner.index_select(0, owner)
     camera = torch.div(gaussian, n, rounding_mode="floor")
-    pixel = (camera * height + py) * width + px
-    centre = torch.stack([px, py], dim=-1).to(means2d.dtype) + 0.5
+    pixel = (camera * height + row_y.long().index_select(0, owner)) * width + px
+    centre = torch.stack([px.to(means2d.dtype), row_y.index_select(0, owner).to(means2d.dtype)], dim=-1) + 0.5
 
+    # The spans are exact up to rounding: the alpha test decides, as in gsplat.
     table = torch.cat([means2d, conics, opac[:, None]], dim=-1).index_select(0, gaussian)
     sigma = _sigma(table[:, :2], table[:, 2:5], centre)
     alpha = torch.clamp(table[:, 5] * torch.exp(-sigma), max=ALPHA_MAX)
     hit = ((sigma >= 0) & (alpha >= ALPHA_MIN)).nonzero().flatten()
-
-    # One sort on a combined key: pixel, then depth rank (front to back). The depth order is
-    # gsplat's: float32 depth, ties by Gaussian index. On surfaces facing the camera, overlapping
-    # Gaussians are often closer in depth than a float32 step, and their order changes the colour.
-    depth_rank = torch.empty(batch * n, dtype=torch.long, device=device)
-    depth_order = torch.argsort(proj.depths.detach().float().reshape(-1), stable=True)
-    depth_rank[depth_order] = torch.arange(batch * n, device=device)
-    key = pixel.index_select(0, hit) * (batch * n) + depth_rank.index_select(0, gaussian.index_select(0, hit))
-    order = hit.index_select(0, torch.argsort(key))
+    # A stable sort by pixel keeps each pixel's pairs front to back.
+    order = hit.index_select(0, torch.sort(pixel.index_select(0, hit).int(), stable=True).indices)
     sorted_pixel = pixel.index_select(0, order)
 
     # Drop the tail of each pixel where gsplat has stopped (transmittance would reach T_min).
@@ -130,6 +137,43 @@ def _enumerate_pairs(
         centre=centre.index_select(0, order),
         segment_start=_segment_starts(pixel),
     )
+
+
+class _Composite(torch.autograd.Function):
+    """Front-to-back compositing of sorted pairs: ``out[p] = sum_i alpha_i T_i f_i`` per pixel.
+
+    Written by hand (no library composites on the CPU) because autograd through the cumulative
+    product keeps and walks back a dozen pair-sized intermediates; gsplat's own backward uses the
+    same closed form: d out / d alpha_i = T_i f_i - (sum over the pixel's later pairs of
+    alpha_j T_j f_j) / (1 - alpha_i). Running sums are float64 (a sum over all pairs of an image).
+    """
+
+    @staticmethod
+    def forward(ctx, alpha: Tensor, features: Tensor, pixel: Tensor, segment_start: Tensor, num_pixels: int) -> Tensor:
+        log_t = torch.log1p(-alpha.double())
+        exclusive = torch.cumsum(log_t, 0) - log_t
+        transmittance = torch.exp(exclusive - exclusive.index_select(0, segment_start)).to(alpha.dtype)
+        weight = alpha * transmittance
+        out = torch.zeros(num_pixels, features.shape[1], dtype=features.dtype, device=features.device)
+        out.index_add_(0, pixel, features * weight[:, None])
+        ctx.save_for_backward(alpha, features, pixel, segment_start, transmittance, weight)
+        ctx.num_pixels = num_pixels
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out: Tensor):
+        alpha, features, pixel, segment_start, transmittance, weight = ctx.saved_tensors
+        grad_pair = grad_out.index_select(0, pixel)
+        grad_features = grad_pair * weight[:, None] if ctx.needs_input_grad[1] else None
+        # g_i = dL/d out . f_i; the later pairs' share sum_{j>i} w_j g_j is a reversed segmented cumsum.
+        g = (grad_pair * features).sum(-1)
+        wg = (weight * g).double()
+        inclusive = torch.cumsum(wg, 0)
+        within = inclusive - (inclusive - wg).index_select(0, segment_start)  # this pixel's pairs up to i
+        total = torch.zeros(ctx.num_pixels, dtype=wg.dtype, device=wg.device).index_add_(0, pixel, wg)
+        later = (total.index_select(0, pixel) - within).to(alpha.dtype)
+        grad_alpha = transmittance * g - later / (1.0 - alpha)
+        return grad_alpha, grad_features, None, None, None
 
 
 def _rasterize_torch(
@@ -155,15 +199,9 @@ def _rasterize_torch(
     per_pair = table.reshape(batch * means.shape[1], 11).index_select(0, pairs.gaussian)
     sigma = _sigma(per_pair[:, :2], per_pair[:, 2:5], pairs.centre)
     alpha = torch.clamp(per_pair[:, 5] * torch.exp(-sigma), max=ALPHA_MAX)
-    log_t = torch.log1p(-alpha.double())
-    exclusive = torch.cumsum(log_t, 0) - log_t
-    transmittance = torch.exp(exclusive - exclusive.index_select(0, pairs.segment_start)).to(alpha.dtype)
-    weight = alpha * transmittance
-
-    # Colour, depth and a 1 (for the accumulated alpha), weighted and summed per pixel.
-    contributions = per_pair[:, 6:] * weight[:, None]
-    acc = torch.zeros(batch * height * width, 5, dtype=table.dtype, device=table.device)
-    acc = acc.index_add(0, pairs.pixel, contributions).reshape(batch, height, width, 5)
+    # Colour, depth and a 1 (for the accumulated alpha), composited per pixel.
+    acc = _Composite.apply(alpha, per_pair[:, 6:], pairs.pixel, pairs.segment_start, batch * height * width)
+    acc = acc.reshape(batch, height, width, 5)
 
     alpha_img = acc[..., 4:5]
     rgb = acc[..., :3]
