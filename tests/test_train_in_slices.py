@@ -18,8 +18,8 @@ ARGS = [
 ]
 
 
-def slice_call(total: int, out: Path, data: Path) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}", SAVE_EVERY="2")
+def slice_call(total: int, out: Path, data: Path, **env_vars: str) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}", SAVE_EVERY="2", **env_vars)
     command = ["bash", str(SCRIPT), "300", str(total), str(out), "s", "hand4dgs", "--data", str(data), *ARGS]
     return subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
 
@@ -43,3 +43,16 @@ def test_a_run_goes_on_from_its_latest_checkpoint(tmp_path, monkeypatch):
     assert torch.load(models / "step-000000006.ckpt", weights_only=False)["step"] == 6
     log = (tmp_path / "runs" / "s.train.log").read_text()
     assert "Done loading Nerfstudio checkpoint from" in log and "step-000000003.ckpt" in log
+
+
+def test_keep_every_keeps_those_steps_and_the_newest(tmp_path, monkeypatch):
+    from conftest import write_random_sequence
+
+    data = write_random_sequence(tmp_path / "clip", num_frames=6)
+    monkeypatch.setenv("HAND4DGS_CACHE_DIR", str(tmp_path / "cache"))
+    models = tmp_path / "runs" / "s" / "hand4dgs" / "run" / "nerfstudio_models"
+    done = slice_call(7, tmp_path / "runs", data, KEEP_EVERY="4")
+    assert done.returncode == 0, done.stdout + done.stderr
+    # Saved at steps 2, 4 and 6 (every SAVE_EVERY steps; the last step is 6): 2 goes, 4 stays as a
+    # multiple of KEEP_EVERY, 6 as the newest.
+    assert sorted(p.name for p in models.glob("*.ckpt")) == ["step-000000004.ckpt", "step-000000006.ckpt"]
