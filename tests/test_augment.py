@@ -1,10 +1,11 @@
-"""Photometric jitter of training crops (hand4dgs_ns/features/augment.py)."""
+"""Jitter of training crops and boxes (hand4dgs_ns/features/augment.py)."""
 
 from __future__ import annotations
 
 import torch
 
-from hand4dgs_ns.features.augment import CropJitter
+from hand4dgs_ns.features.augment import Augment, BoxJitter, CropJitter
+from hand4dgs_ns.features.crops import crop_hands_per_image, crop_params, crops_to_uint8
 from hand4dgs_ns.method_configs import hand4dgs_generalized_trainer, hand4dgs_trainer
 
 
@@ -43,8 +44,8 @@ def test_jitter_stays_within_its_ranges():
 
 
 def test_jitter_is_an_option_off_by_default():
-    assert not hand4dgs_generalized_trainer(100).pipeline.model.crop_jitter
-    assert not hand4dgs_trainer(100).pipeline.model.crop_jitter
+    for config in (hand4dgs_generalized_trainer(100), hand4dgs_trainer(100)):
+        assert not config.pipeline.model.crop_jitter and not config.pipeline.model.box_jitter
 
 
 def test_network_inputs_jitter_crops_on_request_only():
@@ -62,8 +63,47 @@ def test_network_inputs_jitter_crops_on_request_only():
     )
     sequence, frame, stager = torch.tensor([0, 1]), torch.tensor([1, 2]), PinnedStager(torch.device("cpu"))
     plain = inputs.network_inputs(sequence, frame, 1, stager)
-    jittered = inputs.network_inputs(sequence, frame, 1, stager, jitter=(CropJitter(), torch.Generator().manual_seed(0)))
+    jittered = inputs.network_inputs(sequence, frame, 1, stager, augment=Augment(torch.Generator().manual_seed(0), colour=CropJitter()))
     expected = torch.from_numpy(np.concatenate([data[0][0:3], data[1][1:4]]))
     assert torch.equal(plain.frames, expected), "without jitter the cached crops go through unchanged"
     assert jittered.frames.shape == plain.frames.shape and not torch.equal(jittered.frames, plain.frames)
     assert torch.equal(jittered.window, plain.window)
+
+
+def _smooth_image(height: int = 120, width: int = 160) -> torch.Tensor:
+    """A smooth colour pattern (bilinear resampling twice stays close to once)."""
+    y, x = torch.meshgrid(torch.arange(height) + 0.5, torch.arange(width) + 0.5, indexing="ij")
+    rgb = torch.stack([torch.sin(x / 9) * torch.cos(y / 13), torch.sin((x + y) / 17), torch.cos(x / 23 - y / 7)], -1)
+    return 0.5 + 0.4 * rgb
+
+
+def test_box_jitter_crops_are_the_crops_of_the_moved_boxes():
+    # Cut both hands' crops of one frame as the feature cache does (left mirrored), jitter them,
+    # and compare with crops cut directly from the frame at the jittered boxes.
+    image = _smooth_image()[None]
+    bbox = torch.tensor([[[30.0, 40.0, 62.0, 80.0], [90.0, 30.0, 126.0, 66.0]]])
+    flip = torch.tensor([[True, False]])
+
+    def cut(boxes: torch.Tensor) -> torch.Tensor:
+        centre, size = crop_params(boxes)
+        return crops_to_uint8(crop_hands_per_image(image, centre, size, flip, (64, 48), normalize=False))
+
+    crops = cut(bbox)
+    for seed in range(4):
+        moved, new_bbox = BoxJitter(zoom=1.4)(crops, torch.tensor([0]), bbox, torch.tensor([0]), torch.Generator().manual_seed(seed))
+        assert moved.dtype == torch.uint8 and moved.shape == crops.shape
+        assert not torch.allclose(new_bbox, bbox), "the boxes must move"
+        size, new_size = (bbox[..., 2:] - bbox[..., :2]), (new_bbox[..., 2:] - new_bbox[..., :2])
+        ratio = new_size / size
+        assert torch.allclose(ratio[..., 0], ratio[..., 1]) and (ratio >= 1 / 1.4 - 1e-5).all() and (ratio <= 1).all()
+        error = (moved.float() - cut(new_bbox).float()).abs()
+        assert error.mean() < 0.5 and error.max() <= 3, (seed, error.mean(), error.max())  # uint8 levels
+
+
+def test_box_jitter_is_one_change_per_video_and_hand():
+    crops = _crops()
+    bbox = torch.tensor([[10.0, 10.0, 30.0, 40.0], [50.0, 12.0, 70.0, 44.0]]).expand(4, 2, 4).clone()
+    _, boxes = BoxJitter()(crops, torch.tensor([7, 7, 7, 9, 9, 9]), bbox, torch.tensor([7, 7, 9, 9]), torch.Generator().manual_seed(2))
+    assert torch.equal(boxes[0], boxes[1]) and torch.equal(boxes[2], boxes[3]), "frames of one video share the change"
+    assert not torch.equal(boxes[0], boxes[2]), "another video gets another change"
+    assert not torch.allclose(boxes[0, 0] - bbox[0, 0], boxes[0, 1] - bbox[0, 1]), "each hand its own"

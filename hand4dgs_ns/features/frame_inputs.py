@@ -18,7 +18,7 @@ import torch
 from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
-from hand4dgs_ns.features.augment import CropJitter
+from hand4dgs_ns.features.augment import Augment
 from hand4dgs_ns.features.staging import PinnedStager
 from hand4dgs_ns.features.windows import window_indices
 from hand4dgs_ns.network.hand_network import InputSpec, NetworkInputs
@@ -96,14 +96,14 @@ class FrameInputs:
         half_width: int,
         stager: PinnedStager,
         distinct: bool = True,
-        jitter: tuple[CropJitter, torch.Generator] | None = None,
+        augment: Augment | None = None,
     ) -> NetworkInputs:
         """The network's inputs for frames ``(sequence, frame)`` (host indices), on ``stager``'s device.
 
         With ``distinct`` each frame that several windows share is sent once (neighbouring
         frames share most of their windows); without it every window row is sent, so the
-        shapes depend on the batch size alone (what CUDA graphs need). ``jitter`` (crops only)
-        changes the crops' colours per video on the host, before they are sent.
+        shapes depend on the batch size alone (what CUDA graphs need). ``augment`` (crops only)
+        jitters the crops' colours and the hands' boxes per video on the host, before they are sent.
         """
         sequence, frame = sequence.cpu().long(), frame.cpu().long()
         window = self.window_rows(sequence, frame, half_width)
@@ -113,13 +113,18 @@ class FrameInputs:
             unique, local = window.reshape(-1), torch.arange(window.numel()).reshape(window.shape)
         rows = self.rows(sequence, frame)
         frames = self.gather(unique)
-        if jitter is not None and self.kind == "crops":
-            augment, generator = jitter
-            frames = augment(torch.from_numpy(frames), self.sequence_of(unique), generator).numpy()
+        bbox = self.bbox[rows]
+        if augment is not None and self.kind == "crops":
+            crops = torch.from_numpy(frames)
+            if augment.colour is not None:
+                crops = augment.colour(crops, self.sequence_of(unique), augment.generator)
+            if augment.box is not None:
+                crops, bbox = augment.box(crops, self.sequence_of(unique), torch.as_tensor(bbox), sequence, augment.generator)
+            frames = crops.numpy()
         return NetworkInputs(
             frames=stager.to_device(frames),
             window=stager.to_device(local),
-            bbox=stager.to_device(self.bbox[rows]),
+            bbox=stager.to_device(bbox),
             valid=stager.to_device(self.valid[rows]),
             K=stager.to_device(self.K[rows]),
             c2w=stager.to_device(self.c2w[rows]),

@@ -23,7 +23,7 @@ from torch.nn import Parameter
 from typing_extensions import assert_never
 
 from hand4dgs_ns.features.frame_inputs import INPUTS_KEY, FrameInputs
-from hand4dgs_ns.features.augment import CropJitter
+from hand4dgs_ns.features.augment import Augment, BoxJitter, CropJitter
 from hand4dgs_ns.features.staging import PinnedStager
 from hand4dgs_ns.dataparsers.hand_metadata import METADATA_KEY, HandSequencesMetadata
 from hand4dgs_ns.distributed import no_cuda_graphs_under_ddp
@@ -87,6 +87,11 @@ class Hand4DGSModelConfig(HandNetworkConfig, ModelConfig):
     hand and step (hand4dgs_ns/features/augment.py), so the network does not learn the training
     subjects' skin and lighting as part of the hand. Crops only. Off by default: on a small synthetic
     set it did not change the zero-shot pose error (docs/benchmarks.md)."""
+    box_jitter: bool = False
+    """Training: shrink each video's hand boxes by up to 1/1.25 and move them within their cached
+    crops, one change per video, hand and step, with the crops resampled to match
+    (hand4dgs_ns/features/augment.py): a detector's box errors, so the network corrects a box from
+    the image instead of trusting it. Crops only."""
     viewer_sequence: int = 0
     """Sequence shown for cameras without frame metadata (viewer, camera paths)."""
     compile: bool = False
@@ -177,8 +182,14 @@ class Hand4DGSModel(Model):
         if self._stager is None or self._stager.device != self.device:
             self._stager = PinnedStager(self.device)
         graphed = self.config.cuda_graphs and self.training and torch.is_grad_enabled() and self.device.type == "cuda"
-        jitter = (CropJitter(), self._jitter_generator) if self.config.crop_jitter and self.training and torch.is_grad_enabled() else None
-        x = self.inputs.network_inputs(sequence, frame, self.config.window // 2, self._stager, distinct=not graphed, jitter=jitter)
+        augment = None
+        if (self.config.crop_jitter or self.config.box_jitter) and self.training and torch.is_grad_enabled():
+            augment = Augment(
+                self._jitter_generator,
+                colour=CropJitter() if self.config.crop_jitter else None,
+                box=BoxJitter() if self.config.box_jitter else None,
+            )
+        x = self.inputs.network_inputs(sequence, frame, self.config.window // 2, self._stager, distinct=not graphed, augment=augment)
         if not graphed:
             return self.network(x, with_gaussians, self._compiled_decode)
         key = (int(x.window.shape[0]), with_gaussians)
