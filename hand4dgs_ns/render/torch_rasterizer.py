@@ -64,7 +64,7 @@ def _enumerate_pairs(
     proj: ProjectedGaussians, opacities: Float[Tensor, "B N"], width: int, height: int
 ) -> _Pairs:
     """All pairs gsplat would composite, in compositing order."""
-    batch, n = proj.radii.shape
+    n = proj.radii.shape[1]
     device = proj.radii.device
     means2d = proj.means2d.detach().reshape(-1, 2)
     conics = proj.conics.detach().reshape(-1, 3)
@@ -87,8 +87,10 @@ def _enumerate_pairs(
     y1 = torch.minimum(tile_y1, torch.floor(v + half_h - 0.5 + _BOX_SLACK) + 1).clamp(max=height)
     rows = torch.clamp(y1 - y0, min=0).long() * (proj.valid.reshape(-1) & (reach > 0) & (tile_x1 > tile_x0))
 
-    # Gaussians front to back, gsplat's order: float32 depth, ties by index. Listing the rows (and
-    # so the pairs) in this order lets one stable sort by pixel give the compositing order.
+    # Gaussians front to back, gsplat's order: float32 depth, ties by index (on surfaces facing the
+    # camera, overlapping Gaussians are often closer in depth than a float32 step, and their order
+    # changes the colour). Listing the rows (and so the pairs) in this order lets one stable sort
+    # by pixel give the compositing order.
     depth_order = torch.argsort(proj.depths.detach().float().reshape(-1), stable=True)
     ids = depth_order[rows.index_select(0, depth_order) > 0]
     rows = rows.index_select(0, ids)
@@ -121,7 +123,7 @@ def _enumerate_pairs(
     sigma = _sigma(table[:, :2], table[:, 2:5], centre)
     alpha = torch.clamp(table[:, 5] * torch.exp(-sigma), max=ALPHA_MAX)
     hit = ((sigma >= 0) & (alpha >= ALPHA_MIN)).nonzero().flatten()
-    # A stable sort by pixel keeps each pixel's pairs front to back.
+    # A stable sort by pixel keeps each pixel's pairs front to back (int32 keys sort faster; B*H*W < 2^31).
     order = hit.index_select(0, torch.sort(pixel.index_select(0, hit).int(), stable=True).indices)
     sorted_pixel = pixel.index_select(0, order)
 
