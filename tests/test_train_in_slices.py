@@ -1,7 +1,9 @@
-"""scripts/train_in_slices.sh: one ns-train run resumed from its latest checkpoint, call after call."""
+"""scripts/train_in_slices.sh: one ns-train run resumed from its latest checkpoint, call after call;
+scripts/eval_checkpoints.sh: ns-eval on each checkpoint such a run kept."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 from pathlib import Path
@@ -11,6 +13,7 @@ import torch
 from ns_commands import BIN
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "train_in_slices.sh"
+EVAL_SCRIPT = SCRIPT.with_name("eval_checkpoints.sh")
 ARGS = [
     "--machine.device-type", "cpu", "--vis", "tensorboard", "--steps-per-eval-batch", "1000",
     "--steps-per-eval-image", "1000", "--steps-per-eval-all-images", "1000", "--pipeline.model.image-loss-from", "3",
@@ -56,3 +59,15 @@ def test_keep_every_keeps_those_steps_and_the_newest(tmp_path, monkeypatch):
     # Saved at steps 2, 4 and 6 (every SAVE_EVERY steps; the last step is 6): 2 goes, 4 stays as a
     # multiple of KEEP_EVERY, 6 as the newest.
     assert sorted(p.name for p in models.glob("*.ckpt")) == ["step-000000004.ckpt", "step-000000006.ckpt"]
+
+    # Each kept checkpoint evaluated, the run folder untouched.
+    env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}")
+    config = models.parent / "config.yml"
+    evals = subprocess.run(["bash", str(EVAL_SCRIPT), str(config), str(tmp_path / "evals")], capture_output=True, text=True, env=env, timeout=600)
+    assert evals.returncode == 0, evals.stdout + evals.stderr
+    assert "step 4: " in evals.stdout and "step 6: " in evals.stdout and "mpjpe_mm" in evals.stdout
+    for step in (4, 6):
+        result = json.loads((tmp_path / "evals" / f"eval_step-{step:09d}.json").read_text())
+        assert result["checkpoint"].endswith(f"step-{step:09d}.ckpt")
+    assert sorted(p.name for p in models.glob("*.ckpt")) == ["step-000000004.ckpt", "step-000000006.ckpt"]
+    assert "load_step: null" in config.read_text()
