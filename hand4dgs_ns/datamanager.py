@@ -228,6 +228,10 @@ class HandDataManager(DataManager):
             self._decoded_videos[s] = decoded_video(sequence.image_paths, sequence.mask_paths, size, self._frame_cache)
         return self._decoded_videos[s]
 
+    def reseed(self, step: int) -> None:
+        """Draws from a stream of its own for a run resumed at ``step`` (each rank its own too)."""
+        self._generator.manual_seed(self.config.seed + self.rank + (step << 16))
+
     # ---- batches -----------------------------------------------------------------------
     def next_train(self, step: int) -> Tuple[Cameras, Dict]:
         self.train_count += 1

@@ -45,6 +45,11 @@ class Hand4DGSPipeline(VanillaPipeline):
     datamanager: HandDataManager
     _model: Hand4DGSModel
 
+    def reseed(self, step: int) -> None:
+        """Random streams for a run resumed at ``step``: new ones, not those of its first steps again."""
+        self.datamanager.reseed(step)
+        self.model.reseed(step)
+
     def train(self, mode: bool = True) -> "Hand4DGSPipeline":
         # nerfstudio calls pipeline.train() before every training step, and Module.train re-sets
         # the flag on every submodule (about a hundred): host time in a step whose pace the

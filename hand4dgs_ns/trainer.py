@@ -8,7 +8,8 @@ number) and renamed into it.
 In several processes (DDP) only rank 0 writes: checkpoints, logs and, unlike nerfstudio's own
 trainer, ``dataparser_transforms.json``. A checkpoint holds the model's weights under the same
 names however many processes trained it (without DDP's ``module.``), so ``hand4dgs infer`` and
-``tto`` read it like any other, and ``--load-dir`` resumes it with any number of processes.
+``tto`` read it like any other, and ``--load-dir`` resumes it with any number of processes. A
+resumed run seeds its random draws (frames, backgrounds, jitters) by the step it resumes at.
 """
 
 from __future__ import annotations
@@ -41,6 +42,14 @@ class Hand4DGSTrainer(Trainer):
         super().train()
         if self.config.viewer.quit_on_train_completion:
             stop_viewer_renders(getattr(self, "viewer_state", None))
+
+    def _load_checkpoint(self) -> None:
+        super()._load_checkpoint()
+        if self._start_step > 0:
+            # nerfstudio seeds every start alike and saves no generator state, so a resumed run
+            # would draw its first steps' frames, backgrounds and jitters again: seed by the step.
+            torch.manual_seed(self.config.machine.seed + (self._start_step << 16))
+            self.pipeline.reseed(self._start_step)
 
     @check_main_thread
     def save_checkpoint(self, step: int) -> None:

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One ns-train run cut into slices that each end within a time budget: every call trains until the
 # budget is spent, and the next call resumes from the run's latest checkpoint (nerfstudio's
-# --load-dir restores the step, the optimisers and the schedulers). For machines that limit how long
+# --load-dir restores the step, the optimisers and the schedulers; the trainer seeds the resumed
+# part's random draws by its first step, so no slice replays the first one's). For machines that limit how long
 # one command may run. The schedule flags (image-loss-from, vertex-decay-steps, the schedulers'
 # max-steps) must be given for TOTAL_STEPS, and the same on every call.
 #

@@ -71,3 +71,31 @@ def test_keep_every_keeps_those_steps_and_the_newest(tmp_path, monkeypatch):
         assert result["checkpoint"].endswith(f"step-{step:09d}.ckpt")
     assert sorted(p.name for p in models.glob("*.ckpt")) == ["step-000000004.ckpt", "step-000000006.ckpt"]
     assert "load_step: null" in config.read_text()
+
+
+def test_a_resumed_run_draws_new_frames_not_its_first_ones_again(tmp_path, monkeypatch):
+    from conftest import write_random_sequence
+
+    from hand4dgs_ns.cli.demo import setup_trainer
+    from hand4dgs_ns.method_configs import hand4dgs_trainer
+
+    data = write_random_sequence(tmp_path / "clip", num_frames=12)
+    monkeypatch.setenv("HAND4DGS_CACHE_DIR", str(tmp_path / "cache"))
+
+    def trainer(load_dir=None):
+        config = hand4dgs_trainer(3)
+        config.output_dir, config.experiment_name, config.timestamp = tmp_path / "runs", "r", "run"
+        config.machine.device_type, config.vis, config.load_dir = "cpu", "tensorboard", load_dir
+        config.pipeline.datamanager.data = data
+        config.pipeline.model.gaussians_per_face = 1
+        return setup_trainer(config)
+
+    first = trainer()
+    first.train()
+    resumed = trainer(load_dir=first.checkpoint_dir)
+    first.pipeline.datamanager.reseed(0)  # a fresh start's stream
+
+    def frames(datamanager) -> list[list[int]]:
+        return [datamanager.next_train(0)[1]["frame_index"].tolist() for _ in range(3)]
+
+    assert frames(resumed.pipeline.datamanager) != frames(first.pipeline.datamanager)

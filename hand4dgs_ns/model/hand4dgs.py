@@ -173,6 +173,10 @@ class Hand4DGSModel(Model):
         frames = torch.round(times.clamp(0, 1) * (length - 1)).long()
         return torch.full_like(frames, s), frames
 
+    def reseed(self, step: int) -> None:
+        """Jitters from a stream of their own for a run resumed at ``step``."""
+        self._jitter_generator.manual_seed(self.config.seed + (step << 16))
+
     def predict_hands(self, sequence: Tensor, frame: Tensor, with_gaussians: bool = True) -> HandsPrediction:
         """Both hands of the given frames (any number, any sequences) in the world frame.
 
