@@ -242,6 +242,10 @@ def test_exposure_drifts_smoothly_per_frame(tmp_path) -> None:
 def test_preset_flags_reach_both_commands(tmp_path) -> None:
     synth = tyro.cli(Synth, args=[str(tmp_path / "x"), "--preset", "phone", "--appearance.noise", "0.05"])
     assert synth.config.look == replace(PRESETS["phone"], noise=0.05)
+    # A flag given at the default preset's value still overrides: phone without its JPEG and drift.
+    synth = tyro.cli(Synth, args=[str(tmp_path / "x"), "--preset", "phone", "--appearance.jpeg-quality", "0", "--appearance.exposure", "0"])
+    assert synth.config.look == replace(PRESETS["phone"], jpeg_quality=0, exposure=0.0)
+    assert synth.config.look != PRESETS["phone"]
     flags = ["--frames", "2", "--width", "48", "--height", "36", "--no-static-views", "--supersample", "1"]
     args = [str(tmp_path / "set"), "--train", "1", "--test", "1", "--preset", "harsh", *flags]
     synth_set = tyro.cli(SynthSet, args=args)

@@ -96,9 +96,9 @@ class SynthConfig:
     supersample: int = 2
     """Antialiasing: rasterise at this many times the resolution per axis (1 = off, faster)."""
     preset: Preset = "default"
-    """Appearance preset (see the README); --appearance.* flags off their defaults override it (phone, all: slower)."""
+    """Appearance preset (see the README); each --appearance.* flag given overrides its switch (phone, all: slower)."""
     appearance: AppearanceConfig = field(default_factory=AppearanceConfig)
-    """Appearance switches (see --preset)."""
+    """Appearance switches; those left at None take the preset's value (see --preset)."""
     betas_std: tyro.conf.Suppress[float] = 0.8
     """Standard deviation of the subject's shape coefficients (not a command-line flag)."""
 
