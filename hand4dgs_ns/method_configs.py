@@ -34,7 +34,8 @@ from hand4dgs_ns.viewer import install_viewer_setup
 PER_VIDEO_STEPS = 30000
 GENERALIZED_STEPS = 30000
 """The generalised run's best measured length: on 96 synthetic videos, 30K steps placed held-out
-hands better than 12K and than 60K (MPJPE 30.0 mm, against 36.5 and 44.0; docs/benchmarks.md)."""
+hands better than 12K and than 60K (MPJPE 30.0 mm, against 36.5 and 44.0; docs/benchmarks.md).
+The 60K run also differed in its labels, frames and replayed draws, so that comparison is open."""
 
 install_excepthook()  # user errors inside ns-train/ns-eval print one sentence, not a traceback
 ffmpeg_on_path()  # ns-render needs an `ffmpeg` program; the imageio-ffmpeg wheel provides one
@@ -71,7 +72,7 @@ def hand4dgs_generalized_trainer(max_steps: int = GENERALIZED_STEPS) -> Hand4DGS
     )
     config.pipeline.datamanager.dataparser = SequenceDataParserConfig(eval_mode="split-file")
     # The labels as given: the only generalised run on smoothed labels (at 60K steps) placed held-out
-    # hands worse than the best run on raw ones; which of the two changes did it is not measured yet.
+    # hands worse than the best run on raw ones; which of its differences did it is not measured yet.
     config.pipeline.datamanager.pseudo_label_smoothing = 0.0
     config.steps_per_eval_image = 2000
     return config

@@ -48,7 +48,7 @@ class Hand4DGSTrainer(Trainer):
         if self._start_step > 0:
             # nerfstudio seeds every start alike and saves no generator state, so a resumed run
             # would draw its first steps' frames, backgrounds and jitters again: seed by the step.
-            torch.manual_seed(self.config.machine.seed + (self._start_step << 16))
+            torch.manual_seed(self.config.machine.seed + comms.get_rank() + (self._start_step << 16))
             self.pipeline.reseed(self._start_step)
 
     @check_main_thread

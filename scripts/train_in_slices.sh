@@ -13,11 +13,15 @@
 # steps (its last checkpoint is step TOTAL_STEPS - 1), 75 when the budget ran out first (call again),
 # and ns-train's status when it failed. SAVE_EVERY (default 1000) is the checkpoint interval: at
 # most that many steps are trained again after a slice is cut. KEEP_EVERY (default: none) also keeps
-# the checkpoints of the steps it divides, to evaluate the run along the way; the others go.
+# the checkpoints of the steps it divides, to evaluate the run along the way; the others go. Give it
+# on every call: a call without it keeps only the newest checkpoint, as ns-train does.
 set -uo pipefail
 BUDGET=$1; TOTAL=$2; OUT=$3; EXP=$4; METHOD=$5; shift 5
 SAVE_EVERY=${SAVE_EVERY:-1000}
 KEEP_EVERY=${KEEP_EVERY:-}
+if [ -n "$KEEP_EVERY" ] && ! [ "$KEEP_EVERY" -gt 0 ] 2>/dev/null; then
+  echo "KEEP_EVERY must be a positive step count, got '$KEEP_EVERY'." >&2; exit 2
+fi
 RUN=$OUT/$EXP/$METHOD/run; MODELS=$RUN/nerfstudio_models
 last_step() {  # the step of the newest checkpoint, or -1
   local f; f=$(ls "$MODELS"/step-*.ckpt 2>/dev/null | sort | tail -1)
@@ -39,6 +43,7 @@ status=$?
 done_step=$(last_step)
 if [ -n "$KEEP_EVERY" ]; then  # the newest (to resume from) and every KEEP_EVERY-th step stay
   for f in "$MODELS"/step-*.ckpt; do
+    [ -e "$f" ] || continue  # no checkpoint yet
     step=${f##*/step-}; step=$((10#${step%.ckpt}))
     [ "$step" -ne "$done_step" ] && [ $((step % KEEP_EVERY)) -ne 0 ] && rm -f "$f"
   done

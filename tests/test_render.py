@@ -175,33 +175,32 @@ def test_gradcheck_float64_tiny_scene():
 
 
 def _pairs_by_definition(proj, opacities, width, height):
-    """gsplat's pairs spelled out pixel by pixel: (Gaussian, pixel) in compositing order."""
+    """gsplat's pairs tested densely, every Gaussian against every pixel, in the projection's dtype:
+    (Gaussian, pixel) in compositing order."""
     batch, n = proj.radii.shape
+    ys, xs = torch.meshgrid(torch.arange(height), torch.arange(width), indexing="ij")
+    px, py = xs.reshape(1, -1), ys.reshape(1, -1)
     pairs = []
     for cam in range(batch):
-        order = sorted(range(n), key=lambda i: (proj.depths[cam, i].float().item(), i))
-        for y in range(height):
-            for x in range(width):
-                log_t = 0.0
-                for i in order:
-                    if not proj.valid[cam, i]:
-                        continue
-                    u, v = proj.means2d[cam, i].tolist()
-                    r = proj.radii[cam, i].item()
-                    tx, ty = x // TILE_SIZE, y // TILE_SIZE  # the pixel's tile must be in the 3-sigma tile range
-                    if not (math.floor((u - r) / TILE_SIZE) <= tx < math.ceil((u + r) / TILE_SIZE)
-                            and math.floor((v - r) / TILE_SIZE) <= ty < math.ceil((v + r) / TILE_SIZE)):
-                        continue
-                    a, b, c = proj.conics[cam, i].tolist()
-                    dx, dy = x + 0.5 - u, y + 0.5 - v
-                    sigma = 0.5 * (a * dx * dx + c * dy * dy) + b * dx * dy
-                    alpha = min(opacities[cam, i].item() * math.exp(-sigma), ALPHA_MAX)
-                    if sigma < 0 or alpha < ALPHA_MIN:
-                        continue
-                    log_t += math.log1p(-alpha)
+        u, v = proj.means2d[cam, :, :1], proj.means2d[cam, :, 1:]
+        r = proj.radii[cam][:, None]
+        # The pixel's tile must lie in the Gaussian's 3-sigma tile range.
+        in_tiles = ((torch.floor((u - r) / TILE_SIZE) <= px // TILE_SIZE) & (px // TILE_SIZE < torch.ceil((u + r) / TILE_SIZE))
+                    & (torch.floor((v - r) / TILE_SIZE) <= py // TILE_SIZE) & (py // TILE_SIZE < torch.ceil((v + r) / TILE_SIZE)))
+        a, b, c = (proj.conics[cam, :, k : k + 1] for k in range(3))
+        dx, dy = (px + 0.5).to(u.dtype) - u, (py + 0.5).to(v.dtype) - v
+        sigma = 0.5 * (a * dx * dx + c * dy * dy) + b * dx * dy
+        alpha = torch.clamp(opacities[cam][:, None] * torch.exp(-sigma), max=ALPHA_MAX)
+        hit = in_tiles & proj.valid[cam][:, None] & (sigma >= 0) & (alpha >= ALPHA_MIN)
+        order = sorted(range(n), key=lambda i: (proj.depths[cam, i].float().item(), i))  # front to back
+        for pixel in range(height * width):
+            log_t = 0.0
+            for i in order:
+                if hit[i, pixel]:
+                    log_t += math.log1p(-alpha[i, pixel].item())
                     if log_t <= math.log(TRANSMITTANCE_MIN):
                         break
-                    pairs.append((cam * n + i, (cam * height + y) * width + x))
+                    pairs.append((cam * n + i, cam * height * width + pixel))
     return pairs
 
 
@@ -226,6 +225,23 @@ def test_pairs_are_exactly_gsplats_pixel_by_pixel():
     assert list(zip(pairs.gaussian.tolist(), pairs.pixel.tolist())) == expected
     centre = [gaussian for gaussian, pixel in expected if pixel == 14 * width + 18]  # where the discs project
     assert 0 in centre and 1 in centre and 2 not in centre and 3 not in centre  # compositing stopped
+
+
+def test_pairs_of_long_thin_float32_gaussians_are_all_listed():
+    # Long, thin, tilted Gaussians in float32: near the ends of such an ellipse a row's span moves
+    # fast with rounding, and every pixel the float32 alpha test passes must still be listed.
+    g = torch.Generator().manual_seed(5)
+    n, width, height = 12, 96, 64
+    means = torch.cat([torch.rand(1, n, 2, generator=g) * 0.8 - 0.4, 1.0 + torch.rand(1, n, 1, generator=g)], -1)
+    quats = torch.randn(1, n, 4, generator=g)
+    scales = torch.stack([torch.full((1, n), 0.4), torch.full((1, n), 0.004), torch.full((1, n), 0.01)], -1)
+    opacities = 0.3 + 0.6 * torch.rand(1, n, generator=g)
+    viewmats, ks = _camera(60.0, 48.0, 32.0, dtype=torch.float32)
+    proj = project_gaussians(means, quats, scales, viewmats, ks, width, height)
+    pairs = _enumerate_pairs(proj, opacities, width, height)
+    expected = _pairs_by_definition(proj, opacities, width, height)
+    assert len(expected) > 2000
+    assert list(zip(pairs.gaussian.tolist(), pairs.pixel.tolist())) == expected
 
 
 def test_alpha_is_clamped_and_transmittance_stops_like_gsplat():

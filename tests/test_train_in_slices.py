@@ -93,9 +93,12 @@ def test_a_resumed_run_draws_new_frames_not_its_first_ones_again(tmp_path, monke
     first = trainer()
     first.train()
     resumed = trainer(load_dir=first.checkpoint_dir)
-    first.pipeline.datamanager.reseed(0)  # a fresh start's stream
 
     def frames(datamanager) -> list[list[int]]:
         return [datamanager.next_train(0)[1]["frame_index"].tolist() for _ in range(3)]
 
-    assert frames(resumed.pipeline.datamanager) != frames(first.pipeline.datamanager)
+    drawn = frames(resumed.pipeline.datamanager)
+    first.pipeline.datamanager.reseed(0)  # a fresh start's stream
+    assert drawn != frames(first.pipeline.datamanager)
+    first.pipeline.datamanager.reseed(3)  # the stream of a run resumed after step 2 (its checkpoint)
+    assert drawn == frames(first.pipeline.datamanager)

@@ -208,11 +208,13 @@ class Hand4DGSModel(Model):
         sequence, frame = self.frame_ids(camera)
         # The vertex-only phase of training needs no image: skip the Gaussians and the render.
         render = not self.training or self.schedule.image_weight(self.step) > 0
+        jitter_state = self._jitter_generator.get_state()
         hands = self.predict_hands(sequence, frame, with_gaussians=render)
         outputs = {"vertices": hands.vertices, "joints": hands.joints, "valid": hands.valid}
         if not render:
             return outputs
         if self.training and torch.is_grad_enabled() and self.config.smooth_loss_weight > 0:
+            self._jitter_generator.set_state(jitter_state)  # the neighbours' crops get their frame's jitter
             outputs["neighbour_joints"], outputs["neighbours_valid"] = self._neighbours(sequence, frame, hands.valid)
         c2w = camera.camera_to_worlds.reshape(-1, 3, 4)
         bottom = torch.zeros_like(c2w[:, :1])

@@ -161,7 +161,7 @@ class HandNetwork(nn.Module):
     ) -> HandsPrediction:
         """The static-shape part of :meth:`forward` (what ``torch.compile`` compiles): both branches, world frame, Gaussians."""
         meshes = [
-            branch(tokens, box_norm[:, slot], bbox[:, slot], K, with_gaussians)
+            branch(tokens, box_norm[:, slot], bbox[:, slot], K, with_embeddings=with_gaussians)
             for slot, (branch, tokens) in enumerate(zip(self.branches, (left, right)))
         ]
         vertices = [transform_points(c2w, mesh.vertices) for mesh in meshes]

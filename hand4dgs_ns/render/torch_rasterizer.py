@@ -22,12 +22,15 @@ from dataclasses import dataclass
 import torch
 from jaxtyping import Float, Int
 from torch import Tensor
+from torch.autograd.function import once_differentiable
 
 from hand4dgs_ns.render.output import ALPHA_MAX, ALPHA_MIN, TILE_SIZE, TRANSMITTANCE_MIN, RenderOutput
 from hand4dgs_ns.render.torch_projection import ProjectedGaussians, project_gaussians
 
 _BOX_SLACK = 1e-3
-"""Pixels by which the enumeration box exceeds the exact alpha >= 1/255 box (float rounding)."""
+"""Pixels by which the listed rows and spans exceed those of the listed ellipse (float rounding)."""
+_REACH_SLACK = 1e-2
+"""Added to a Gaussian's reach (its ellipse 0.5 d^T cov^-1 d <= reach) for listing: alpha 1% below 1/255."""
 
 
 @dataclass(frozen=True)
@@ -73,8 +76,12 @@ def _enumerate_pairs(
     opac = opacities.detach().reshape(-1)
 
     # The alpha >= ALPHA_MIN ellipse is 0.5 d^T cov^-1 d <= reach, reach = log(opacity / ALPHA_MIN).
+    # Rows and spans are listed for a slightly larger ellipse: near its top and bottom a span's
+    # ends move fast with reach, and the float32 alpha test below must find every pixel it passes
+    # inside the listed spans (the test, not the spans, decides).
     reach = torch.log(torch.clamp(opac / ALPHA_MIN, min=1.0))
-    half_h = torch.sqrt(2.0 * reach * cov2d[:, 2])
+    listed_reach = reach + _REACH_SLACK
+    half_h = torch.sqrt(2.0 * listed_reach * cov2d[:, 2])
     u, v = means2d[:, 0], means2d[:, 1]
     tiles_x, tiles_y = math.ceil(width / TILE_SIZE), math.ceil(height / TILE_SIZE)
     # gsplat's tile range of the 3-sigma square, as pixel bounds.
@@ -103,7 +110,7 @@ def _enumerate_pairs(
     a, b, c = conics.index_select(0, row_owner).unbind(-1)
     dy = row_y + 0.5 - v.index_select(0, row_owner)
     # 0.5 a dx^2 + b dy dx + 0.5 c dy^2 <= reach, a quadratic in dx.
-    root = torch.sqrt(torch.clamp(b * b * dy * dy - a * (c * dy * dy - 2.0 * reach.index_select(0, row_owner)), min=0.0))
+    root = torch.sqrt(torch.clamp(b * b * dy * dy - a * (c * dy * dy - 2.0 * listed_reach.index_select(0, row_owner)), min=0.0))
     ur = u.index_select(0, row_owner)
     xs = torch.maximum(tile_x0.index_select(0, row_owner), torch.ceil(ur + (-b * dy - root) / a - 0.5 - _BOX_SLACK))
     xe = torch.minimum(tile_x1.index_select(0, row_owner), torch.floor(ur + (-b * dy + root) / a - 0.5 + _BOX_SLACK) + 1)
@@ -123,7 +130,8 @@ def _enumerate_pairs(
     sigma = _sigma(table[:, :2], table[:, 2:5], centre)
     alpha = torch.clamp(table[:, 5] * torch.exp(-sigma), max=ALPHA_MAX)
     hit = ((sigma >= 0) & (alpha >= ALPHA_MIN)).nonzero().flatten()
-    # A stable sort by pixel keeps each pixel's pairs front to back (int32 keys sort faster; B*H*W < 2^31).
+    # A stable sort by pixel keeps each pixel's pairs front to back (int32 keys sort faster).
+    assert proj.radii.shape[0] * height * width < 2**31, "pixel ids must fit int32"
     order = hit.index_select(0, torch.sort(pixel.index_select(0, hit).int(), stable=True).indices)
     sorted_pixel = pixel.index_select(0, order)
 
@@ -163,6 +171,7 @@ class _Composite(torch.autograd.Function):
         return out
 
     @staticmethod
+    @once_differentiable
     def backward(ctx, grad_out: Tensor):
         alpha, features, pixel, segment_start, transmittance, weight = ctx.saved_tensors
         grad_pair = grad_out.index_select(0, pixel)
