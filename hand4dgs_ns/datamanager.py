@@ -228,9 +228,9 @@ class HandDataManager(DataManager):
             self._decoded_videos[s] = decoded_video(sequence.image_paths, sequence.mask_paths, size, self._frame_cache)
         return self._decoded_videos[s]
 
-    def reseed(self, step: int) -> None:
-        """Draws from a stream of its own for a run resumed at ``step`` (each rank its own too)."""
-        self._generator.manual_seed(self.config.seed + self.rank + (step << 16))
+    def reseed(self, offset: int) -> None:
+        """Draws from the stream of a resumed run (see :meth:`Hand4DGSPipeline.reseed`); each rank its own."""
+        self._generator.manual_seed(self.config.seed + self.rank + offset)
 
     # ---- batches -----------------------------------------------------------------------
     def next_train(self, step: int) -> Tuple[Cameras, Dict]:

@@ -45,10 +45,11 @@ class Hand4DGSPipeline(VanillaPipeline):
     datamanager: HandDataManager
     _model: Hand4DGSModel
 
-    def reseed(self, step: int) -> None:
-        """Random streams for a run resumed at ``step``: new ones, not those of its first steps again."""
-        self.datamanager.reseed(step)
-        self.model.reseed(step)
+    def reseed(self, offset: int) -> None:
+        """Random streams for a resumed run (``offset``: :func:`hand4dgs_ns.trainer.resume_seed_offset`),
+        not those of its first steps again."""
+        self.datamanager.reseed(offset)
+        self.model.reseed(offset)
 
     def train(self, mode: bool = True) -> "Hand4DGSPipeline":
         # nerfstudio calls pipeline.train() before every training step, and Module.train re-sets

@@ -48,8 +48,9 @@ class Hand4DGSTrainer(Trainer):
         if self._start_step > 0:
             # nerfstudio seeds every start alike and saves no generator state, so a resumed run
             # would draw its first steps' frames, backgrounds and jitters again: seed by the step.
-            torch.manual_seed(self.config.machine.seed + comms.get_rank() + (self._start_step << 16))
-            self.pipeline.reseed(self._start_step)
+            offset = resume_seed_offset(self._start_step)
+            torch.manual_seed(self.config.machine.seed + comms.get_rank() + offset)
+            self.pipeline.reseed(offset)
 
     @check_main_thread
     def save_checkpoint(self, step: int) -> None:
@@ -69,6 +70,11 @@ class Hand4DGSTrainer(Trainer):
             for old in self.checkpoint_dir.glob("*.ckpt"):
                 if old != path:
                     old.unlink()
+
+
+def resume_seed_offset(step: int) -> int:
+    """Added to every seed of a run resumed at ``step``: the step in the bits above the seed and rank."""
+    return step << 16
 
 
 def stop_viewer_renders(viewer, timeout_s: float = 30.0) -> None:

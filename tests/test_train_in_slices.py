@@ -78,6 +78,7 @@ def test_a_resumed_run_draws_new_frames_not_its_first_ones_again(tmp_path, monke
 
     from hand4dgs_ns.cli.demo import setup_trainer
     from hand4dgs_ns.method_configs import hand4dgs_trainer
+    from hand4dgs_ns.trainer import resume_seed_offset
 
     data = write_random_sequence(tmp_path / "clip", num_frames=12)
     monkeypatch.setenv("HAND4DGS_CACHE_DIR", str(tmp_path / "cache"))
@@ -100,5 +101,5 @@ def test_a_resumed_run_draws_new_frames_not_its_first_ones_again(tmp_path, monke
     drawn = frames(resumed.pipeline.datamanager)
     first.pipeline.datamanager.reseed(0)  # a fresh start's stream
     assert drawn != frames(first.pipeline.datamanager)
-    first.pipeline.datamanager.reseed(3)  # the stream of a run resumed after step 2 (its checkpoint)
+    first.pipeline.datamanager.reseed(resume_seed_offset(3))  # a run resumed after step 2 (its checkpoint)
     assert drawn == frames(first.pipeline.datamanager)

@@ -115,11 +115,11 @@ class FrameInputs:
         frames = self.gather(unique)
         bbox = self.bbox[rows]
         if augment is not None and self.kind == "crops":
-            crops = torch.from_numpy(frames)
+            crops, crop_video = torch.from_numpy(frames), self.sequence_of(unique)
             if augment.colour is not None:
-                crops = augment.colour(crops, self.sequence_of(unique), augment.generator)
+                crops = augment.colour(crops, crop_video, augment.generator)
             if augment.box is not None:
-                crops, bbox = augment.box(crops, self.sequence_of(unique), torch.as_tensor(bbox), sequence, augment.generator)
+                crops, bbox = augment.box(crops, crop_video, bbox, sequence, augment.generator)
             frames = crops.numpy()
         return NetworkInputs(
             frames=stager.to_device(frames),

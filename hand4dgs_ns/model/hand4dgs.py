@@ -173,9 +173,9 @@ class Hand4DGSModel(Model):
         frames = torch.round(times.clamp(0, 1) * (length - 1)).long()
         return torch.full_like(frames, s), frames
 
-    def reseed(self, step: int) -> None:
-        """Jitters from a stream of their own for a run resumed at ``step``."""
-        self._jitter_generator.manual_seed(self.config.seed + (step << 16))
+    def reseed(self, offset: int) -> None:
+        """Jitters from the stream of a resumed run (see :meth:`Hand4DGSPipeline.reseed`)."""
+        self._jitter_generator.manual_seed(self.config.seed + offset)
 
     def predict_hands(self, sequence: Tensor, frame: Tensor, with_gaussians: bool = True) -> HandsPrediction:
         """Both hands of the given frames (any number, any sequences) in the world frame.
@@ -208,12 +208,13 @@ class Hand4DGSModel(Model):
         sequence, frame = self.frame_ids(camera)
         # The vertex-only phase of training needs no image: skip the Gaussians and the render.
         render = not self.training or self.schedule.image_weight(self.step) > 0
-        jitter_state = self._jitter_generator.get_state()
+        neighbours = render and self.training and torch.is_grad_enabled() and self.config.smooth_loss_weight > 0
+        jitter_state = self._jitter_generator.get_state() if neighbours else None
         hands = self.predict_hands(sequence, frame, with_gaussians=render)
         outputs = {"vertices": hands.vertices, "joints": hands.joints, "valid": hands.valid}
         if not render:
             return outputs
-        if self.training and torch.is_grad_enabled() and self.config.smooth_loss_weight > 0:
+        if neighbours:
             self._jitter_generator.set_state(jitter_state)  # the neighbours' crops get their frame's jitter
             outputs["neighbour_joints"], outputs["neighbours_valid"] = self._neighbours(sequence, frame, hands.valid)
         c2w = camera.camera_to_worlds.reshape(-1, 3, 4)
