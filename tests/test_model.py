@@ -59,6 +59,18 @@ def test_outputs_and_losses_in_both_phases(pipeline):
     assert all(g is not None and torch.isfinite(g).all() for g in grads)
 
 
+def test_wrist_relative_vertex_term_adds_to_the_vertex_loss(pipeline, monkeypatch):
+    model = pipeline.model
+    model.train()
+    camera, batch = pipeline.datamanager.next_train(0)
+    model.step = 0
+    out = model.get_outputs(camera)
+    placed = model.get_loss_dict(out, batch)["vertex_loss"]
+    monkeypatch.setattr(model.config, "relative_vertex_weight", 1.0)
+    both = model.get_loss_dict(out, batch)["vertex_loss"]
+    assert float(both) > float(placed) > 0
+
+
 def test_silhouette_and_smoothness_losses_reach_the_pose(pipeline, monkeypatch):
     model = pipeline.model
     model.train()

@@ -12,6 +12,7 @@ from hand4dgs_ns.model.losses import (
     opacity_loss,
     point_loss,
     silhouette_loss,
+    vertex_loss,
 )
 
 
@@ -67,6 +68,23 @@ def test_loss_schedule_and_losses():
 def test_vertex_weight_floor():
     s = LossSchedule(image_start=100, vertex_decay_steps=50, vertex_floor=0.1)
     assert s.vertex_weight(99) == 1 and s.vertex_weight(125) == 0.5 and s.vertex_weight(1000) == 0.1
+
+
+def test_wrist_relative_vertex_loss_ignores_placement_and_sees_articulation():
+    torch.manual_seed(0)
+    target = torch.randn(2, 2, 30, 3) * 0.05
+    target_wrist = target[..., :1, :]
+    valid = torch.tensor([[True, True], [True, False]])
+    shifted = target + torch.tensor([0.02, -0.01, 0.03])  # the right hand, placed 3.7 cm off
+    placed = vertex_loss(shifted, target, shifted[..., :1, :], target_wrist, valid)
+    assert torch.isclose(placed, torch.tensor(0.02**2 + 0.01**2 + 0.03**2))
+    both = vertex_loss(shifted, target, shifted[..., :1, :], target_wrist, valid, relative_weight=2.0)
+    assert torch.isclose(both, placed)  # nothing to add: the articulation is right
+    bent = target.clone()
+    bent[..., 5:, 2] += 0.01  # a finger moved 1 cm, the wrist where it was
+    placed = vertex_loss(bent, target, bent[..., :1, :], target_wrist, valid)
+    both = vertex_loss(bent, target, bent[..., :1, :], target_wrist, valid, relative_weight=2.0)
+    assert float(placed) > 0 and torch.isclose(both, 3 * placed)
 
 
 def test_silhouette_loss_counts_outline_disagreement_outside_occluders():

@@ -41,9 +41,9 @@ from hand4dgs_ns.model.losses import (
     image_loss,
     occlusion_aware_pair,
     opacity_loss,
-    point_loss,
     scale_range_loss,
     silhouette_loss,
+    vertex_loss,
 )
 from hand4dgs_ns.render import rasterize
 from hand4dgs_ns.render.skeletons import draw_skeletons
@@ -66,6 +66,9 @@ class Hand4DGSModelConfig(HandNetworkConfig, ModelConfig):
     """Steps over which the vertex weight decays linearly to zero once the image loss is on."""
     vertex_weight_floor: float = 0.0
     """The vertex weight decays to this instead of zero (a fraction of vertex-loss-weight)."""
+    relative_vertex_weight: float = 0.0
+    """Weight, within the vertex loss, of the same loss on wrist-relative vertices (see
+    hand4dgs_ns/model/losses.py, vertex_loss): the articulation apart from the hand's placement."""
     silhouette_loss_weight: float = 1.0
     """Image phase: weight of the silhouette loss, mean |rendered opacity - hand mask| outside occluders
     (0 = off; on the default clip it raised crop PSNR and lowered every pose error, docs/benchmarks.md)."""
@@ -282,10 +285,11 @@ class Hand4DGSModel(Model):
         c = self.config
         valid = batch["valid"]
         target_verts = batch.get("pseudo_verts")
-        if target_verts is not None and target_verts.shape[-2] == outputs["vertices"].shape[-2]:
-            vertex = point_loss(outputs["vertices"], target_verts, valid)
-        else:  # pseudo-labels in another topology: supervise the joints
-            vertex = point_loss(outputs["joints"], batch["pseudo_joints"], valid)
+        pred, target = outputs["vertices"], target_verts
+        if target is None or target.shape[-2] != pred.shape[-2]:  # pseudo-labels in another topology: supervise the joints
+            pred, target = outputs["joints"], batch["pseudo_joints"]
+        wrists = outputs["joints"][..., :1, :], batch["pseudo_joints"][..., :1, :]
+        vertex = vertex_loss(pred, target, *wrists, valid, c.relative_vertex_weight)
         losses = {"vertex_loss": c.vertex_loss_weight * self.schedule.vertex_weight(self.step) * vertex}
         if self.schedule.image_weight(self.step) > 0:
             rgb, target = occlusion_aware_pair(outputs["rgb"], batch["image"], batch["hand_mask"], outputs["background"])

@@ -58,6 +58,27 @@ def point_loss(
     return (sq * weight).sum() / weight.sum().clamp(min=1.0)
 
 
+def vertex_loss(
+    pred: Float[Tensor, "*b n 3"],
+    target: Float[Tensor, "*b n 3"],
+    pred_wrist: Float[Tensor, "*b 1 3"],
+    target_wrist: Float[Tensor, "*b 1 3"],
+    valid: Bool[Tensor, "*b"],
+    relative_weight: float = 0.0,
+) -> Tensor:
+    """The pseudo-label loss: :func:`point_loss` on the points as placed, plus ``relative_weight``
+    times the same on wrist-relative points.
+
+    On placed points alone, a hand put a little off can be pulled back by bending its fingers
+    (that moves the points' mean), so the pose learns to make up for the placement; the
+    wrist-relative term asks for the articulation on its own.
+    """
+    loss = point_loss(pred, target, valid)
+    if relative_weight > 0:
+        loss = loss + relative_weight * point_loss(pred - pred_wrist, target - target_wrist, valid)
+    return loss
+
+
 def masked_target(
     image: Float[Tensor, "b h w 3"], hand_mask: Float[Tensor, "b h w 1"], background: Float[Tensor, "b 3"]
 ) -> Float[Tensor, "b h w 3"]:
