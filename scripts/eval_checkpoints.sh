@@ -8,6 +8,7 @@
 #
 # Writes OUT_DIR/config_step-N.yml and OUT_DIR/eval_step-N.json (N zero-padded as the checkpoints
 # are), and prints one line per step: PSNR (square crops), MPJPE, RA-MPJPE, Acc Err where present.
+# hand4dgs infer, export, render and tto read those config copies too: each loads its step.
 set -uo pipefail
 CONFIG=$1; OUT=$2; shift 2
 MODELS=$(dirname "$CONFIG")/nerfstudio_models

@@ -8,6 +8,7 @@ import os
 import subprocess
 from pathlib import Path
 
+import pytest
 import torch
 
 from ns_commands import BIN
@@ -71,6 +72,17 @@ def test_keep_every_keeps_those_steps_and_the_newest(tmp_path, monkeypatch):
         assert result["checkpoint"].endswith(f"step-{step:09d}.ckpt")
     assert sorted(p.name for p in models.glob("*.ckpt")) == ["step-000000004.ckpt", "step-000000006.ckpt"]
     assert "load_step: null" in config.read_text()
+
+    # infer, export, render and tto read the same config copies: the step each names, from the run folder.
+    from hand4dgs_ns.errors import Hand4DGSError
+    from hand4dgs_ns.inference.run import read_run
+
+    assert read_run(config).checkpoint == models / "step-000000006.ckpt"
+    assert read_run(tmp_path / "evals" / "config_step-000000004.yml").checkpoint == models / "step-000000004.ckpt"
+    missing = tmp_path / "evals" / "config_step-000000002.yml"
+    missing.write_text(config.read_text().replace("load_step: null", "load_step: 2"))
+    with pytest.raises(Hand4DGSError, match="step-000000002.ckpt: does not exist"):
+        read_run(missing)
 
 
 def test_a_resumed_run_draws_new_frames_not_its_first_ones_again(tmp_path, monkeypatch):

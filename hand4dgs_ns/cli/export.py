@@ -49,7 +49,7 @@ class Export:
     """Write a trained run's hands, frame by frame, as Gaussian splat PLYs and meshes, with hands.npz."""
 
     load_config: Path
-    """The run's config.yml (its newest checkpoint is used)."""
+    """The run's config.yml (its newest checkpoint is used, or the step its load_step names)."""
     output_dir: Path
     """Where each video's folder is written."""
     data: Optional[Path] = None

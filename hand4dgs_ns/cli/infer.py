@@ -46,7 +46,7 @@ class Infer:
     """Reconstruct the hands of new videos with a trained hand4dgs or hand4dgs-generalized run (no optimisation)."""
 
     load_config: Path
-    """The run's config.yml (its newest checkpoint is used)."""
+    """The run's config.yml (its newest checkpoint is used, or the step its load_step names)."""
     data: Path
     """A sequence folder, a folder of them, or an H2O or ARCTIC folder (read with the run's dataset options)."""
     output_dir: Path

@@ -43,7 +43,7 @@ class Render:
     """Render a run's hands to an mp4 along a camera path: an orbit at one frame, bullet time, or the egocentric path."""
 
     load_config: Path
-    """The run's config.yml (its newest checkpoint is used)."""
+    """The run's config.yml (its newest checkpoint is used, or the step its load_step names)."""
     output: Path
     """The mp4 to write."""
     path: PathKind = "orbit"

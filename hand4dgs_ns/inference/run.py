@@ -1,4 +1,5 @@
-"""A trained run's network, loaded from its ``config.yml`` and newest checkpoint, without its training data."""
+"""A trained run's network, loaded from its ``config.yml`` and checkpoint (the newest unless the
+config's ``load_step`` names one, as for ``ns-eval``), without its training data."""
 
 from __future__ import annotations
 
@@ -22,14 +23,14 @@ _PREFIX = "_model.network."
 
 @dataclass(frozen=True)
 class TrainedRun:
-    """A run folder's configuration and the path of its newest checkpoint."""
+    """A run folder's configuration and the path of its checkpoint (the newest, or the config's ``load_step``)."""
 
     config_path: Path
     """The run's config.yml."""
     config: TrainerConfig
     """Its training configuration (model, datamanager, dataparser options)."""
     checkpoint: Path
-    """Its newest ``step-*.ckpt``."""
+    """Its newest ``step-*.ckpt``, or the one of the config's ``load_step``."""
 
     @property
     def step(self) -> int:
@@ -51,8 +52,17 @@ def read_run(config_path: Path) -> TrainedRun:
         raise file_error(
             config_path, f"is a run of the method '{config.method_name}'", f"pass the config.yml of a {' or '.join(HAND_METHODS)} run"
         )
-    # Checkpoints sit beside the config whatever the folder the run was started from.
+    # Checkpoints sit beside the config whatever the folder the run was started from; a copy of
+    # the config kept elsewhere (one per step, as scripts/eval_checkpoints.sh writes) points to the
+    # run folder ns-train wrote.
     model_dir = config_path.parent / config.relative_model_dir
+    if not model_dir.is_dir() and config.get_checkpoint_dir().is_dir():
+        model_dir = config.get_checkpoint_dir()
+    if config.load_step is not None:  # as ns-eval: the config names the step
+        checkpoint = model_dir / f"step-{config.load_step:09d}.ckpt"
+        if not checkpoint.is_file():
+            raise file_error(checkpoint, "does not exist", f"set load_step in {config_path.name} to a saved step, or to null for the newest")
+        return TrainedRun(config_path=config_path, config=config, checkpoint=checkpoint)
     steps = {p: p.stem.removeprefix("step-") for p in model_dir.glob("step-*.ckpt")}
     checkpoints = sorted((p for p, step in steps.items() if step.isdigit()), key=lambda p: int(steps[p]))
     if not checkpoints:
@@ -61,7 +71,7 @@ def read_run(config_path: Path) -> TrainedRun:
 
 
 def network_weights(run: TrainedRun) -> dict[str, torch.Tensor]:
-    """The network's state dict from the run's newest checkpoint."""
+    """The network's state dict from the run's checkpoint."""
     try:
         state = torch.load(run.checkpoint, map_location="cpu", weights_only=True)["pipeline"]
     except Exception as err:  # noqa: BLE001 - any failure to read the file means the same to the user
