@@ -15,6 +15,10 @@ MODELS=$(dirname "$CONFIG")/nerfstudio_models
 ls "$MODELS"/step-*.ckpt > /dev/null 2>&1 || { echo "$MODELS holds no checkpoints: train the run first." >&2; exit 1; }
 grep -q "^load_step: null$" "$CONFIG" || { echo "$CONFIG has no 'load_step: null' line: is it an ns-train config.yml?" >&2; exit 1; }
 mkdir -p "$OUT"
+# The copies find their checkpoints beside them, wherever the command that reads them is started.
+if [ -L "$OUT/nerfstudio_models" ] || [ ! -e "$OUT/nerfstudio_models" ]; then
+  ln -sfn "$(cd "$MODELS" && pwd)" "$OUT/nerfstudio_models"
+fi
 for ckpt in "$MODELS"/step-*.ckpt; do
   name=${ckpt##*/}; padded=${name#step-}; padded=${padded%.ckpt}
   sed "s/^load_step: null$/load_step: $((10#$padded))/" "$CONFIG" > "$OUT/config_step-$padded.yml"

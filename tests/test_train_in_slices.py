@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 from ns_commands import BIN
 
@@ -73,16 +74,26 @@ def test_keep_every_keeps_those_steps_and_the_newest(tmp_path, monkeypatch):
     assert sorted(p.name for p in models.glob("*.ckpt")) == ["step-000000004.ckpt", "step-000000006.ckpt"]
     assert "load_step: null" in config.read_text()
 
-    # infer, export, render and tto read the same config copies: the step each names, from the run folder.
+    # read_run (infer, export, render, tto) reads the same config copies: the step each names, from the run folder.
     from hand4dgs_ns.errors import Hand4DGSError
     from hand4dgs_ns.inference.run import read_run
 
     assert read_run(config).checkpoint == models / "step-000000006.ckpt"
-    assert read_run(tmp_path / "evals" / "config_step-000000004.yml").checkpoint == models / "step-000000004.ckpt"
+    copy = read_run(tmp_path / "evals" / "config_step-000000004.yml")
+    assert copy.checkpoint.resolve() == (models / "step-000000004.ckpt").resolve() and copy.step == 4
     missing = tmp_path / "evals" / "config_step-000000002.yml"
     missing.write_text(config.read_text().replace("load_step: null", "load_step: 2"))
     with pytest.raises(Hand4DGSError, match="step-000000002.ckpt: does not exist"):
         read_run(missing)
+    # A run started with a relative output_dir, read from another folder: the copies still find
+    # their checkpoints (linked beside them); a copy elsewhere says where it looked.
+    relative = yaml.load(config.read_text(), Loader=yaml.Loader)
+    relative.output_dir, relative.load_step = Path("runs"), 4
+    (tmp_path / "evals" / "relative.yml").write_text(yaml.dump(relative))
+    assert read_run(tmp_path / "evals" / "relative.yml").checkpoint.resolve() == (models / "step-000000004.ckpt").resolve()
+    (tmp_path / "lone.yml").write_text(yaml.dump(relative))
+    with pytest.raises(Hand4DGSError, match="nor does the run folder the config names"):
+        read_run(tmp_path / "lone.yml")
 
 
 def test_a_resumed_run_draws_new_frames_not_its_first_ones_again(tmp_path, monkeypatch):

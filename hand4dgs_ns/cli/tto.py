@@ -32,7 +32,8 @@ class TTO:
     """Fine-tune a trained run's appearance on a new video (test-time optimisation); writes a new run folder."""
 
     load_config: Path
-    """The trained run's config.yml (hand4dgs-generalized, hand4dgs or an earlier tto run)."""
+    """The trained run's config.yml (hand4dgs-generalized, hand4dgs or an earlier tto run); its newest
+    checkpoint is used, or the step its load_step names."""
     data: Path
     """The new video: a sequence folder, a folder of them, or an H2O or ARCTIC folder."""
     steps: int = 500
@@ -71,7 +72,7 @@ class TTO:
         wall = time.perf_counter() - started
         after = _image_metrics(trainer.pipeline)
         base = config.get_base_dir()
-        summary = {"steps": self.steps, "free_pose": self.free_pose, "wall_s": wall, "before": before, "after": after, "from": str(run.config_path)}
+        summary = {"steps": self.steps, "free_pose": self.free_pose, "wall_s": wall, "before": before, "after": after, "from": str(run.config_path), "from_step": run.step}
         (base / "tto.json").write_text(json.dumps(summary, indent=2))
         console.print(
             f"Test-time optimisation: {self.steps} steps in {wall:.1f} s on {device}; hand-crop PSNR on held-out frames "

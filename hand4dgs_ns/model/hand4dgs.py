@@ -67,8 +67,9 @@ class Hand4DGSModelConfig(HandNetworkConfig, ModelConfig):
     vertex_weight_floor: float = 0.0
     """The vertex weight decays to this instead of zero (a fraction of vertex-loss-weight)."""
     relative_vertex_weight: float = 0.0
-    """Weight, within the vertex loss, of the same loss on wrist-relative vertices (see
-    hand4dgs_ns/model/losses.py, vertex_loss): the articulation apart from the hand's placement."""
+    """Weight, within the vertex loss, of the same loss on wrist-relative vertices (joints where the
+    pseudo-labels have another topology): the articulation apart from the hand's placement (see
+    vertex_loss in hand4dgs_ns/model/losses.py)."""
     silhouette_loss_weight: float = 1.0
     """Image phase: weight of the silhouette loss, mean |rendered opacity - hand mask| outside occluders
     (0 = off; on the default clip it raised crop PSNR and lowered every pose error, docs/benchmarks.md)."""
