@@ -86,13 +86,14 @@ def test_keep_every_keeps_those_steps_and_the_newest(tmp_path, monkeypatch):
     with pytest.raises(Hand4DGSError, match="step-000000002.ckpt: does not exist"):
         read_run(missing)
     # A run started with a relative output_dir, read from another folder: the copies still find
-    # their checkpoints (linked beside them); a copy elsewhere says where it looked.
+    # their checkpoints (linked beside them); a copy with none beside it says so.
     relative = yaml.load(config.read_text(), Loader=yaml.Loader)
     relative.output_dir, relative.load_step = Path("runs"), 4
     (tmp_path / "evals" / "relative.yml").write_text(yaml.dump(relative))
     assert read_run(tmp_path / "evals" / "relative.yml").checkpoint.resolve() == (models / "step-000000004.ckpt").resolve()
+    relative.load_step = None
     (tmp_path / "lone.yml").write_text(yaml.dump(relative))
-    with pytest.raises(Hand4DGSError, match="nor does the run folder the config names"):
+    with pytest.raises(Hand4DGSError, match="holds no checkpoint"):
         read_run(tmp_path / "lone.yml")
 
 

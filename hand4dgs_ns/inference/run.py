@@ -52,18 +52,9 @@ def read_run(config_path: Path) -> TrainedRun:
         raise file_error(
             config_path, f"is a run of the method '{config.method_name}'", f"pass the config.yml of a {' or '.join(HAND_METHODS)} run"
         )
-    # Checkpoints sit beside the config whatever the folder the run was started from; a copy of
-    # the config kept elsewhere (one per step, as scripts/eval_checkpoints.sh writes) points to the
-    # run folder ns-train wrote.
+    # Checkpoints sit beside the config whatever the folder the run was started from (the per-step
+    # config copies of scripts/eval_checkpoints.sh have the run's nerfstudio_models linked beside them).
     model_dir = config_path.parent / config.relative_model_dir
-    if not model_dir.is_dir():
-        if not config.get_checkpoint_dir().is_dir():
-            raise file_error(
-                model_dir,
-                f"does not exist, nor does the run folder the config names ({config.get_checkpoint_dir()})",
-                "keep config.yml beside its nerfstudio_models folder, or start from the folder ns-train ran in (its output_dir may be relative)",
-            )
-        model_dir = config.get_checkpoint_dir()
     if config.load_step is not None:  # as ns-eval: the config names the step
         checkpoint = model_dir / f"step-{config.load_step:09d}.ckpt"
         if not checkpoint.is_file():
