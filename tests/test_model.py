@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from hand4dgs_ns.eval.metrics import root_aligned
 from hand4dgs_ns.method_configs import hand4dgs_trainer
 from hand4dgs_ns.model.losses import point_loss
 
@@ -71,8 +72,7 @@ def test_wrist_relative_vertex_term_adds_to_the_vertex_loss(pipeline, monkeypatc
     both = model.get_loss_dict(out, batch)["vertex_loss"]
     # This clip's pseudo-labels are in another topology, so the joints are supervised: the added
     # term is the wrist-relative joints' loss, at the vertex loss's weight.
-    joints, target = out["joints"], batch["pseudo_joints"]
-    relative = point_loss(joints - joints[..., :1, :], target - target[..., :1, :], batch["valid"])
+    relative = point_loss(root_aligned(out["joints"]), root_aligned(batch["pseudo_joints"]), batch["valid"])
     assert float(relative) > 0
     torch.testing.assert_close(both - placed, model.config.vertex_loss_weight * relative)
 

@@ -72,19 +72,18 @@ def test_vertex_weight_floor():
 
 def test_wrist_relative_vertex_loss_ignores_placement_and_sees_articulation():
     torch.manual_seed(0)
-    target = torch.randn(2, 2, 30, 3) * 0.05
-    target_wrist = target[..., :1, :]
+    target = torch.randn(2, 2, 30, 3) * 0.05  # point 0 stands for the wrist joint
     valid = torch.tensor([[True, True], [True, False]])
     shifted = target + torch.tensor([0.02, -0.01, 0.03])  # every hand placed 3.7 cm off
     shifted[1, 1, 7:] += 0.5  # the invalid hand: far off, and not counted
-    placed = vertex_loss(shifted, target, shifted[..., :1, :], target_wrist, valid)
+    placed = vertex_loss(shifted, target, shifted, target, valid)
     assert torch.isclose(placed, torch.tensor(0.02**2 + 0.01**2 + 0.03**2))
-    both = vertex_loss(shifted, target, shifted[..., :1, :], target_wrist, valid, relative_weight=2.0)
+    both = vertex_loss(shifted, target, shifted, target, valid, relative_weight=2.0)
     assert torch.isclose(both, placed)  # nothing to add: the valid hands' articulation is right
     bent = target.clone()
     bent[..., 5:, 2] += 0.01  # all but the first five points moved 1 cm, the wrist where it was
-    placed = vertex_loss(bent, target, bent[..., :1, :], target_wrist, valid)
-    both = vertex_loss(bent, target, bent[..., :1, :], target_wrist, valid, relative_weight=2.0)
+    placed = vertex_loss(bent, target, bent, target, valid)
+    both = vertex_loss(bent, target, bent, target, valid, relative_weight=2.0)
     assert float(placed) > 0 and torch.isclose(both, 3 * placed)
 
 

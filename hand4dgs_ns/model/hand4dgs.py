@@ -285,12 +285,10 @@ class Hand4DGSModel(Model):
     def get_loss_dict(self, outputs, batch, metrics_dict=None) -> Dict[str, Tensor]:
         c = self.config
         valid = batch["valid"]
-        target_verts = batch.get("pseudo_verts")
-        pred, target = outputs["vertices"], target_verts
-        if target is None or target.shape[-2] != pred.shape[-2]:  # pseudo-labels in another topology: supervise the joints
-            pred, target = outputs["joints"], batch["pseudo_joints"]
-        wrists = outputs["joints"][..., :1, :], batch["pseudo_joints"][..., :1, :]
-        vertex = vertex_loss(pred, target, *wrists, valid, c.relative_vertex_weight)
+        points, target_points = outputs["vertices"], batch.get("pseudo_verts")
+        if target_points is None or target_points.shape[-2] != points.shape[-2]:  # pseudo-labels in another topology: supervise the joints
+            points, target_points = outputs["joints"], batch["pseudo_joints"]
+        vertex = vertex_loss(points, target_points, outputs["joints"], batch["pseudo_joints"], valid, c.relative_vertex_weight)
         losses = {"vertex_loss": c.vertex_loss_weight * self.schedule.vertex_weight(self.step) * vertex}
         if self.schedule.image_weight(self.step) > 0:
             rgb, target = occlusion_aware_pair(outputs["rgb"], batch["image"], batch["hand_mask"], outputs["background"])

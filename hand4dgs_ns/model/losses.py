@@ -21,6 +21,7 @@ from torch import Tensor
 
 from hand4dgs_ns.constants import constant
 from hand4dgs_ns.data.sequence_format import hand_pixels, occluder_pixels
+from hand4dgs_ns.eval.metrics import WRIST
 
 # pytorch_msssim's default SSIM: an 11-tap Gaussian window (sigma 1.5), K1 = 0.01, K2 = 0.03.
 _SSIM_WINDOW = tuple(float(w) for w in _fspecial_gauss_1d(11, 1.5).flatten())
@@ -61,13 +62,13 @@ def point_loss(
 def vertex_loss(
     pred: Float[Tensor, "*b n 3"],
     target: Float[Tensor, "*b n 3"],
-    pred_wrist: Float[Tensor, "*b 1 3"],
-    target_wrist: Float[Tensor, "*b 1 3"],
+    pred_joints: Float[Tensor, "*b j 3"],
+    target_joints: Float[Tensor, "*b j 3"],
     valid: Bool[Tensor, "*b"],
     relative_weight: float = 0.0,
 ) -> Tensor:
     """The pseudo-label loss: :func:`point_loss` on the points as placed, plus ``relative_weight``
-    times the same on wrist-relative points.
+    times the same on the points relative to their hand's wrist joint.
 
     On placed points alone, a hand put a little off can be pulled back by bending its fingers
     (that moves the points' mean), so the pose learns to make up for the placement; the
@@ -75,7 +76,8 @@ def vertex_loss(
     """
     loss = point_loss(pred, target, valid)
     if relative_weight > 0:
-        loss = loss + relative_weight * point_loss(pred - pred_wrist, target - target_wrist, valid)
+        wrist = slice(WRIST, WRIST + 1)
+        loss = loss + relative_weight * point_loss(pred - pred_joints[..., wrist, :], target - target_joints[..., wrist, :], valid)
     return loss
 
 
