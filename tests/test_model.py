@@ -7,7 +7,7 @@ import torch
 
 from hand4dgs_ns.eval.metrics import root_aligned
 from hand4dgs_ns.method_configs import hand4dgs_trainer
-from hand4dgs_ns.model.losses import point_loss
+from hand4dgs_ns.model.losses import bone_length_loss, point_loss
 
 
 @pytest.fixture(scope="module")
@@ -22,10 +22,11 @@ def pipeline(tmp_path_factory):
     config.pipeline.datamanager.data = data
     config.pipeline.model.gaussians_per_face = 1
     pipe = config.pipeline.setup(device="cpu", test_mode="val")
-    # Non-zero heads, so the prediction really depends on the inputs.
+    # Non-zero heads, so the prediction really depends on the inputs (seeded: the same weights every run).
+    generator = torch.Generator().manual_seed(0)
     with torch.no_grad():
         for p in pipe.model.parameters():
-            p.add_(0.01 * torch.randn_like(p))
+            p.add_(0.01 * torch.randn(p.shape, generator=generator, dtype=p.dtype))
     yield pipe
     mp.undo()
 
@@ -61,12 +62,17 @@ def test_outputs_and_losses_in_both_phases(pipeline):
     assert all(g is not None and torch.isfinite(g).all() for g in grads)
 
 
-def test_wrist_relative_vertex_term_adds_to_the_vertex_loss(pipeline, monkeypatch):
+def _training_step_at(pipeline, step: int):
+    """The model in training at ``step``, one training batch and the model's outputs for it."""
     model = pipeline.model
     model.train()
     camera, batch = pipeline.datamanager.next_train(0)
-    model.step = 0
-    out = model.get_outputs(camera)
+    model.step = step
+    return model, camera, batch, model.get_outputs(camera)
+
+
+def test_wrist_relative_vertex_term_adds_to_the_vertex_loss(pipeline, monkeypatch):
+    model, _, batch, out = _training_step_at(pipeline, 0)
     placed = model.get_loss_dict(out, batch)["vertex_loss"]
     monkeypatch.setattr(model.config, "relative_vertex_weight", 1.0)
     both = model.get_loss_dict(out, batch)["vertex_loss"]
@@ -74,7 +80,22 @@ def test_wrist_relative_vertex_term_adds_to_the_vertex_loss(pipeline, monkeypatc
     # term is the wrist-relative joints' loss, at the vertex loss's weight.
     relative = point_loss(root_aligned(out["joints"]), root_aligned(batch["pseudo_joints"]), batch["valid"])
     assert float(relative) > 0
-    torch.testing.assert_close(both - placed, model.config.vertex_loss_weight * relative)
+    torch.testing.assert_close(both, placed + model.config.vertex_loss_weight * relative)  # a difference would cancel
+
+
+def test_bone_loss_follows_the_vertex_weight(pipeline, monkeypatch):
+    model, camera, batch, out = _training_step_at(pipeline, 0)
+    assert "bone_loss" not in model.get_loss_dict(out, batch)
+    monkeypatch.setattr(model.config, "bone_loss_weight", 2.0)
+    bones = bone_length_loss(out["joints"], batch["pseudo_joints"], batch["valid"])
+    assert float(bones) > 0
+    torch.testing.assert_close(model.get_loss_dict(out, batch)["bone_loss"], 2.0 * model.config.vertex_loss_weight * bones)
+    model.step = model.schedule.image_start + 1  # the vertex weight has begun to fall
+    weight = model.schedule.vertex_weight(model.step)
+    assert 0 < weight < 1
+    out = model.get_outputs(camera)
+    bones = bone_length_loss(out["joints"], batch["pseudo_joints"], batch["valid"])
+    torch.testing.assert_close(model.get_loss_dict(out, batch)["bone_loss"], 2.0 * weight * model.config.vertex_loss_weight * bones)
 
 
 def test_silhouette_and_smoothness_losses_reach_the_pose(pipeline, monkeypatch):

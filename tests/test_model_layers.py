@@ -2,11 +2,14 @@
 
 import torch
 
+from hand4dgs_ns.eval.metrics import OPENPOSE_BONES
 from hand4dgs_ns.features.windows import window_indices
 from hand4dgs_ns.network.layers import TemporalConv, mlp, squash_tokens
 from hand4dgs_ns.model.losses import (
     LossSchedule,
     acceleration_loss,
+    bone_length_loss,
+    bone_lengths,
     image_loss,
     masked_target,
     opacity_loss,
@@ -85,6 +88,25 @@ def test_wrist_relative_vertex_loss_ignores_placement_and_sees_articulation():
     placed = vertex_loss(bent, target, bent, target, valid)
     both = vertex_loss(bent, target, bent, target, valid, relative_weight=2.0)
     assert float(placed) > 0 and torch.isclose(both, 3 * placed)
+
+
+def test_bone_length_loss_sees_the_hands_size_not_its_pose_or_placement():
+    torch.manual_seed(0)
+    target = torch.randn(2, 21, 3) * 0.04
+    valid = torch.tensor([True, True])
+    turn = torch.linalg.matrix_exp(torch.tensor([[0.0, -0.7, 0.3], [0.7, 0.0, -0.2], [-0.3, 0.2, 0.0]]))
+    moved = target @ turn.T + torch.tensor([0.1, -0.05, 0.2])  # turned and moved: the same bones
+    assert float(bone_length_loss(moved, target, valid)) < 1e-12
+    bent = target.clone()
+    bent[:, 8] = target[:, 7] + (target[:, 8] - target[:, 7]) @ turn.T  # index tip turned about its joint
+    assert float(bone_length_loss(bent, target, valid)) < 1e-12
+    small = 0.8 * moved  # a hand 20% small
+    expected = ((0.2 * bone_lengths(target)) ** 2).mean(-1).mean()
+    torch.testing.assert_close(bone_length_loss(small, target, valid), expected)
+    small[1] *= 3.0  # the second hand far off in size, but not counted
+    only_first = ((0.2 * bone_lengths(target[0])) ** 2).mean()
+    torch.testing.assert_close(bone_length_loss(small, target, torch.tensor([True, False])), only_first)
+    assert [len(OPENPOSE_BONES), bone_lengths(target).shape[-1]] == [20, 20]
 
 
 def test_silhouette_loss_counts_outline_disagreement_outside_occluders():

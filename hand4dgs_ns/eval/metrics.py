@@ -18,6 +18,8 @@ from hand4dgs_ns.data.sequence_format import hand_pixels, occluder_pixels
 
 M_TO_MM = 1000.0
 WRIST = 0
+OPENPOSE_BONES = tuple((0 if k == 0 else base + k - 1, base + k) for base in (1, 5, 9, 13, 17) for k in range(4))
+"""The 20 bones of the OpenPose hand as (parent, child) joints: each finger from the wrist out."""
 
 
 def joint_errors_mm(pred: Float[Tensor, "*b 21 3"], gt: Float[Tensor, "*b 21 3"]) -> Float[Tensor, "*b"]:

@@ -38,6 +38,7 @@ from hand4dgs_ns.network.hand_network import HandNetwork, HandsPrediction
 from hand4dgs_ns.model.losses import (
     LossSchedule,
     acceleration_loss,
+    bone_length_loss,
     image_loss,
     occlusion_aware_pair,
     opacity_loss,
@@ -70,6 +71,10 @@ class Hand4DGSModelConfig(HandNetworkConfig, ModelConfig):
     """Weight, within the vertex loss, of the same loss on wrist-relative vertices (joints where the
     pseudo-labels have another topology): the articulation apart from the hand's placement (see
     vertex_loss in hand4dgs_ns/model/losses.py)."""
+    bone_loss_weight: float = 0.0
+    """Weight, within the vertex loss and on its schedule, of the bone-length loss to the
+    pseudo-labels' joints (the hand's size apart from its pose; see bone_length_loss in
+    hand4dgs_ns/model/losses.py)."""
     silhouette_loss_weight: float = 1.0
     """Image phase: weight of the silhouette loss, mean |rendered opacity - hand mask| outside occluders
     (0 = off; on the default clip it raised crop PSNR and lowered every pose error, docs/benchmarks.md)."""
@@ -289,7 +294,10 @@ class Hand4DGSModel(Model):
         if target_points is None or target_points.shape[-2] != points.shape[-2]:  # pseudo-labels in another topology: supervise the joints
             points, target_points = outputs["joints"], batch["pseudo_joints"]
         vertex = vertex_loss(points, target_points, outputs["joints"], batch["pseudo_joints"], valid, c.relative_vertex_weight)
-        losses = {"vertex_loss": c.vertex_loss_weight * self.schedule.vertex_weight(self.step) * vertex}
+        vertex_weight = c.vertex_loss_weight * self.schedule.vertex_weight(self.step)
+        losses = {"vertex_loss": vertex_weight * vertex}
+        if c.bone_loss_weight > 0:
+            losses["bone_loss"] = vertex_weight * c.bone_loss_weight * bone_length_loss(outputs["joints"], batch["pseudo_joints"], valid)
         if self.schedule.image_weight(self.step) > 0:
             rgb, target = occlusion_aware_pair(outputs["rgb"], batch["image"], batch["hand_mask"], outputs["background"])
             losses["image_loss"] = image_loss(rgb, target, c.ssim_lambda)[0]

@@ -5,10 +5,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-# OpenPose hand skeleton (joint order in hand4dgs_ns/__init__.py): each finger from the wrist.
-OPENPOSE_BONES = tuple(
-    (0 if k == 0 else base + k - 1, base + k) for base in (1, 5, 9, 13, 17) for k in range(4)
-)
+from hand4dgs_ns.eval.metrics import OPENPOSE_BONES
+
 SLOT_COLOURS = ((255, 140, 40), (40, 160, 255))  # RGB: left hand orange, right hand blue
 
 
