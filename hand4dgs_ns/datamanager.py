@@ -70,8 +70,8 @@ class HandDataManagerConfig(FullImageDatamanagerConfig):
     """Frames per training step."""
     videos_per_step: int = 1
     """Training videos a step's frames come from, frames_per_step shared evenly among them (videos
-    with the frame size and the targets of the first one drawn). 1 draws every frame of a step from
-    one video."""
+    with the frame size and the targets of the first one drawn; never more videos than frames). 1
+    draws every frame of a step from one video (hand4dgs' default; hand4dgs-generalized takes 4)."""
     image_scale: float = 1.0
     """Scale of the frames the model renders and is compared with (e.g. 0.5 for a CPU); boxes and
     the hand predictions keep the full-resolution frame's pixels."""
@@ -244,7 +244,8 @@ class HandDataManager(DataManager):
             like = _batch_signature(self._train[sequences[drawn[0]]])
             others = torch.tensor([_batch_signature(self._train[s]) == like for s in sequences]) & (counts > 0)
             others[drawn[0]] = False
-            more = min(self.config.videos_per_step - 1, int(others.sum()))
+            more = min(self.config.videos_per_step, self.config.frames_per_step) - 1  # at least a frame each
+            more = min(more, int(others.sum()))
             if more:
                 drawn += torch.multinomial(counts * others, more, generator=self._generator).tolist()
         parts = []

@@ -107,6 +107,11 @@ def test_a_step_can_mix_videos_and_trains_on_them(video_set, tmp_path):
     trainer.train()
     losses = trainer.pipeline.get_train_loss_dict(config.max_num_iterations)[1]
     assert losses and all(torch.isfinite(v) for v in losses.values())
+    # More videos asked for than a step has frames: one frame from each of as many videos as frames.
+    datamanager.config.frames_per_step, datamanager.config.videos_per_step = 2, 4
+    for step in range(6):
+        sequences = datamanager.next_train(step)[1]["sequence_index"].tolist()
+        assert len(sequences) == 2 and len(set(sequences)) == 2
     # A video whose targets differ (here: no ground truth) is never batched with the others.
     lone = next(iter(datamanager._train))
     cached = datamanager._train[lone]
