@@ -9,17 +9,18 @@ In several processes (DDP) only rank 0 writes: checkpoints, logs and, unlike ner
 trainer, ``dataparser_transforms.json``. A checkpoint holds the model's weights under the same
 names however many processes trained it (without DDP's ``module.``), so ``hand4dgs infer`` and
 ``tto`` read it like any other, and ``--load-dir`` resumes it with any number of processes. A
-resumed run seeds its random draws (frames, backgrounds, jitters) by the step it resumes at.
+resumed run seeds its random draws (frames, backgrounds, jitters) by the step it resumes at, and
+its progress line counts to the step it will end at.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Type
+from typing import Literal, Type
 
 import torch
 from nerfstudio.engine.trainer import Trainer, TrainerConfig
-from nerfstudio.utils import comms
+from nerfstudio.utils import comms, writer
 from nerfstudio.utils.decorators import check_main_thread
 
 from hand4dgs_ns.output_folder import atomic_file
@@ -42,6 +43,13 @@ class Hand4DGSTrainer(Trainer):
         super().train()
         if self.config.viewer.quit_on_train_completion:
             stop_viewer_renders(getattr(self, "viewer_state", None))
+
+    def setup(self, test_mode: Literal["test", "val", "inference"] = "val") -> None:
+        super().setup(test_mode)
+        if self._start_step > 0 and "max_iter" in writer.GLOBAL_BUFFER:
+            # A resumed run ends at this step; nerfstudio's progress line and ETA count to
+            # max-num-iterations from step 0, so they showed over 100% and a negative ETA.
+            writer.GLOBAL_BUFFER["max_iter"] = self._start_step + self.config.max_num_iterations
 
     def _load_checkpoint(self) -> None:
         super()._load_checkpoint()

@@ -127,3 +127,7 @@ def test_a_resumed_run_draws_new_frames_not_its_first_ones_again(tmp_path, monke
     assert drawn != frames(first.pipeline.datamanager)
     first.pipeline.datamanager.reseed(resume_seed_offset(3))  # a run resumed after step 2 (its checkpoint)
     assert drawn == frames(first.pipeline.datamanager)
+    # Its progress line counts to the step it ends at (3 more steps from step 3), not past 100%.
+    from nerfstudio.utils import writer
+
+    assert resumed._start_step == 3 and writer.GLOBAL_BUFFER["max_iter"] == 6
