@@ -70,6 +70,7 @@ def test_rank_share_deals_videos_then_frames():
 
 def test_one_process_draws_the_batches_it_always_drew(video_set, tmp_path):
     config = _config(video_set, tmp_path / "cache")
+    config.pipeline.datamanager.videos_per_step = 1  # every frame of a step from one video
     datamanager = config.pipeline.datamanager.setup(device="cpu", test_mode="val")
     # The sampler before ranks existed: a video weighted by its training frames, then a random subset.
     generator = torch.Generator().manual_seed(config.pipeline.datamanager.seed)
