@@ -43,6 +43,12 @@ def test_jitter_stays_within_its_ranges():
     assert ratios.std() > 0.1, "the factors must actually vary"
 
 
+def test_generalised_steps_mix_videos_and_ask_for_the_articulation():
+    generalized, per_video = hand4dgs_generalized_trainer(100).pipeline, hand4dgs_trainer(100).pipeline
+    assert generalized.datamanager.videos_per_step == 4 and generalized.model.relative_vertex_weight == 1.0
+    assert per_video.datamanager.videos_per_step == 1 and per_video.model.relative_vertex_weight == 0.0
+
+
 def test_jitter_is_an_option_off_by_default():
     for config in (hand4dgs_generalized_trainer(100), hand4dgs_trainer(100)):
         assert not config.pipeline.model.crop_jitter and not config.pipeline.model.box_jitter

@@ -110,9 +110,13 @@ def test_a_step_can_mix_videos_and_trains_on_them(video_set, tmp_path):
     assert losses and all(torch.isfinite(v) for v in losses.values())
     # More videos asked for than a step has frames: one frame from each of as many videos as frames.
     datamanager.config.frames_per_step, datamanager.config.videos_per_step = 2, 4
+    picks, batch_of = [], datamanager._batch
+    datamanager._batch = lambda cameras, parts: picks.append([len(p) for _, _, p in parts]) or batch_of(cameras, parts)
     for step in range(6):
         sequences = datamanager.next_train(step)[1]["sequence_index"].tolist()
         assert len(sequences) == 2 and len(set(sequences)) == 2
+    assert picks == [[1, 1]] * 6  # two videos drawn, none of them without a frame
+    datamanager._batch = batch_of
     # A video whose targets differ (here: no ground truth) is never batched with the others.
     lone = next(iter(datamanager._train))
     cached = datamanager._train[lone]
