@@ -76,7 +76,7 @@ def hand4dgs_generalized_trainer(max_steps: int = GENERALIZED_STEPS) -> Hand4DGS
     # hands worse than the best run on raw ones; which of its differences did it is not measured yet.
     config.pipeline.datamanager.pseudo_label_smoothing = 0.0
     # Each step's frames from several subjects, and the finger pose asked for apart from the
-    # placement: on a CPU-size set the two together lowered the held-out MPJPE and RA-MPJPE on two
+    # placement: on a CPU-size set the two together lowered the held-out MPJPE and RA-MPJPE on three
     # seeds (Acc Err rose; docs/benchmarks.md).
     config.pipeline.datamanager.videos_per_step = 4
     config.pipeline.model.relative_vertex_weight = 1.0
