@@ -11,6 +11,7 @@ import os
 from contextlib import nullcontext
 from datetime import timedelta
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -110,13 +111,12 @@ def test_a_step_can_mix_videos_and_trains_on_them(video_set, tmp_path):
     assert losses and all(torch.isfinite(v) for v in losses.values())
     # More videos asked for than a step has frames: one frame from each of as many videos as frames.
     datamanager.config.frames_per_step, datamanager.config.videos_per_step = 2, 4
-    picks, batch_of = [], datamanager._batch
-    datamanager._batch = lambda cameras, parts: picks.append([len(p) for _, _, p in parts]) or batch_of(cameras, parts)
-    for step in range(6):
-        sequences = datamanager.next_train(step)[1]["sequence_index"].tolist()
-        assert len(sequences) == 2 and len(set(sequences)) == 2
+    with mock.patch.object(datamanager, "_batch", wraps=datamanager._batch) as batch_of:
+        for step in range(6):
+            sequences = datamanager.next_train(step)[1]["sequence_index"].tolist()
+            assert len(sequences) == 2 and len(set(sequences)) == 2
+    picks = [[len(pick) for _, _, pick in call.args[1]] for call in batch_of.call_args_list]
     assert picks == [[1, 1]] * 6  # two videos drawn, none of them without a frame
-    datamanager._batch = batch_of
     # A video whose targets differ (here: no ground truth) is never batched with the others.
     lone = next(iter(datamanager._train))
     cached = datamanager._train[lone]

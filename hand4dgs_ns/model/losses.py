@@ -54,9 +54,13 @@ def point_loss(
     pred: Float[Tensor, "*b n 3"], target: Float[Tensor, "*b n 3"], valid: Bool[Tensor, "*b"]
 ) -> Tensor:
     """Mean squared distance (m^2) between matching points of the valid hands (0 when none)."""
-    sq = ((pred - target) ** 2).sum(-1).mean(-1)
-    weight = valid.to(sq.dtype)
-    return (sq * weight).sum() / weight.sum().clamp(min=1.0)
+    return _mean_over_valid_hands(((pred - target) ** 2).sum(-1).mean(-1), valid)
+
+
+def _mean_over_valid_hands(per_hand: Float[Tensor, "*b"], valid: Bool[Tensor, "*b"]) -> Tensor:
+    """Mean of ``per_hand`` over the valid hands (0 when none)."""
+    weight = valid.to(per_hand.dtype)
+    return (per_hand * weight).sum() / weight.sum().clamp(min=1.0)
 
 
 def vertex_loss(
@@ -91,13 +95,13 @@ def bone_length_loss(pred_joints: Float[Tensor, "*b 21 3"], target_joints: Float
     """Mean squared difference (m^2) of the 20 bone lengths, valid hands only (0 when none).
 
     Bone lengths do not change with the pose, so this asks for the hand's size alone. Trained over
-    many videos without it, held-out hands came out 0.76-0.83 of their size (docs/benchmarks.md),
+    many videos without it, held-out hands came out 0.76-0.84 of their size (docs/benchmarks.md),
     likely because shorter fingers stray less wherever a network unsure of the pose points them.
     """
-    sq = ((bone_lengths(pred_joints) - bone_lengths(target_joints)) ** 2).mean(-1)
-    sq = torch.where(valid, sq, torch.zeros_like(sq))  # an absent hand's joints may be NaN
-    weight = valid.to(sq.dtype)
-    return sq.sum() / weight.sum().clamp(min=1.0)
+    # An absent hand's joints may be NaN: its differences are zeroed before squaring, so neither
+    # the loss nor its gradient sees them.
+    diff = torch.where(valid[..., None], bone_lengths(pred_joints) - bone_lengths(target_joints), 0.0)
+    return _mean_over_valid_hands((diff**2).mean(-1), valid)
 
 
 def masked_target(
