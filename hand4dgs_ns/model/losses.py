@@ -98,10 +98,8 @@ def bone_length_loss(pred_joints: Float[Tensor, "*b 21 3"], target_joints: Float
     many videos without it, held-out hands came out 0.76-0.84 of their size (docs/benchmarks.md),
     likely because shorter fingers stray less wherever a network unsure of the pose points them.
     """
-    # An absent hand's joints may be NaN: its differences are zeroed before squaring, so neither
-    # the loss nor its gradient sees them.
-    diff = torch.where(valid[..., None], bone_lengths(pred_joints) - bone_lengths(target_joints), 0.0)
-    return _mean_over_valid_hands((diff**2).mean(-1), valid)
+    sq = ((bone_lengths(pred_joints) - bone_lengths(target_joints)) ** 2).mean(-1)
+    return _mean_over_valid_hands(sq, valid)
 
 
 def masked_target(
