@@ -6,7 +6,9 @@ from hand4dgs_ns.gaussians.mesh_gaussians import (
     gaussian_means,
     gaussian_quats,
     interpolate_vertex_attributes,
+    vertex_normals,
 )
+from hand4dgs_ns.gaussians.shading import SphericalHarmonicLight
 
 __all__ = [
     "MeshGaussianLayout",
@@ -15,4 +17,6 @@ __all__ = [
     "gaussian_quats",
     "interpolate_vertex_attributes",
     "make_layout",
+    "SphericalHarmonicLight",
+    "vertex_normals",
 ]

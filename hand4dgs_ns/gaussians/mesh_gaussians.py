@@ -46,6 +46,14 @@ def gaussian_means(
     return interpolate_vertex_attributes(verts, faces, layout)
 
 
+def vertex_normals(verts: Float[Tensor, "*b V 3"], faces: Int[Tensor, "F 3"]) -> Float[Tensor, "*b V 3"]:
+    """Area-weighted unit vertex normals; outward for faces wound counter-clockwise seen from outside."""
+    v0, v1, v2 = gather_rows(verts, faces).unbind(dim=-2)
+    face_n = torch.cross(v1 - v0, v2 - v0, dim=-1)  # length = twice the area: the weighting
+    normals = torch.zeros_like(verts).index_add_(-2, faces.reshape(-1), face_n.repeat_interleave(3, dim=-2))
+    return F.normalize(normals, dim=-1)
+
+
 def face_frames(verts: Float[Tensor, "*b V 3"], faces: Int[Tensor, "F 3"]) -> Float[Tensor, "*b F 3 3"]:
     """Orthonormal frame per face; columns are tangent, bitangent, normal.
 

@@ -20,6 +20,7 @@ from torch import Tensor, nn
 
 from hand4dgs_ns.features.backbones import SmallCNN, SmallCNNConfig
 from hand4dgs_ns.features.crops import normalize_imagenet, normalized_frame_boxes, uint8_crops_to_input
+from hand4dgs_ns.gaussians import SphericalHarmonicLight
 from hand4dgs_ns.geometry.cameras import transform_points
 from hand4dgs_ns.hands.template import load_template
 from hand4dgs_ns.network.config import HandNetworkConfig
@@ -88,7 +89,7 @@ class HandsPrediction(NamedTuple):
     opacities: Optional[Float[Tensor, "B N"]] = None
     """Gaussian opacities (zero for invalid hands)."""
     colors: Optional[Float[Tensor, "B N 3"]] = None
-    """Gaussian colours, RGB in [0, 1]."""
+    """Gaussian colours, RGB: in [0, 1], or albedo times light with ``shading`` (above 1 where brightly lit)."""
 
     def without_gaussians(self) -> HandsPrediction:
         """The same hands without their Gaussians (what a whole video keeps of each batch)."""
@@ -113,13 +114,19 @@ class HandNetwork(nn.Module):
             self.backbone = None
             self.token_shape = (int(inputs.shape[0]), int(inputs.shape[1]))
         self.branches = nn.ModuleList(
-            HandBranch(load_template(config.template, side, config.mano_dir), *self.token_shape, config) for side in SIDES
+            HandBranch(
+                load_template(config.template, side, config.mano_dir), *self.token_shape, config,
+                brightness_inputs=3 if inputs.kind == "crops" else 0,
+            )
+            for side in SIDES
         )
+        # One light for both hands: they are lit by the same room.
+        self.light = SphericalHarmonicLight() if config.shading else None
 
     # ---- parameter groups (test-time optimisation fine-tunes the appearance ones) -------
     def appearance_parameters(self) -> list[nn.Parameter]:
         """Parameters that change how the hands look, not where they are."""
-        return [p for branch in self.branches for p in branch.appearance_parameters()]
+        return [p for branch in self.branches for p in branch.appearance_parameters()] + self._light_parameters()
 
     def pose_parameters(self) -> list[nn.Parameter]:
         """Parameters that place the hands: the backbone (when trained), TC layers, shape, pose and translation heads."""
@@ -127,8 +134,11 @@ class HandNetwork(nn.Module):
         return [p for m in modules for p in m.parameters()]
 
     def gaussian_parameters(self) -> list[nn.Parameter]:
-        """Per-Gaussian tables (base scales, opacities): trained with their own learning rate."""
-        return [p for b in self.branches for p in (b.log_scale_base, b.opacity_logit)]
+        """Per-Gaussian tables (base scales, opacities) and the learned light: trained with their own learning rate."""
+        return [p for b in self.branches for p in (b.log_scale_base, b.opacity_logit)] + self._light_parameters()
+
+    def _light_parameters(self) -> list[nn.Parameter]:
+        return list(self.light.parameters()) if self.light is not None else []
 
     # ---- prediction -----------------------------------------------------------------------
     def tokens(self, frames: Tensor) -> Float[Tensor, "U N C"]:
@@ -145,8 +155,16 @@ class HandNetwork(nn.Module):
         flat = x.window.reshape(-1)
         windows = tuple(self.tokens(x.frames[:, slot]).index_select(0, flat).reshape(b, w, *self.token_shape) for slot in range(2))
         box_norm = normalized_frame_boxes(x.bbox, x.image_hw)
+        brightness = self.crop_brightness(x) if self.backbone is not None and self.config.color_gain else None
         decode = decoder if decoder is not None else self.decode
-        return decode(windows[0], windows[1], box_norm, x.bbox, x.valid, x.K, x.c2w, with_gaussians)
+        return decode(windows[0], windows[1], box_norm, x.bbox, x.valid, x.K, x.c2w, with_gaussians, brightness)
+
+    @staticmethod
+    def crop_brightness(x: NetworkInputs) -> Float[Tensor, "B 2 3"]:
+        """Mean log colour of each predicted frame's hand crops (uint8 crops only)."""
+        centre = x.window[:, x.window.shape[1] // 2]
+        mean = x.frames.index_select(0, centre).float().mean(dim=(-1, -2)) / 255.0
+        return torch.log(mean + 1e-2)
 
     def decode(
         self,
@@ -158,10 +176,14 @@ class HandNetwork(nn.Module):
         K: Float[Tensor, "B 3 3"],
         c2w: Float[Tensor, "B 4 4"],
         with_gaussians: bool,
+        brightness: Optional[Float[Tensor, "B 2 3"]] = None,
     ) -> HandsPrediction:
         """The static-shape part of :meth:`forward` (what ``torch.compile`` compiles): both branches, world frame, Gaussians."""
         meshes = [
-            branch(tokens, box_norm[:, slot], bbox[:, slot], K, with_embeddings=with_gaussians)
+            branch(
+                tokens, box_norm[:, slot], bbox[:, slot], K, with_embeddings=with_gaussians,
+                brightness=None if brightness is None else brightness[:, slot],
+            )
             for slot, (branch, tokens) in enumerate(zip(self.branches, (left, right)))
         ]
         vertices = [transform_points(c2w, mesh.vertices) for mesh in meshes]
@@ -170,7 +192,8 @@ class HandNetwork(nn.Module):
             parts = []
             for slot, (branch, mesh, v_world) in enumerate(zip(self.branches, meshes, vertices)):
                 g = branch.gaussians(v_world, mesh.embeddings, mesh.log_gain)
-                parts.append((g.means, g.quats, g.scales, g.opacities * valid[:, slot, None].float(), g.colors))
+                colors = g.colors if self.light is None else g.colors * self.light(branch.gaussian_normals(v_world), c2w)
+                parts.append((g.means, g.quats, g.scales, g.opacities * valid[:, slot, None].float(), colors))
             gaussians = {name: torch.cat(p, dim=1) for name, p in zip(GAUSSIAN_FIELDS, zip(*parts))}
 
         def both(attr: str) -> Tensor:

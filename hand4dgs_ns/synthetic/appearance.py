@@ -13,10 +13,10 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from jaxtyping import Float
 from torch import Tensor
 
+from hand4dgs_ns.gaussians.mesh_gaussians import vertex_normals
 from hand4dgs_ns.hands.template import HandTemplate
 from hand4dgs_ns.synthetic.hand_rig import HandRig
 from hand4dgs_ns.synthetic.procedural import WaveNoise, wave_noise
@@ -71,16 +71,6 @@ def sample_skin(rng: np.random.Generator) -> SkinLook:
         blotch=wave_noise(rng, 40.0, 160.0),
         detail=wave_noise(rng, 300.0, 1200.0),
     )
-
-
-def vertex_normals(verts: Float[Tensor, "*b V 3"], faces: Tensor) -> Float[Tensor, "*b V 3"]:
-    """Area-weighted unit vertex normals; outward for faces wound counter-clockwise seen from outside."""
-    tri = verts[..., faces, :]  # (*b, F, 3, 3)
-    face_n = torch.linalg.cross(tri[..., 1, :] - tri[..., 0, :], tri[..., 2, :] - tri[..., 0, :], dim=-1)
-    normals = torch.zeros_like(verts)
-    index = faces.reshape(-1)
-    normals.index_add_(-2, index, face_n.repeat_interleave(3, dim=-2))
-    return F.normalize(normals, dim=-1)
 
 
 @dataclass(frozen=True)

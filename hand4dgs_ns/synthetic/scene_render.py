@@ -25,8 +25,8 @@ from torch import Tensor
 from typing_extensions import assert_never
 
 from hand4dgs_ns.data.sequence_format import MASK_OCCLUDER
+from hand4dgs_ns.gaussians.mesh_gaussians import vertex_normals
 from hand4dgs_ns.geometry.cameras import invert_rigid, transform_points
-from hand4dgs_ns.synthetic.appearance import vertex_normals
 from hand4dgs_ns.synthetic.procedural import WaveNoise
 from hand4dgs_ns.synthetic.rasterizer import rasterize_mesh
 from hand4dgs_ns.synthetic.variants import LightingModel
