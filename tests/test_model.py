@@ -98,11 +98,12 @@ def test_bone_loss_follows_the_vertex_weight(pipeline, monkeypatch):
     torch.testing.assert_close(model.get_loss_dict(out, batch)["bone_loss"], 2.0 * weight * model.config.vertex_loss_weight * bones)
 
 
-def test_silhouette_and_smoothness_losses_reach_the_pose(pipeline, monkeypatch):
+def test_silhouette_smoothness_and_coarse_losses_reach_the_pose(pipeline, monkeypatch):
     model = pipeline.model
     model.train()
     monkeypatch.setattr(model.config, "silhouette_loss_weight", 1.0)
     monkeypatch.setattr(model.config, "smooth_loss_weight", 1000.0)
+    monkeypatch.setattr(model.config, "coarse_loss_factors", (4, 16))
     camera, batch = pipeline.datamanager.next_train(0)
     model.step = model.config.image_loss_from
     out = model.get_outputs(camera)
@@ -111,7 +112,7 @@ def test_silhouette_and_smoothness_losses_reach_the_pose(pipeline, monkeypatch):
     ends = (frames == 0) | (frames == 8)
     assert not out["neighbours_valid"][ends].any()  # no neighbour pair at a video's ends
     losses = model.get_loss_dict(out, batch)
-    for name in ("silhouette_loss", "smooth_loss"):
+    for name in ("silhouette_loss", "smooth_loss", "coarse_loss"):
         model.zero_grad()
         losses = model.get_loss_dict(model.get_outputs(camera), batch)
         losses[name].backward()

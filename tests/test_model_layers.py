@@ -10,6 +10,7 @@ from hand4dgs_ns.model.losses import (
     acceleration_loss,
     bone_length_loss,
     bone_lengths,
+    coarse_image_loss,
     image_loss,
     masked_target,
     opacity_loss,
@@ -120,6 +121,28 @@ def test_silhouette_loss_counts_outline_disagreement_outside_occluders():
     torch.testing.assert_close(silhouette_loss(shifted, labels), torch.tensor(8 / 64))
     labels[0, :, 6] = 3  # an occluder over the column the shifted render spills into
     torch.testing.assert_close(silhouette_loss(shifted, labels), torch.tensor(4 / 56))
+
+
+def test_coarse_loss_keeps_growing_after_a_finger_has_left_its_outline():
+    labels = torch.zeros(1, 32, 32, dtype=torch.uint8)
+    labels[0, 12:16, 8:12] = 2  # a finger 4 pixels wide
+    target = (labels == 2).float()[..., None].expand(-1, -1, -1, 3) * 0.8
+
+    def drawn(dx: int) -> tuple[torch.Tensor, torch.Tensor]:
+        alpha = torch.roll((labels == 2).float()[..., None], dx, dims=2)
+        return alpha.expand(-1, -1, -1, 3) * 0.8, alpha
+
+    shifts = (0, 2, 4, 6, 8)  # up to the coarsest cell's width beyond the finger's own
+    coarse = [float(coarse_image_loss(drawn(dx)[0], target, drawn(dx)[1], labels, (4, 16))) for dx in shifts]
+    full = [float(silhouette_loss(drawn(dx)[1], labels)) for dx in shifts]
+    assert coarse[0] == 0.0 and all(a < b for a, b in zip(coarse, coarse[1:]))
+    assert full[2] == full[3] == full[4]  # beyond its own width the full-resolution outline says nothing more
+
+    labels[0, :, 16:] = 3  # an occluder over where the finger is drawn: those pixels agree
+    render, alpha = drawn(8)
+    hidden = float(coarse_image_loss(render, target, alpha, labels, (4,)))
+    visible_part = float(coarse_image_loss(render, target, torch.zeros_like(alpha), labels, (4,)))
+    assert hidden < coarse[-1] and hidden == visible_part
 
 
 def test_acceleration_loss_is_zero_for_constant_velocity():

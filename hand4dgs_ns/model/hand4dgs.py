@@ -39,6 +39,7 @@ from hand4dgs_ns.model.losses import (
     LossSchedule,
     acceleration_loss,
     bone_length_loss,
+    coarse_image_loss,
     image_loss,
     occlusion_aware_pair,
     opacity_loss,
@@ -78,6 +79,9 @@ class Hand4DGSModelConfig(HandNetworkConfig, ModelConfig):
     silhouette_loss_weight: float = 1.0
     """Image phase: weight of the silhouette loss, mean |rendered opacity - hand mask| outside occluders
     (0 = off; on the default clip it raised crop PSNR and lowered every pose error, docs/benchmarks.md)."""
+    coarse_loss_factors: Tuple[int, ...] = ()
+    """Image phase: the colour and silhouette L1 once more on images average-pooled by each of these
+    factors (e.g. ``4 16``), so a finger drawn beyond its own width from the frame's is pulled back."""
     smooth_loss_weight: float = 0.0
     """Image phase: weight of the joint-acceleration penalty (m^2) over each training frame and
     its two neighbours; costs a pose-only forward of two more frames per training frame."""
@@ -305,6 +309,8 @@ class Hand4DGSModel(Model):
             losses["opacity_loss"] = c.opacity_loss_weight * opacity_loss(outputs["opacities"], batch["valid"])
             if c.silhouette_loss_weight > 0:
                 losses["silhouette_loss"] = c.silhouette_loss_weight * silhouette_loss(outputs["accumulation"], batch["hand_mask"])
+            if c.coarse_loss_factors:
+                losses["coarse_loss"] = coarse_image_loss(rgb, target, outputs["accumulation"], batch["hand_mask"], c.coarse_loss_factors)
             if "neighbour_joints" in outputs:
                 before, after = outputs["neighbour_joints"]
                 acceleration = acceleration_loss(before, outputs["joints"], after, outputs["neighbours_valid"])

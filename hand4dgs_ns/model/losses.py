@@ -133,6 +133,28 @@ def silhouette_loss(alpha: Float[Tensor, "b h w 1"], labels: Tensor) -> Tensor:
     return ((alpha[..., 0] - hand).abs() * keep).sum() / keep.sum().clamp(min=1.0)
 
 
+def coarse_image_loss(
+    render: Float[Tensor, "b h w 3"], target: Float[Tensor, "b h w 3"], alpha: Float[Tensor, "b h w 1"], labels: Tensor,
+    factors: tuple[int, ...],
+) -> Tensor:
+    """Colour L1 plus silhouette L1 on images average-pooled by each of ``factors``, summed.
+
+    A splat only gets gradient from the pixels it covers, so a finger drawn more than its own
+    width from where the frame shows it is pulled back by nothing at full resolution. Pooled,
+    the misplaced mass and the missing mass fall in neighbouring cells, which pulls it over;
+    coarse-to-fine image losses do this in model-based tracking. ``render`` and ``target`` are
+    the occlusion-aware pair; occluded pixels count as agreeing for the silhouette too.
+    """
+    keep = (~occluder_pixels(labels)).to(alpha.dtype)[..., None]
+    hand = hand_pixels(labels).to(alpha.dtype)[..., None]
+    ours = torch.cat([render, alpha * keep], dim=-1).permute(0, 3, 1, 2)
+    theirs = torch.cat([target, hand * keep], dim=-1).permute(0, 3, 1, 2)
+    total = render.new_zeros(())
+    for f in factors:
+        total = total + (F.avg_pool2d(ours, f) - F.avg_pool2d(theirs, f)).abs().mean(dim=(0, 2, 3)).sum() / 2.0
+    return total
+
+
 def acceleration_loss(
     before: Float[Tensor, "b 2 21 3"], now: Float[Tensor, "b 2 21 3"], after: Float[Tensor, "b 2 21 3"], valid: Bool[Tensor, "b 2"]
 ) -> Tensor:

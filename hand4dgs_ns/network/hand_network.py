@@ -161,7 +161,10 @@ class HandNetwork(nn.Module):
 
     @staticmethod
     def crop_brightness(x: NetworkInputs) -> Float[Tensor, "B 2 3"]:
-        """Mean log colour of each predicted frame's hand crops (uint8 crops only)."""
+        """Mean log colour of each predicted frame's hand crops (uint8 crops only).
+
+        Crop colour jitter (``--pipeline.model.crop-jitter``), where on, changes this input and
+        not the frames the image loss compares with, so the gain head learns to discount it."""
         centre = x.window[:, x.window.shape[1] // 2]
         mean = x.frames.index_select(0, centre).float().mean(dim=(-1, -2)) / 255.0
         return torch.log(mean + 1e-2)
