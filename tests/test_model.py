@@ -73,6 +73,7 @@ def _training_step_at(pipeline, step: int):
 
 def test_wrist_relative_vertex_term_adds_to_the_vertex_loss(pipeline, monkeypatch):
     model, _, batch, out = _training_step_at(pipeline, 0)
+    monkeypatch.setattr(model.config, "relative_vertex_weight", 0.0)
     placed = model.get_loss_dict(out, batch)["vertex_loss"]
     monkeypatch.setattr(model.config, "relative_vertex_weight", 1.0)
     both = model.get_loss_dict(out, batch)["vertex_loss"]
