@@ -62,13 +62,7 @@ def _adam(lr: float, lr_final: float, max_steps: int) -> dict:
 
 def hand4dgs_trainer(max_steps: int = PER_VIDEO_STEPS) -> Hand4DGSTrainerConfig:
     """The per-video training configuration; ``max_steps`` rescales the whole schedule."""
-    config = _trainer("hand4dgs", max_steps, image_loss_from=max_steps * 2 // 3, vertex_decay_steps=max_steps // 3)
-    # The finger pose asked for apart from the placement, and the image losses once more on pooled
-    # images: together they lowered MPJPE, RA-MPJPE and Acc Err on two CPU-size clips with crop
-    # PSNR level (each alone traded images against fingers; docs/benchmarks.md).
-    config.pipeline.model.relative_vertex_weight = 1.0
-    config.pipeline.model.coarse_loss_factors = (4, 16)
-    return config
+    return _trainer("hand4dgs", max_steps, image_loss_from=max_steps * 2 // 3, vertex_decay_steps=max_steps // 3)
 
 
 def hand4dgs_generalized_trainer(max_steps: int = GENERALIZED_STEPS) -> Hand4DGSTrainerConfig:

@@ -23,6 +23,8 @@ import torch.nn.functional as F
 import tyro
 from nerfstudio.utils.eval_utils import eval_setup
 
+from hand4dgs_ns.data.sequence_format import hand_pixels
+from hand4dgs_ns.errors import Hand4DGSError
 from hand4dgs_ns.eval.metrics import hand_crop_metrics, hand_target, square_boxes
 
 
@@ -40,6 +42,7 @@ class BestGainCheck:
     def main(self) -> None:
         self.out.mkdir(parents=True, exist_ok=True)
         _, pipeline, _, _ = eval_setup(self.load_config, test_mode="test")
+        background = 0.0 if pipeline.model.config.eval_background == "black" else 1.0
         before, after, log_gains, tiles = [], [], [], []
         for i, (camera, batch) in enumerate(pipeline.datamanager.eval_frames()):
             with torch.no_grad():
@@ -47,19 +50,21 @@ class BestGainCheck:
             image = batch["image"].reshape(-1, *batch["image"].shape[-3:])[0].to(rgb)
             labels = batch["hand_mask"].reshape(-1, *batch["hand_mask"].shape[-2:])[0].to(rgb.device)
             boxes = square_boxes(batch["bbox_image"].reshape(-1, 2, 4)[0][batch["valid"].reshape(-1, 2)[0]])
-            hand = (labels == 1) | (labels == 2)
+            hand = hand_pixels(labels)
             if not hand.any() or len(boxes) == 0:
                 continue
             gain = (rgb[hand] * image[hand]).sum(0) / (rgb[hand] ** 2).sum(0).clamp(min=1e-8)
-            psnr0, _ = hand_crop_metrics(rgb, image, labels, boxes, 0.0)
-            psnr1, _ = hand_crop_metrics((rgb * gain).clamp(0, 1), image, labels, boxes, 0.0)
+            psnr0, _ = hand_crop_metrics(rgb, image, labels, boxes, background)
+            psnr1, _ = hand_crop_metrics(rgb * gain, image, labels, boxes, background)
             before.append(sum(psnr0) / len(psnr0))
             after.append(sum(psnr1) / len(psnr1))
             log_gains.append(float(gain.mean().log()))
             if i % self.every == 0:
                 x0, y0, x1, y1 = boxes[0].round().long().tolist()
                 crop = (slice(max(y0, 0), max(y1, 0)), slice(max(x0, 0), max(x1, 0)))
-                tiles.append(torch.cat([hand_target(image, labels, 0.0)[crop], rgb.clamp(0, 1)[crop]], dim=1).cpu())
+                tiles.append(torch.cat([hand_target(image, labels, background)[crop], rgb.clamp(0, 1)[crop]], dim=1).cpu())
+        if not before:
+            raise Hand4DGSError(f"No held-out frame of {self.load_config} shows a hand; nothing to check.")
         results = {
             "frames": len(before),
             "psnr_square": float(np.mean(before)),
@@ -68,7 +73,8 @@ class BestGainCheck:
             "best_log_gain_std": float(np.std(log_gains)),
         }
         (self.out / "results.json").write_text(json.dumps(results, indent=2))
-        self._write_picture(tiles)
+        if tiles:
+            self._write_picture(tiles)
         print(json.dumps(results, indent=2))
 
     def _write_picture(self, tiles: list[torch.Tensor]) -> None:

@@ -13,6 +13,7 @@ from hand4dgs_ns.model.losses import (
     coarse_image_loss,
     image_loss,
     masked_target,
+    occlusion_aware_pair,
     opacity_loss,
     point_loss,
     silhouette_loss,
@@ -139,10 +140,12 @@ def test_coarse_loss_keeps_growing_after_a_finger_has_left_its_outline():
     assert full[2] == full[3] == full[4]  # beyond its own width the full-resolution outline says nothing more
 
     labels[0, :, 16:] = 3  # an occluder over where the finger is drawn: those pixels agree
+    black = torch.zeros(1, 3)
     render, alpha = drawn(8)
-    hidden = float(coarse_image_loss(render, target, alpha, labels, (4,)))
-    visible_part = float(coarse_image_loss(render, target, torch.zeros_like(alpha), labels, (4,)))
-    assert hidden < coarse[-1] and hidden == visible_part
+    pair = occlusion_aware_pair(render, target, labels, black)
+    hidden = float(coarse_image_loss(*pair, alpha, labels, (4,)))
+    nothing_drawn = float(coarse_image_loss(*occlusion_aware_pair(render * 0, target, labels, black), alpha * 0, labels, (4,)))
+    assert hidden < coarse[-1] and hidden == nothing_drawn
 
 
 def test_acceleration_loss_is_zero_for_constant_velocity():

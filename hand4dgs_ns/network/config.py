@@ -42,9 +42,8 @@ class HandNetworkConfig:
     """Ablation: predict every Gaussian's embedding directly instead of interpolating vertex embeddings."""
     color_gain: bool = False
     """Multiply each hand's colours in a frame by an RGB gain predicted from that frame's features
-    and, with the small CNN, its crop's mean log colour (log-gain within +-0.7), so the colours can
-    follow a camera's auto-exposure and the light on each hand. Built from the frame's own input,
-    it exists for unseen frames too."""
+    (log-gain within +-0.7), so the colours can follow a camera's auto-exposure and the light on
+    each hand. Built from the frame's own input, it exists for unseen frames too."""
     shading: bool = False
     """Colours as albedo times diffuse light: a learned spherical-harmonic light fixed in the world
     and one moving with the camera, evaluated at each Gaussian's normal, so the shading of a

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 import torch
+import torch.nn.functional as F
 from jaxtyping import Float
 from torch import Tensor, nn
 
@@ -68,7 +69,7 @@ class HandGaussians:
 class HandBranch(nn.Module):
     """TC layer, MANO-style heads, vertex embeddings and the Gaussian decoders for one hand."""
 
-    def __init__(self, template: HandTemplate, num_tokens: int, token_dim: int, sizes: HandNetworkConfig, brightness_inputs: int = 0):
+    def __init__(self, template: HandTemplate, num_tokens: int, token_dim: int, sizes: HandNetworkConfig):
         super().__init__()
         self.sizes = sizes
         self.hand = HandLayer(template)  # template tensors as buffers: they follow .to(device)
@@ -91,9 +92,7 @@ class HandBranch(nn.Module):
         self.color_mlp = mlp(sizes.embed_dim, sizes.appearance_width, 3, 2)
         self.scale_mlp = mlp(sizes.embed_dim, sizes.appearance_width, 3, 2)
         # Zero-initialised last layer (as every head): gain 1 until the image loss trains it.
-        # It also reads the crop's mean log colour where crops are the input (``brightness_inputs``):
-        # a camera's gain scales the whole crop, which the normalised backbone features keep only faintly.
-        self.gain_head = mlp(feat + brightness_inputs, sizes.appearance_width, 3, 2) if sizes.color_gain else None
+        self.gain_head = mlp(feat, sizes.appearance_width, 3, 2) if sizes.color_gain else None
         self.log_scale_base = nn.Parameter(_initial_log_scales(template, layout))
         self.opacity_logit = nn.Parameter(torch.full((self.num_gaussians,), 3.0))
 
@@ -128,7 +127,6 @@ class HandBranch(nn.Module):
         box_xyxy: Float[Tensor, "b 4"],
         K: Float[Tensor, "b 3 3"],
         with_embeddings: bool = True,
-        brightness: Optional[Float[Tensor, "b c"]] = None,
     ) -> HandMesh:
         """Predicts the hand mesh in the camera frame from a window of backbone tokens (and, with
         ``with_embeddings``, the per-Gaussian embeddings the Gaussians are decoded from)."""
@@ -148,10 +146,7 @@ class HandBranch(nn.Module):
             emb = self.embed(feat).reshape(b, -1, self.sizes.embed_dim)
             if not self.sizes.per_gaussian_embeddings:
                 emb = interpolate_vertex_attributes(emb, template.faces, self.layout)
-        log_gain = None
-        if self.gain_head is not None:
-            gain_input = feat if brightness is None else torch.cat([feat, brightness], dim=-1)
-            log_gain = _MAX_LOG_GAIN * torch.tanh(self.gain_head(gain_input))
+        log_gain = _MAX_LOG_GAIN * torch.tanh(self.gain_head(feat)) if self.gain_head is not None else None
         return HandMesh(
             vertices=out.vertices, joints=out.joints, embeddings=emb,
             betas=betas, global_orient=rot[:, 0], hand_pose=rot[:, 1:], translation=translation, log_gain=log_gain,
@@ -174,12 +169,11 @@ class HandBranch(nn.Module):
             colors=colors if log_gain is None else colors * log_gain.exp()[:, None],
         )
 
-
     def gaussian_normals(self, vertices_world: Float[Tensor, "b v 3"]) -> Float[Tensor, "b g 3"]:
         """Unit surface normals at the Gaussians: vertex normals interpolated as the embeddings are (smooth shading)."""
         faces = self.hand.faces
         normals = interpolate_vertex_attributes(vertex_normals(vertices_world, faces), faces, self.layout)
-        return torch.nn.functional.normalize(normals, dim=-1)
+        return F.normalize(normals, dim=-1)
 
 
 def box_translation(

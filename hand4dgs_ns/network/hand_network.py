@@ -89,7 +89,7 @@ class HandsPrediction(NamedTuple):
     opacities: Optional[Float[Tensor, "B N"]] = None
     """Gaussian opacities (zero for invalid hands)."""
     colors: Optional[Float[Tensor, "B N 3"]] = None
-    """Gaussian colours, RGB: in [0, 1], or albedo times light with ``shading`` (above 1 where brightly lit)."""
+    """Gaussian colours, RGB: in [0, 1] times the colour gain and, with ``shading``, the light (above 1 where brightly lit)."""
 
     def without_gaussians(self) -> HandsPrediction:
         """The same hands without their Gaussians (what a whole video keeps of each batch)."""
@@ -114,11 +114,7 @@ class HandNetwork(nn.Module):
             self.backbone = None
             self.token_shape = (int(inputs.shape[0]), int(inputs.shape[1]))
         self.branches = nn.ModuleList(
-            HandBranch(
-                load_template(config.template, side, config.mano_dir), *self.token_shape, config,
-                brightness_inputs=3 if inputs.kind == "crops" else 0,
-            )
-            for side in SIDES
+            HandBranch(load_template(config.template, side, config.mano_dir), *self.token_shape, config) for side in SIDES
         )
         # One light for both hands: they are lit by the same room.
         self.light = SphericalHarmonicLight() if config.shading else None
@@ -155,19 +151,8 @@ class HandNetwork(nn.Module):
         flat = x.window.reshape(-1)
         windows = tuple(self.tokens(x.frames[:, slot]).index_select(0, flat).reshape(b, w, *self.token_shape) for slot in range(2))
         box_norm = normalized_frame_boxes(x.bbox, x.image_hw)
-        brightness = self.crop_brightness(x) if self.backbone is not None and self.config.color_gain else None
         decode = decoder if decoder is not None else self.decode
-        return decode(windows[0], windows[1], box_norm, x.bbox, x.valid, x.K, x.c2w, with_gaussians, brightness)
-
-    @staticmethod
-    def crop_brightness(x: NetworkInputs) -> Float[Tensor, "B 2 3"]:
-        """Mean log colour of each predicted frame's hand crops (uint8 crops only).
-
-        Crop colour jitter (``--pipeline.model.crop-jitter``), where on, changes this input and
-        not the frames the image loss compares with, so the gain head learns to discount it."""
-        centre = x.window[:, x.window.shape[1] // 2]
-        mean = x.frames.index_select(0, centre).float().mean(dim=(-1, -2)) / 255.0
-        return torch.log(mean + 1e-2)
+        return decode(windows[0], windows[1], box_norm, x.bbox, x.valid, x.K, x.c2w, with_gaussians)
 
     def decode(
         self,
@@ -179,14 +164,10 @@ class HandNetwork(nn.Module):
         K: Float[Tensor, "B 3 3"],
         c2w: Float[Tensor, "B 4 4"],
         with_gaussians: bool,
-        brightness: Optional[Float[Tensor, "B 2 3"]] = None,
     ) -> HandsPrediction:
         """The static-shape part of :meth:`forward` (what ``torch.compile`` compiles): both branches, world frame, Gaussians."""
         meshes = [
-            branch(
-                tokens, box_norm[:, slot], bbox[:, slot], K, with_embeddings=with_gaussians,
-                brightness=None if brightness is None else brightness[:, slot],
-            )
+            branch(tokens, box_norm[:, slot], bbox[:, slot], K, with_embeddings=with_gaussians)
             for slot, (branch, tokens) in enumerate(zip(self.branches, (left, right)))
         ]
         vertices = [transform_points(c2w, mesh.vertices) for mesh in meshes]
