@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from hand4dgs_ns.gaussians import SphericalHarmonicLight, vertex_normals
-from hand4dgs_ns.gaussians.shading import sh9_basis
+from hand4dgs_ns.gaussians.shading import sh_basis
 from hand4dgs_ns.geometry.rotations import axis_angle_to_matrix
 from hand4dgs_ns.network.hand_network import NetworkInputs
 
@@ -22,7 +22,7 @@ def _unit_sphere(n: int, seed: int = 0) -> torch.Tensor:
 
 def test_the_basis_is_orthonormal_over_the_sphere():
     n = _unit_sphere(400_000)
-    y = sh9_basis(n)
+    y = sh_basis(n).double()
     gram = 4.0 * math.pi * (y.T @ y) / n.shape[0]  # Monte Carlo integral over the sphere
     torch.testing.assert_close(gram, torch.eye(9, dtype=torch.float64), atol=0.02, rtol=0)
 
@@ -34,9 +34,9 @@ def test_a_clamped_cosine_light_is_represented_to_within_a_few_per_cent():
     d = F.normalize(torch.tensor([0.3, -0.5, 0.8], dtype=torch.float64), dim=0)
     n = _unit_sphere(400_000, seed=1)
     target = (n @ d).clamp(min=0)[:, None].expand(-1, 3)
-    coefficients = 4.0 * math.pi * (sh9_basis(n).T @ target) / n.shape[0]
+    coefficients = 4.0 * math.pi * (sh_basis(n).double().T @ target) / n.shape[0]
     test = _unit_sphere(2_000, seed=2)
-    fit = sh9_basis(test) @ coefficients
+    fit = sh_basis(test).double() @ coefficients
     error = (fit - (test @ d).clamp(min=0)[:, None]).abs()
     assert error.mean() < 0.04 and error.max() < 0.12
 

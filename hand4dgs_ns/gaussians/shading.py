@@ -6,8 +6,8 @@ fingers) has to be predicted again for every pose. Shading takes the light out o
 irradiance from distant light is smooth over the sphere of normals, and nine real
 spherical-harmonic coefficients per colour channel (bands 0-2) represent it to within a few
 per cent (Ramamoorthi and Hanrahan, "An Efficient Representation for Irradiance Environment
-Maps", SIGGRAPH 2001). No library at hand evaluates them batched on tensors, so the basis is
-written out here.
+Maps", SIGGRAPH 2001). The basis is nerfstudio's (real, orthonormal; order Y00; Y1-1 (y), Y10 (z),
+Y11 (x); Y2-2 (xy), Y2-1 (yz), Y20, Y21 (xz), Y22 (x^2 - y^2)).
 
 Two lights are learned, as real footage has both: one fixed in the world (sun, windows, room
 lamps) and one that moves with the camera (a head-mounted lamp, or the ambient light seen from
@@ -17,41 +17,18 @@ camera axes OpenCV.
 
 from __future__ import annotations
 
-import math
-
 import torch
 from jaxtyping import Float
+from nerfstudio.utils.math import components_from_spherical_harmonics
 from torch import Tensor, nn
 
-SH_COEFFICIENTS = 9
-"""Real spherical harmonics of bands 0, 1 and 2."""
-
-_Y00 = 0.5 * math.sqrt(1.0 / math.pi)
-_Y1 = math.sqrt(3.0 / (4.0 * math.pi))
-_Y2 = 0.5 * math.sqrt(15.0 / math.pi)
-_Y20 = 0.25 * math.sqrt(5.0 / math.pi)
+SH_LEVELS = 3
+"""Bands 0, 1 and 2: nine coefficients per colour channel."""
 
 
-def sh9_basis(n: Float[Tensor, "*b 3"]) -> Float[Tensor, "*b 9"]:
-    """The orthonormal real SH basis of bands 0-2 at unit directions ``n``.
-
-    Order: Y00; Y1-1 (y), Y10 (z), Y11 (x); Y2-2 (xy), Y2-1 (yz), Y20 (3z^2 - 1), Y21 (xz), Y22 (x^2 - y^2).
-    """
-    x, y, z = n.unbind(dim=-1)
-    return torch.stack(
-        [
-            torch.full_like(x, _Y00),
-            _Y1 * y,
-            _Y1 * z,
-            _Y1 * x,
-            _Y2 * x * y,
-            _Y2 * y * z,
-            _Y20 * (3.0 * z * z - 1.0),
-            _Y2 * x * z,
-            0.5 * _Y2 * (x * x - y * y),
-        ],
-        dim=-1,
-    )
+def sh_basis(n: Float[Tensor, "*b 3"]) -> Float[Tensor, "*b 9"]:
+    """The real SH basis of bands 0-2 at unit directions ``n``."""
+    return components_from_spherical_harmonics(SH_LEVELS, n)
 
 
 class SphericalHarmonicLight(nn.Module):
@@ -63,14 +40,14 @@ class SphericalHarmonicLight(nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
-        world = torch.zeros(SH_COEFFICIENTS, 3)
-        world[0] = 1.0 / _Y00
+        world = torch.zeros(SH_LEVELS**2, 3)
+        world[0] = 1.0 / sh_basis(torch.tensor([0.0, 0.0, 1.0]))[0]  # band 0 is constant over the sphere
         self.world = nn.Parameter(world)
-        self.camera = nn.Parameter(torch.zeros(SH_COEFFICIENTS, 3))
+        self.camera = nn.Parameter(torch.zeros(SH_LEVELS**2, 3))
 
     def forward(self, normals_world: Float[Tensor, "B g 3"], c2w: Float[Tensor, "B 4 4"]) -> Float[Tensor, "B g 3"]:
         """Irradiance at world-frame unit normals, seen by frames with camera-to-world ``c2w``."""
         # Row vectors: n_cam = R^T n_world  <=>  n_cam^T = n_world^T R.
         normals_camera = normals_world @ c2w[:, :3, :3]
-        light = sh9_basis(normals_world) @ self.world + sh9_basis(normals_camera) @ self.camera
+        light = sh_basis(normals_world) @ self.world + sh_basis(normals_camera) @ self.camera
         return light.clamp(min=0.0)  # the sum of two lights is never negative; their SH fit can be
