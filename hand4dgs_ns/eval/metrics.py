@@ -34,12 +34,12 @@ def root_aligned(joints: Float[Tensor, "*b 21 3"]) -> Float[Tensor, "*b 21 3"]:
 
 def mpjpe_mm(pred: Float[Tensor, "*b 21 3"], gt: Float[Tensor, "*b 21 3"], valid: Bool[Tensor, "*b"] | None = None) -> Tensor:
     """MPJPE in mm over the valid hands (NaN when none is valid)."""
-    return _masked_mean(joint_errors_mm(pred, gt), valid)
+    return masked_mean(joint_errors_mm(pred, gt), valid)
 
 
 def ra_mpjpe_mm(pred: Float[Tensor, "*b 21 3"], gt: Float[Tensor, "*b 21 3"], valid: Bool[Tensor, "*b"] | None = None) -> Tensor:
     """Root(wrist)-aligned MPJPE in mm."""
-    return _masked_mean(joint_errors_mm(root_aligned(pred), root_aligned(gt)), valid)
+    return masked_mean(joint_errors_mm(root_aligned(pred), root_aligned(gt)), valid)
 
 
 def acceleration_error_mm(
@@ -59,7 +59,7 @@ def acceleration_error_mm(
     ok = None
     if valid is not None:
         ok = valid[:-2] & valid[1:-1] & valid[2:]
-    return _masked_mean(err, ok)
+    return masked_mean(err, ok)
 
 
 def crop_image_metrics(
@@ -120,7 +120,7 @@ def mask_boxes(labels: Int[Tensor, "H W"], hand_labels: tuple[int, ...] = (1, 2)
     return torch.stack(boxes) if boxes else torch.zeros(0, 4)
 
 
-def _masked_mean(values: Tensor, mask: Tensor | None) -> Tensor:
+def masked_mean(values: Tensor, mask: Tensor | None) -> Tensor:
     """Mean over ``mask`` (NaN when empty); a weighted sum, so no GPU-to-host wait."""
     if mask is None:
         return values.mean() if values.numel() else values.new_tensor(float("nan"))

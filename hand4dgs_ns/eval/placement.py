@@ -1,0 +1,93 @@
+"""Where an absolute joint error comes from: the hand's size, its distance along the camera ray,
+or its position across the image. Pure functions.
+
+One camera cannot tell a small hand near it from a large hand farther away: scaling the world
+about the camera centre leaves every image unchanged. A network that predicts a hand's shape
+from its image alone can therefore at best predict a typical size, and then places the hand at
+the distance where that size fills the image as the real hand does. ``size_ambiguity_floor_mm``
+is the MPJPE such a predictor makes and nothing else: a floor for a monocular method on clips
+whose labels know each subject's true size (as the synthetic pseudo-labels do).
+
+Joints in metres in OpenPose order, world frame; camera centres in the same frame; results in
+millimetres or as ratios.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from jaxtyping import Bool, Float
+from torch import Tensor
+
+from hand4dgs_ns.eval.metrics import M_TO_MM, OPENPOSE_BONES, WRIST, joint_errors_mm, masked_mean, root_aligned
+
+_PARENTS = [parent for parent, _ in OPENPOSE_BONES]
+_CHILDREN = [child for _, child in OPENPOSE_BONES]
+
+
+def hand_size(joints: Float[Tensor, "*b 21 3"]) -> Float[Tensor, "*b"]:
+    """The summed length of the 20 bones (metres): unchanged by the pose, so a measure of the hand's size."""
+    return (joints[..., _CHILDREN, :] - joints[..., _PARENTS, :]).norm(dim=-1).sum(dim=-1)
+
+
+@dataclass(frozen=True)
+class PlacementErrors:
+    """Means over the valid hands."""
+
+    mpjpe_mm: float
+    ra_mpjpe_mm: float
+    wrist_mm: float
+    """Distance between the predicted and the true wrist."""
+    depth_mm: float
+    """Signed: predicted wrist's distance from the camera centre minus the true one's (negative: too near)."""
+    abs_depth_mm: float
+    lateral_mm: float
+    """The wrist error across the camera ray (perpendicular to the ray through the true wrist)."""
+    size_ratio: float
+    """Predicted hand size over the true one."""
+
+
+def placement_errors(
+    pred: Float[Tensor, "*b 21 3"],
+    gt: Float[Tensor, "*b 21 3"],
+    camera_centres: Float[Tensor, "*b 3"],
+    valid: Bool[Tensor, "*b"] | None = None,
+) -> PlacementErrors:
+    """Splits the absolute error of ``pred`` into the hand's size, its depth and its lateral position."""
+    to_pred = pred[..., WRIST, :] - camera_centres
+    to_gt = gt[..., WRIST, :] - camera_centres
+    ray = to_gt / to_gt.norm(dim=-1, keepdim=True).clamp(min=1e-9)
+    wrist_error = to_pred - to_gt
+    depth = to_pred.norm(dim=-1) - to_gt.norm(dim=-1)
+    lateral = wrist_error - (wrist_error * ray).sum(dim=-1, keepdim=True) * ray
+
+    def mean(values: Tensor) -> float:
+        return float(masked_mean(values, valid))
+
+    return PlacementErrors(
+        mpjpe_mm=mean(joint_errors_mm(pred, gt)),
+        ra_mpjpe_mm=mean(joint_errors_mm(root_aligned(pred), root_aligned(gt))),
+        wrist_mm=mean(wrist_error.norm(dim=-1) * M_TO_MM),
+        depth_mm=mean(depth * M_TO_MM),
+        abs_depth_mm=mean(depth.abs() * M_TO_MM),
+        lateral_mm=mean(lateral.norm(dim=-1) * M_TO_MM),
+        size_ratio=mean(hand_size(pred) / hand_size(gt).clamp(min=1e-9)),
+    )
+
+
+def size_ambiguity_floor_mm(
+    gt: Float[Tensor, "*b 21 3"],
+    camera_centres: Float[Tensor, "*b 3"],
+    typical_size: float,
+    valid: Bool[Tensor, "*b"] | None = None,
+) -> float:
+    """MPJPE of a predictor right in everything but the size: each true hand, scaled about the
+    camera centre to ``typical_size`` (metres of summed bone length), against the truth.
+
+    Scaling about the camera centre by ``k = typical_size / size`` moves each joint by
+    ``|k - 1|`` times its distance from the camera and leaves its image where it was.
+    """
+    k = typical_size / hand_size(gt).clamp(min=1e-9)
+    rays = gt - camera_centres[..., None, :]
+    moved = camera_centres[..., None, :] + rays * k[..., None, None]
+    return float(masked_mean(joint_errors_mm(moved, gt), valid))
