@@ -27,7 +27,7 @@ from rich.table import Table
 from hand4dgs_ns.data.sequence_format import SequenceHands, read_sequence
 from hand4dgs_ns.dataparsers.splits import read_split_file
 from hand4dgs_ns.errors import Hand4DGSError, file_error
-from hand4dgs_ns.eval.placement import hand_size, placement_errors, size_ambiguity_floor_mm
+from hand4dgs_ns.eval.placement import depth_error_spread_mm, hand_size, placement_errors, size_ambiguity_floor_mm
 
 
 @dataclass
@@ -55,8 +55,14 @@ class PlacementReport:
             valid = torch.from_numpy(hands.valid & (hands.gt_valid if hands.gt_valid is not None else True))
             centres = torch.from_numpy(read_sequence(self.set / name).cameras.c2w[:, None, :3, 3]).double().expand(-1, 2, -1)
             model_valid = valid & torch.from_numpy(pred["valid"])
+            model_joints = torch.from_numpy(pred["joints_world"]).double()
+            spread = np.array([depth_error_spread_mm(model_joints[:, h], gt[:, h], centres[:, h], model_valid[:, h]) for h in range(2)])
+            tracked = np.isfinite(spread).all(axis=1)  # hands with a track of three or more valid frames
+            spread = spread[tracked].mean(axis=0) if tracked.any() else np.full(2, np.nan)
             rows[name] = {
-                "model": asdict(placement_errors(torch.from_numpy(pred["joints_world"]).double(), gt, centres, model_valid)),
+                "model": asdict(placement_errors(model_joints, gt, centres, model_valid)),
+                "depth_error_std_mm": float(spread[0]),
+                "depth_error_frame_to_frame_mm": float(spread[1]),
                 "pseudo": asdict(placement_errors(torch.from_numpy(hands.pseudo_joints).double(), gt, centres, valid)),
                 "true_size_ratio": float(_median_size(hands, gt=True) / typical),
                 "size_floor_mm": size_ambiguity_floor_mm(gt, centres, typical, valid),
@@ -90,6 +96,8 @@ def _print(rows: dict, typical: float) -> None:
             )
     console = Console(width=max(Console().width, 110))  # the table's 11 columns need more than 80 characters
     console.print(table)
+    std, step = (np.nanmean([rows[n][k] for n in names]) for k in ("depth_error_std_mm", "depth_error_frame_to_frame_mm"))
+    console.print(f"The model's depth error along one hand's track: standard deviation {std:.1f} mm, of which {step:.1f} mm changes from frame to frame.")
     console.print(
         "mm. depth: predicted minus true distance of the wrist from the camera (negative: too near); lateral: the wrist "
         "error across the camera ray; size: predicted over true hand size; true size: over the training videos' typical "

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from hand4dgs_ns.eval.metrics import OPENPOSE_BONES, mpjpe_mm
-from hand4dgs_ns.eval.placement import hand_size, placement_errors, size_ambiguity_floor_mm
+from hand4dgs_ns.eval.placement import depth_error_spread_mm, hand_size, placement_errors, size_ambiguity_floor_mm
 
 
 def _hands(frames: int = 6) -> tuple[torch.Tensor, torch.Tensor]:
@@ -76,3 +76,23 @@ def test_the_size_floor_is_the_error_of_the_typical_hand_drawn_where_the_true_on
     assert floor == pytest.approx(float(mpjpe_mm(typical_hand, joints)))
     assert floor > 10.0  # 5% of about half a metre per joint
     assert placement_errors(typical_hand, joints, centres).size_ratio == pytest.approx(float(k.mean()))
+
+
+def test_the_depth_error_spread_tells_a_slow_drift_from_frame_to_frame_noise():
+    frames = 200
+    joints, centres = _hands(frames)
+    joints, centres = joints[:, 0], centres[:, 0]
+    ray = joints[:, 0] - centres
+    unit = ray / ray.norm(dim=-1, keepdim=True)
+    valid = torch.ones(frames, dtype=torch.bool)
+    drift = 0.03 * torch.sin(torch.linspace(0, math.pi, frames, dtype=torch.float64))  # slow, up to 30 mm
+    std, step = depth_error_spread_mm(joints + (drift[:, None] * unit)[:, None], joints, centres, valid)
+    assert std == pytest.approx(float(drift.std()) * 1000, rel=1e-6)
+    assert step < 0.5
+    noise = 0.01 * torch.randn(frames, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    std, step = depth_error_spread_mm(joints + (noise[:, None] * unit)[:, None], joints, centres, valid)
+    assert step == pytest.approx(std, rel=0.15)  # white noise: all of it changes from frame to frame
+    valid[5:] = False
+    assert depth_error_spread_mm(joints, joints, centres, valid)[0] == pytest.approx(0.0)
+    valid[2:] = False
+    assert math.isnan(depth_error_spread_mm(joints, joints, centres, valid)[0])

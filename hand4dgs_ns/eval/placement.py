@@ -75,6 +75,25 @@ def placement_errors(
     )
 
 
+def depth_error_spread_mm(
+    pred: Float[Tensor, "frames 21 3"],
+    gt: Float[Tensor, "frames 21 3"],
+    camera_centres: Float[Tensor, "frames 3"],
+    valid: Bool[Tensor, "frames"],
+) -> tuple[float, float]:
+    """How one hand's depth error varies along its track: its standard deviation over the valid
+    frames, and the part of it that changes from one frame to the next (the standard deviation of
+    its differences over consecutive valid frames, over sqrt 2: white noise's own standard deviation).
+    A small second figure beside a large first one is an error that follows the pose or the scene
+    slowly, which smoothing over time cannot remove. NaN with fewer than three valid frames."""
+    error = ((pred[:, WRIST] - camera_centres).norm(dim=-1) - (gt[:, WRIST] - camera_centres).norm(dim=-1)) * M_TO_MM
+    both = valid[1:] & valid[:-1]
+    if int(valid.sum()) < 3 or int(both.sum()) < 2:
+        return float("nan"), float("nan")
+    steps = (error[1:] - error[:-1])[both]
+    return float(error[valid].std()), float(steps.std() / 2**0.5)
+
+
 def size_ambiguity_floor_mm(
     gt: Float[Tensor, "*b 21 3"],
     camera_centres: Float[Tensor, "*b 3"],
