@@ -260,3 +260,19 @@ def test_cuda_graphs_match_eager_outputs_and_gradients(tmp_path, monkeypatch, co
             g = torch.zeros_like(p) if g is None else g
             ref = torch.zeros_like(p) if ref is None else ref
             assert (g - ref).abs().max() <= 1e-4 * ref.abs().max().clamp(min=1.0)
+
+
+def test_the_logged_ground_truth_error_skips_hands_without_a_box(pipeline):
+    """As ns-eval: a hand annotated in the ground truth but without a usable box has no prediction."""
+    model = pipeline.model
+    camera, batch = pipeline.datamanager.next_train(0)
+    model.eval()
+    with torch.no_grad():
+        out = model.get_outputs(camera)
+    valid = batch["valid"].clone()
+    valid.reshape(-1, 2)[0, 1] = False  # the right hand of the first frame: no box
+    gt = out["joints"].detach().clone()
+    gt.reshape(-1, 2, 21, 3)[0, 1] += 1.0  # a metre from the (meaningless) prediction there
+    labelled = dict(batch, valid=valid, gt_joints=gt, gt_valid=torch.ones_like(valid))
+    metrics = model.get_metrics_dict(out, labelled)
+    assert float(metrics["gt_mpjpe_mm"]) == pytest.approx(0.0, abs=1e-3)

@@ -328,7 +328,9 @@ class Hand4DGSModel(Model):
             return {}
         metrics = {"pseudo_mpjpe_mm": mpjpe_mm(outputs["joints"].detach(), batch["pseudo_joints"], batch["valid"])}
         if "gt_joints" in batch:
-            metrics["gt_mpjpe_mm"] = mpjpe_mm(outputs["joints"].detach(), batch["gt_joints"], batch["gt_valid"])
+            # As ns-eval counts them: a hand without a usable box has no prediction to measure.
+            valid = batch["gt_valid"] & batch["valid"]
+            metrics["gt_mpjpe_mm"] = mpjpe_mm(outputs["joints"].detach(), batch["gt_joints"], valid)
         return metrics
 
     def get_image_metrics_and_images(self, outputs, batch) -> Tuple[Dict[str, float], Dict[str, Tensor]]:
