@@ -1,12 +1,16 @@
 """The split of an absolute joint error into hand size, depth and lateral position."""
 
+import json
 import math
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
 
 from hand4dgs_ns.eval.metrics import OPENPOSE_BONES, mpjpe_mm
-from hand4dgs_ns.eval.placement import depth_error_spread_mm, hand_size, placement_errors, size_ambiguity_floor_mm
+from hand4dgs_ns.eval.placement import depth_error_spread_mm, hand_size, placement_errors, scaled_to_size, size_ambiguity_floor_mm
 
 
 def _hands(frames: int = 6) -> tuple[torch.Tensor, torch.Tensor]:
@@ -65,17 +69,53 @@ def test_invalid_hands_do_not_count():
     assert errors.wrist_mm == pytest.approx(0.0, abs=1e-9)
 
 
-def test_the_size_floor_is_the_error_of_the_typical_hand_drawn_where_the_true_one_is_seen():
+def test_scaled_to_size_keeps_the_image_and_changes_the_size():
     joints, centres = _hands()
-    size = float(hand_size(joints).mean())
+    typical = float(hand_size(joints).mean()) * 1.05
+    moved = scaled_to_size(joints, centres, typical)
+    torch.testing.assert_close(hand_size(moved), torch.full(joints.shape[:2], typical, dtype=torch.float64))
+    rays = lambda x: torch.nn.functional.normalize(x - centres[..., None, :], dim=-1)  # noqa: E731
+    torch.testing.assert_close(rays(moved), rays(joints))  # every joint on its own ray: the same image
+
+
+def test_the_size_floor_is_the_error_of_the_typical_hand_seen_where_the_true_one_is():
+    joints, centres = _hands()
+    size = float(hand_size(joints).mean())  # every hand of _hands has this size
     assert size_ambiguity_floor_mm(joints, centres, typical_size=size) == pytest.approx(0.0, abs=1e-6)
-    typical = size * 1.05
-    k = typical / hand_size(joints)
-    typical_hand = centres[..., None, :] + (joints - centres[..., None, :]) * k[..., None, None]
-    floor = size_ambiguity_floor_mm(joints, centres, typical_size=typical)
-    assert floor == pytest.approx(float(mpjpe_mm(typical_hand, joints)))
-    assert floor > 10.0  # 5% of about half a metre per joint
-    assert placement_errors(typical_hand, joints, centres).size_ratio == pytest.approx(float(k.mean()))
+    floor = size_ambiguity_floor_mm(joints, centres, typical_size=size * 1.05)
+    assert floor == pytest.approx(float(mpjpe_mm(scaled_to_size(joints, centres, size * 1.05), joints)))
+    distance = (joints - centres[..., None, :]).norm(dim=-1).mean() * 1000
+    assert floor == pytest.approx(float(distance) * 0.05, rel=0.05)  # 5% of each joint's distance
+
+
+def test_invalid_hands_holding_nan_do_not_reach_the_means():
+    joints, centres = _hands()
+    pred = joints.clone()
+    pred[0, 1] = float("nan")  # the format allows any value in an invalid slot
+    gt = joints.clone()
+    gt[0, 1] = float("nan")
+    valid = torch.ones(joints.shape[:2], dtype=torch.bool)
+    valid[0, 1] = False
+    errors = placement_errors(pred, gt, centres, valid)
+    assert all(math.isfinite(v) for v in (errors.mpjpe_mm, errors.wrist_mm, errors.lateral_mm, errors.size_ratio))
+    assert errors.mpjpe_mm == pytest.approx(0.0, abs=1e-9)
+    assert math.isfinite(size_ambiguity_floor_mm(gt, centres, typical_size=0.9, valid=valid))
+
+
+def test_the_script_names_the_missing_prediction_and_exits_1(tmp_path):
+    (tmp_path / "set").mkdir()
+    (tmp_path / "set" / "splits.json").write_text(json.dumps({"train": ["train_000"], "test": ["test_000"]}))
+    script = Path(__file__).parents[1] / "scripts" / "placement_errors.py"
+    run = subprocess.run(
+        [sys.executable, str(script), "--data", str(tmp_path / "set"), "--infer", str(tmp_path / "infer")], capture_output=True, text=True
+    )
+    assert run.returncode == 1
+    assert run.stderr.strip().splitlines() == [
+        f"error: {tmp_path / 'infer' / 'test_000' / 'hands.npz'}: does not exist; run hand4dgs infer on "
+        f"{tmp_path / 'set' / 'test_000'} with --output-dir {tmp_path / 'infer'}."
+    ]
+    run = subprocess.run([sys.executable, str(script), "--data", str(tmp_path), "--infer", str(tmp_path)], capture_output=True, text=True)
+    assert run.returncode == 1 and "splits.json: does not exist; pass a hand4dgs synth-set folder with --data" in run.stderr
 
 
 def test_the_depth_error_spread_tells_a_slow_drift_from_frame_to_frame_noise():

@@ -121,12 +121,14 @@ def mask_boxes(labels: Int[Tensor, "H W"], hand_labels: tuple[int, ...] = (1, 2)
 
 
 def masked_mean(values: Tensor, mask: Tensor | None) -> Tensor:
-    """Mean over ``mask`` (NaN when empty); a weighted sum, so no GPU-to-host wait."""
+    """Mean over ``mask`` (NaN when empty); a masked sum, so no GPU-to-host wait. Values outside
+    the mask are never read, so a NaN there (the format allows any value in an invalid slot) does
+    not reach the mean."""
     if mask is None:
         return values.mean() if values.numel() else values.new_tensor(float("nan"))
-    weight = mask.to(values.dtype).expand_as(values)
-    total = weight.sum()
-    mean = (values * weight).sum() / total.clamp(min=1.0)
+    mask = mask.bool().expand_as(values)
+    total = mask.to(values.dtype).sum()
+    mean = torch.where(mask, values, torch.zeros_like(values)).sum() / total.clamp(min=1.0)
     return torch.where(total > 0, mean, torch.full_like(mean, float("nan")))
 
 

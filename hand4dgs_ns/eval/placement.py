@@ -1,12 +1,14 @@
 """Where an absolute joint error comes from: the hand's size, its distance along the camera ray,
 or its position across the image. Pure functions.
 
-One camera cannot tell a small hand near it from a large hand farther away: scaling the world
-about the camera centre leaves every image unchanged. A network that predicts a hand's shape
-from its image alone can therefore at best predict a typical size, and then places the hand at
-the distance where that size fills the image as the real hand does. ``size_ambiguity_floor_mm``
-is the MPJPE such a predictor makes and nothing else: a floor for a monocular method on clips
-whose labels know each subject's true size (as the synthetic pseudo-labels do).
+One image cannot tell a small hand near the camera from a large hand farther away: scaling the
+hand about the camera centre leaves its image unchanged. A predictor that sees one frame can
+therefore at best give a typical size, and then places the hand at the distance where that size
+fills the image as the real hand does. ``size_ambiguity_floor_mm`` is the MPJPE of such a
+single-frame predictor right in everything but the size, on clips whose labels know each
+subject's true size (as the synthetic pseudo-labels do). A method that sees several frames of a
+moving, metrically tracked camera could in principle do better; one that works frame by frame
+cannot.
 
 Joints in metres in OpenPose order, world frame; camera centres in the same frame; results in
 millimetres or as ratios.
@@ -85,7 +87,8 @@ def depth_error_spread_mm(
     frames, and the part of it that changes from one frame to the next (the standard deviation of
     its differences over consecutive valid frames, over sqrt 2: white noise's own standard deviation).
     A small second figure beside a large first one is an error that follows the pose or the scene
-    slowly, which smoothing over time cannot remove. NaN with fewer than three valid frames."""
+    slowly, which smoothing over time cannot remove. NaN with fewer than three valid frames or
+    fewer than two pairs of consecutive valid frames."""
     error = ((pred[:, WRIST] - camera_centres).norm(dim=-1) - (gt[:, WRIST] - camera_centres).norm(dim=-1)) * M_TO_MM
     both = valid[1:] & valid[:-1]
     if int(valid.sum()) < 3 or int(both.sum()) < 2:
@@ -94,19 +97,21 @@ def depth_error_spread_mm(
     return float(error[valid].std()), float(steps.std() / 2**0.5)
 
 
+def scaled_to_size(
+    joints: Float[Tensor, "*b 21 3"], camera_centres: Float[Tensor, "*b 3"], size: float
+) -> Float[Tensor, "*b 21 3"]:
+    """Each hand scaled about its camera centre to ``size`` (metres of summed bone length): the
+    same image, the distance changed by the same factor as the size."""
+    k = size / hand_size(joints).clamp(min=1e-9)
+    return camera_centres[..., None, :] + (joints - camera_centres[..., None, :]) * k[..., None, None]
+
+
 def size_ambiguity_floor_mm(
     gt: Float[Tensor, "*b 21 3"],
     camera_centres: Float[Tensor, "*b 3"],
     typical_size: float,
     valid: Bool[Tensor, "*b"] | None = None,
 ) -> float:
-    """MPJPE of a predictor right in everything but the size: each true hand, scaled about the
-    camera centre to ``typical_size`` (metres of summed bone length), against the truth.
-
-    Scaling about the camera centre by ``k = typical_size / size`` moves each joint by
-    ``|k - 1|`` times its distance from the camera and leaves its image where it was.
-    """
-    k = typical_size / hand_size(gt).clamp(min=1e-9)
-    rays = gt - camera_centres[..., None, :]
-    moved = camera_centres[..., None, :] + rays * k[..., None, None]
-    return float(masked_mean(joint_errors_mm(moved, gt), valid))
+    """MPJPE of a single-frame predictor right in everything but the size: each true hand scaled
+    about its camera centre to ``typical_size`` (:func:`scaled_to_size`), against the truth."""
+    return float(masked_mean(joint_errors_mm(scaled_to_size(gt, camera_centres, typical_size), gt), valid))
