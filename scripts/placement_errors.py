@@ -101,7 +101,6 @@ def _video_placement(video: SequenceTensors, joints: torch.Tensor, predicted: to
     gt = video.gt_joints.double()
     valid = video.gt_valid & video.valid
     centres = video.c2w[:, None, :3, 3].double().expand(-1, 2, -1)
-    joints = torch.where(predicted[..., None, None], joints, torch.zeros_like(joints))  # invalid slots may hold anything
     model_valid = valid & predicted
     spread = np.array([depth_error_spread_mm(joints[:, h], gt[:, h], centres[:, h], model_valid[:, h]) for h in range(2)])
     tracked = np.isfinite(spread).all(axis=1)  # hands with a long enough track

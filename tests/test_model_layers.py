@@ -2,14 +2,13 @@
 
 import torch
 
-from hand4dgs_ns.eval.metrics import OPENPOSE_BONES
+from hand4dgs_ns.eval.metrics import OPENPOSE_BONES, bone_lengths
 from hand4dgs_ns.features.windows import window_indices
 from hand4dgs_ns.network.layers import TemporalConv, mlp, squash_tokens
 from hand4dgs_ns.model.losses import (
     LossSchedule,
     acceleration_loss,
     bone_length_loss,
-    bone_lengths,
     coarse_image_loss,
     image_loss,
     masked_target,

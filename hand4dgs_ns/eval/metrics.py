@@ -14,12 +14,19 @@ from jaxtyping import Bool, Float, Int
 from torch import Tensor
 from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
 
+from hand4dgs_ns.constants import constant
 from hand4dgs_ns.data.sequence_format import hand_pixels, occluder_pixels
 
 M_TO_MM = 1000.0
 WRIST = 0
 OPENPOSE_BONES = tuple((0 if k == 0 else base + k - 1, base + k) for base in (1, 5, 9, 13, 17) for k in range(4))
 """The 20 bones of the OpenPose hand as (parent, child) joints: each finger from the wrist out."""
+
+
+def bone_lengths(joints: Float[Tensor, "*b 21 3"]) -> Float[Tensor, "*b 20"]:
+    """Lengths (m) of the 20 OpenPose hand bones, in :data:`OPENPOSE_BONES` order."""
+    parent, child = (constant(ends, joints.device, torch.long) for ends in zip(*OPENPOSE_BONES))
+    return (joints.index_select(-2, child) - joints.index_select(-2, parent)).norm(dim=-1)
 
 
 def joint_errors_mm(pred: Float[Tensor, "*b 21 3"], gt: Float[Tensor, "*b 21 3"]) -> Float[Tensor, "*b"]:

@@ -21,15 +21,19 @@ from dataclasses import dataclass
 from jaxtyping import Bool, Float
 from torch import Tensor
 
-from hand4dgs_ns.eval.metrics import M_TO_MM, OPENPOSE_BONES, WRIST, joint_errors_mm, masked_mean, root_aligned
-
-_PARENTS = [parent for parent, _ in OPENPOSE_BONES]
-_CHILDREN = [child for _, child in OPENPOSE_BONES]
+from hand4dgs_ns.eval.metrics import M_TO_MM, WRIST, bone_lengths, joint_errors_mm, masked_mean, root_aligned
 
 
 def hand_size(joints: Float[Tensor, "*b 21 3"]) -> Float[Tensor, "*b"]:
     """The summed length of the 20 bones (metres): unchanged by the pose, so a measure of the hand's size."""
-    return (joints[..., _CHILDREN, :] - joints[..., _PARENTS, :]).norm(dim=-1).sum(dim=-1)
+    return bone_lengths(joints).sum(dim=-1)
+
+
+def wrist_depth_error(
+    pred: Float[Tensor, "*b 21 3"], gt: Float[Tensor, "*b 21 3"], camera_centres: Float[Tensor, "*b 3"]
+) -> Float[Tensor, "*b"]:
+    """Predicted wrist's distance from the camera centre minus the true one's (metres; negative: too near)."""
+    return (pred[..., WRIST, :] - camera_centres).norm(dim=-1) - (gt[..., WRIST, :] - camera_centres).norm(dim=-1)
 
 
 @dataclass(frozen=True)
@@ -60,7 +64,7 @@ def placement_errors(
     to_gt = gt[..., WRIST, :] - camera_centres
     ray = to_gt / to_gt.norm(dim=-1, keepdim=True).clamp(min=1e-9)
     wrist_error = to_pred - to_gt
-    depth = to_pred.norm(dim=-1) - to_gt.norm(dim=-1)
+    depth = wrist_depth_error(pred, gt, camera_centres)
     lateral = wrist_error - (wrist_error * ray).sum(dim=-1, keepdim=True) * ray
 
     def mean(values: Tensor) -> float:
@@ -89,7 +93,7 @@ def depth_error_spread_mm(
     A small second figure beside a large first one is an error that follows the pose or the scene
     slowly, which smoothing over time cannot remove. NaN with fewer than three valid frames or
     fewer than two pairs of consecutive valid frames."""
-    error = ((pred[:, WRIST] - camera_centres).norm(dim=-1) - (gt[:, WRIST] - camera_centres).norm(dim=-1)) * M_TO_MM
+    error = wrist_depth_error(pred, gt, camera_centres) * M_TO_MM
     both = valid[1:] & valid[:-1]
     if int(valid.sum()) < 3 or int(both.sum()) < 2:
         return float("nan"), float("nan")

@@ -21,7 +21,7 @@ from torch import Tensor
 
 from hand4dgs_ns.constants import constant
 from hand4dgs_ns.data.sequence_format import hand_pixels, occluder_pixels
-from hand4dgs_ns.eval.metrics import OPENPOSE_BONES, WRIST
+from hand4dgs_ns.eval.metrics import WRIST, bone_lengths
 
 # pytorch_msssim's default SSIM: an 11-tap Gaussian window (sigma 1.5), K1 = 0.01, K2 = 0.03.
 _SSIM_WINDOW = tuple(float(w) for w in _fspecial_gauss_1d(11, 1.5).flatten())
@@ -83,12 +83,6 @@ def vertex_loss(
         wrist = slice(WRIST, WRIST + 1)
         loss = loss + relative_weight * point_loss(pred - pred_joints[..., wrist, :], target - target_joints[..., wrist, :], valid)
     return loss
-
-
-def bone_lengths(joints: Float[Tensor, "*b 21 3"]) -> Float[Tensor, "*b 20"]:
-    """Lengths (m) of the 20 OpenPose hand bones."""
-    parent, child = (constant(ends, joints.device, torch.long) for ends in zip(*OPENPOSE_BONES))
-    return (joints.index_select(-2, child) - joints.index_select(-2, parent)).norm(dim=-1)
 
 
 def bone_length_loss(pred_joints: Float[Tensor, "*b 21 3"], target_joints: Float[Tensor, "*b 21 3"], valid: Bool[Tensor, "*b"]) -> Tensor:
