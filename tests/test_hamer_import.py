@@ -20,13 +20,13 @@ from hand4dgs_ns.datasets.hamer import (
     hamer_focal_length,
     hamer_outputs_to_frame,
     hamer_translation_to_camera,
-    mirror_rotations,
     read_hamer_frame,
     training_boxes,
     unmirror_left,
     write_hamer_frame,
 )
 from hand4dgs_ns.errors import Hand4DGSError
+from hand4dgs_ns.geometry.mirror import mirror_rotations
 from hand4dgs_ns.geometry.rotations import axis_angle_to_matrix
 from hand4dgs_ns.hands import hand_forward, load_mano
 from hand4dgs_ns.features.crops import crop_hands_per_image, crop_params, crop_to_image

@@ -78,18 +78,23 @@ class Infer:
         inputs = run_frame_inputs(run, videos, self.cache_dir)
         features_s = time.perf_counter() - started
         network = load_network(run, inputs, device)
-        console = Console()
+        console = Console(width=max(Console().width, 120))  # the table needs more than 80 characters
         table = Table(title=f"hand4dgs infer ({run.config.method_name}, step {run.step}, {device.type})")
-        for column in ("video", "frames", "frames/s (cached features)", "frames/s (with features)", "MPJPE", "Acc Err", "PSNR"):
+        for column in ("video", "frames", "frames/s (cached features)", "frames/s (with features)", *_QUALITY.values()):
             table.add_column(column, justify="right")
         total_frames = int(inputs.lengths.sum())
+        rows = []
         for s, video in enumerate(videos):
             share = features_s * video.num_frames / total_frames  # feature time split by frame count
             metrics = self._write_video(network, inputs, s, video, device, share)
+            rows.append(metrics)
             table.add_row(
                 video.name, str(video.num_frames), f"{metrics['fps_cached_features']:.0f}", f"{metrics['fps_with_features']:.0f}",
-                _fmt(metrics.get("mpjpe_mm")), _fmt(metrics.get("acc_err_mm")), _fmt(metrics.get("psnr")),
+                *(_fmt(metrics.get(key)) for key in _QUALITY),
             )
+        if len(rows) > 1:  # unweighted over videos, as ns-eval's means of the generalised method
+            means = {key: float(np.mean([r[key] for r in rows])) for key in _QUALITY if all(key in r for r in rows)}
+            table.add_row("mean", str(total_frames), "", "", *(_fmt(means.get(key)) for key in _QUALITY), style="bold")
         console.print(table)
         console.print(f"Wrote {len(videos)} video folder{'s' if len(videos) != 1 else ''} to [bold]{self.output_dir}[/].", highlight=False)
 
@@ -173,6 +178,10 @@ class Infer:
         if f in sheet_frames:
             sheet_rows.append((f, row))
         return row
+
+
+_QUALITY = {"mpjpe_mm": "MPJPE", "ra_mpjpe_mm": "RA-MPJPE", "acc_err_mm": "Acc Err", "psnr": "PSNR"}
+"""The quality figures of metrics.json the summary table shows (mm, mm, mm/frame^2, dB)."""
 
 
 def _fmt(value, digits: int = 2) -> str:

@@ -82,6 +82,7 @@ from hand4dgs_ns.datasets.base import DatasetSequence
 from hand4dgs_ns.datasets.objects import ObjectTrack
 from hand4dgs_ns.errors import Hand4DGSError, file_error
 from hand4dgs_ns.geometry.cameras import invert_rigid, transform_points
+from hand4dgs_ns.geometry.mirror import mirror_points, mirror_rotations
 from hand4dgs_ns.output_folder import partial_folder
 from hand4dgs_ns.hands import load_template
 from hand4dgs_ns.progress import progress_bar
@@ -95,8 +96,6 @@ NUM_VERTS = 778
 NUM_JOINTS = 21
 NUM_TOKENS = 192
 TOKEN_DIM = 1280
-MIRROR = (-1.0, 1.0, 1.0)
-"""Diagonal of ``M``, the mirror HaMeR applies to left hands (about the camera's y-z plane)."""
 _FORMAT_DOC = "as docs/formats.md section 5 describes"
 _MAKE_THEM = (
     "make them with `hand4dgs preprocess <data folder> --hamer-checkpoint <file>` with the hamer package "
@@ -324,20 +323,6 @@ def hamer_outputs_to_frame(
 
 
 # ---- conversion to the dataset's camera and world ----------------------------------------
-
-
-def mirror_points(points: Float[Tensor, "*b n 3"]) -> Float[Tensor, "*b n 3"]:
-    """``M p`` for ``M = diag(-1, 1, 1)``: x negated."""
-    return points * points.new_tensor(MIRROR)
-
-
-def mirror_rotations(rotations: Float[Tensor, "*b 3 3"]) -> Float[Tensor, "*b 3 3"]:
-    """``M R M`` for ``M = diag(-1, 1, 1)``: the rotation of a mirrored hand.
-
-    Entry ``(i, j)`` is multiplied by ``m_i m_j``; on axis-angle this negates ``y`` and ``z``.
-    """
-    m = rotations.new_tensor(MIRROR)
-    return rotations * (m[:, None] * m[None, :])
 
 
 def unmirror_left(

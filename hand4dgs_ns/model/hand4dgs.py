@@ -154,7 +154,7 @@ class Hand4DGSModel(Model):
         if isinstance(hands, HandSequencesMetadata):
             for slot, branch in enumerate(self.network.branches):
                 rotation = typical_orientation(branch.hand.template, hands, slot)
-                if rotation is not None:
+                if rotation is not None and not branch.mirrored:  # a shared pose path starts from its own side's
                     branch.initialise_orientation(rotation)
         # Compiled per batch size and phase (a handful of graphs); the backbone stays eager
         # because the number of distinct window frames changes from batch to batch.

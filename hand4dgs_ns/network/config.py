@@ -48,6 +48,11 @@ class HandNetworkConfig:
     """Colours as albedo times diffuse light: a learned spherical-harmonic light fixed in the world
     and one moving with the camera, evaluated at each Gaussian's normal, so the shading of a
     turning hand follows its pose instead of being predicted into the colours."""
+    mirrored_pose: bool = False
+    """One pose path for both hands, as HaMeR predicts every hand as a right hand: the left hand's
+    (mirrored) crops go through the right branch's temporal convolution and shape, pose and
+    translation heads, and its mesh is mirrored back. The pose weights see twice the hands; each
+    hand keeps its own appearance decoders."""
     hand_extent_m: float = 0.18
     """Typical extent of a hand (metres): the translation prior puts a hand of this size in its box."""
     seed: int = 0

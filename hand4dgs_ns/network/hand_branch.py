@@ -25,6 +25,7 @@ from hand4dgs_ns.gaussians import (
     make_layout,
     vertex_normals,
 )
+from hand4dgs_ns.geometry.mirror import mirror_boxes, mirror_normalized_boxes, mirror_points, mirror_rotations
 from hand4dgs_ns.geometry.rotations import matrix_to_rotation_6d, rotation_6d_to_matrix
 from hand4dgs_ns.hands.lbs import HandLayer, hand_forward
 from hand4dgs_ns.hands.template import HandTemplate
@@ -93,6 +94,8 @@ class HandBranch(nn.Module):
         self.scale_mlp = mlp(sizes.embed_dim, sizes.appearance_width, 3, 2)
         # Zero-initialised last layer (as every head): gain 1 until the image loss trains it.
         self.gain_head = mlp(feat, sizes.appearance_width, 3, 2) if sizes.color_gain else None
+        self.mirrored = False
+        """Set by :meth:`share_pose_path`: the pose path is another hand's, seen through the mirror."""
         self.log_scale_base = nn.Parameter(_initial_log_scales(template, layout))
         self.opacity_logit = nn.Parameter(torch.full((self.num_gaussians,), 3.0))
 
@@ -106,6 +109,15 @@ class HandBranch(nn.Module):
         prior = matrix_to_rotation_6d(rotation.to(last.bias)) - last.bias.new_tensor(_IDENTITY_6D)
         with torch.no_grad():
             last.bias[:6] = prior
+
+    def share_pose_path(self, other: HandBranch) -> None:
+        """Takes ``other``'s temporal convolution and shape, pose and translation heads (the same
+        modules, trained by both hands) and reads them in the mirror: this hand's crops are mirrored
+        (left hands are), so its pose path sees ``other``'s side of hand, in the mirrored camera, and
+        its prediction is mirrored back (:mod:`hand4dgs_ns.geometry.mirror`). Exact for templates
+        whose two sides are mirror images (the open hand); MANO's are so up to its shape basis."""
+        self.tc, self.shape_head, self.pose_head, self.transl_head = other.tc, other.shape_head, other.pose_head, other.transl_head
+        self.mirrored = True
 
     def pose_modules(self) -> tuple[nn.Module, ...]:
         """The layers between the tokens and the hand mesh (the pose path)."""
@@ -131,12 +143,16 @@ class HandBranch(nn.Module):
         """Predicts the hand mesh in the camera frame from a window of backbone tokens (and, with
         ``with_embeddings``, the per-Gaussian embeddings the Gaussians are decoded from)."""
         b = tokens.shape[0]
+        if self.mirrored:  # the pose path sees the mirrored scene, as in the (mirrored) crops
+            box_norm, box_xyxy = mirror_normalized_boxes(box_norm), mirror_boxes(box_xyxy, K[:, 0, 2])
         feat = self.tc(tokens).reshape(b, -1)
         template = self.hand.template
         betas = self.shape_head(feat)
         d6 = self.pose_head(feat).reshape(b, template.num_joints, 6) + constant(_IDENTITY_6D, feat.device, feat.dtype)
         rot = rotation_6d_to_matrix(d6)
         box_point = box_translation(self.transl_head(torch.cat([feat, box_norm], dim=-1)), box_xyxy, K, self.sizes.hand_extent_m)
+        if self.mirrored:  # back to the real scene: this side's template parameters
+            rot, box_point = mirror_rotations(rot), mirror_points(box_point[:, None])[:, 0]
         # The box prior locates the hand's centre; the template is skinned about its wrist.
         centre = rot[:, 0] @ self.rest_centre
         translation = box_point - centre

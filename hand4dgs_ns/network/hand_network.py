@@ -116,6 +116,8 @@ class HandNetwork(nn.Module):
         self.branches = nn.ModuleList(
             HandBranch(load_template(config.template, side, config.mano_dir), *self.token_shape, config) for side in SIDES
         )
+        if config.mirrored_pose:
+            self.branches[0].share_pose_path(self.branches[1])
         # One light for both hands: they are lit by the same room.
         self.light = SphericalHarmonicLight() if config.shading else None
 
@@ -127,7 +129,7 @@ class HandNetwork(nn.Module):
     def pose_parameters(self) -> list[nn.Parameter]:
         """Parameters that place the hands: the backbone (when trained), TC layers, shape, pose and translation heads."""
         modules = ([self.backbone] if self.backbone is not None else []) + [m for b in self.branches for m in b.pose_modules()]
-        return [p for m in modules for p in m.parameters()]
+        return list({id(p): p for m in modules for p in m.parameters()}.values())  # once each, shared ones too
 
     def gaussian_parameters(self) -> list[nn.Parameter]:
         """Per-Gaussian tables (base scales, opacities) and the learned light: trained with their own learning rate."""
