@@ -128,3 +128,16 @@ def test_bad_counts_raise_user_errors_and_write_nothing(tmp_path) -> None:
 def test_two_workers_write_the_same_files_as_one(tiny_set, tmp_path) -> None:
     result = synthesize_clip_set(tmp_path / "workers", 2, 1, TINY, workers=2, progress=False)
     assert _files(result.root) == _files(tiny_set.root)
+
+
+def test_test_videos_may_be_longer_than_the_training_ones(tiny_set, tmp_path) -> None:
+    out = tmp_path / "long_test"
+    run = _cli([str(out), "--train", "2", "--test", "1", *TINY_FLAGS, "--test-frames", "5"], tmp_path)
+    assert run.returncode == 0, run.stderr
+    assert read_sequence(out / "test_000", check_frames=True).num_frames == 5
+    for name in ("train_000", "train_001"):  # the training videos are those of the set without the flag
+        assert _files(out / name) == _files(tiny_set.root / name)
+    assert "11 frames in all" in run.stdout
+    with pytest.raises(Hand4DGSError, match="--test-frames 1"):
+        synthesize_clip_set(tmp_path / "bad", 1, 1, TINY, test_frames=1, progress=False)
+    assert not (tmp_path / "bad").exists()

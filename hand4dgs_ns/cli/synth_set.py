@@ -5,6 +5,7 @@ from __future__ import annotations
 import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Optional
 
 import tyro
 from rich.console import Console
@@ -31,6 +32,9 @@ class SynthSet:
     # which OmitArgPrefixes would strip too.
     config: Annotated[SynthConfig, tyro.conf.arg(name="")] = field(default_factory=SynthConfig)
     """Settings of every video; each video's seed is derived from --seed, its split and its index."""
+    test_frames: Optional[int] = None
+    """Frames of each test video (default: --frames). Many short training videos and full-length
+    held-out ones: more training subjects help a generalised model more than longer videos do."""
     workers: int = 1
     """Videos synthesised at once, each in a process of its own (a video keeps about two cores busy)."""
     overwrite: bool = False
@@ -38,11 +42,13 @@ class SynthSet:
 
     def main(self) -> None:
         """Synthesises the set and prints what it wrote, how long it took and how to train on it."""
-        result = synthesize_clip_set(self.out, self.train, self.test, self.config, self.workers, self.overwrite)
+        result = synthesize_clip_set(
+            self.out, self.train, self.test, self.config, self.workers, self.overwrite, test_frames=self.test_frames
+        )
         config = self.config
         mpjpe = sum(clip.pseudo_mpjpe_mm for clip in result.clips.values()) / len(result.clips)
         Console().print(
-            f"Wrote {len(result.clips)} videos ({self.train} train, {self.test} test; {result.num_frames} frames "
+            f"Wrote {len(result.clips)} videos ({self.train} train, {self.test} test; {result.num_frames} frames in all "
             f"at {config.width}x{config.height}) to [bold]{result.root}[/] in {result.seconds:.1f} s "
             f"({result.num_frames / result.seconds:.1f} frames/s); mean pseudo-label MPJPE {mpjpe:.1f} mm; "
             f"splits in {result.root / SPLIT_FILE}.\n"

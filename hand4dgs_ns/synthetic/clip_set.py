@@ -91,6 +91,7 @@ def synthesize_clip_set(
     workers: int = 1,
     overwrite: bool = False,
     progress: bool = True,
+    test_frames: int | None = None,
 ) -> ClipSetResult:
     """Writes ``out/train_000 ...``, ``out/test_000 ...`` (each with the settings of ``config`` and
     its own seed derived from ``config.seed``), then ``out/splits.json`` naming them.
@@ -103,9 +104,15 @@ def synthesize_clip_set(
         workers: videos synthesised at once, each in a process of its own (spawned).
         overwrite: replace existing video folders of the same names and the split file.
         progress: show a progress bar over the videos.
+        test_frames: frames of each test video (default: ``config.num_frames``). Held-out videos
+            as long as real ones beside many short training videos: at a given synthesis time,
+            more training subjects help a generalised model more than longer videos do.
     """
     out = Path(out)
     check_config(config)
+    if test_frames is not None and test_frames < 2:
+        raise Hand4DGSError(f"--test-frames {test_frames} is too few; ask for at least 2 frames.")
+    test_config = config if test_frames is None else replace(config, num_frames=test_frames)
     if num_train < 1 or num_test < 1:
         raise Hand4DGSError(
             f"--train {num_train} --test {num_test}: a set needs at least one train and one test video; ask for more."
@@ -120,7 +127,8 @@ def synthesize_clip_set(
     (out / SPLIT_FILE).unlink(missing_ok=True)  # the set is incomplete until it is written again
 
     start = time.perf_counter()
-    jobs = {name: (out / name, replace(config, seed=seed), overwrite, False) for name, seed in seeds.items()}
+    split_config = {video_name(split, i): config if split == "train" else test_config for split in SPLITS for i in range(counts[split])}
+    jobs = {name: (out / name, replace(split_config[name], seed=seed), overwrite, False) for name, seed in seeds.items()}
     clips: dict[str, SynthResult] = {}
     with progress_bar(disable=not progress) as bar:
         task = bar.add_task("synth-set: videos", total=len(jobs))
@@ -147,6 +155,6 @@ def synthesize_clip_set(
         splits=splits,
         clips={name: clips[name] for name in seeds},
         seeds=seeds,
-        num_frames=len(seeds) * config.num_frames,
+        num_frames=sum(split_config[name].num_frames for name in seeds),
         seconds=time.perf_counter() - start,
     )
