@@ -180,7 +180,7 @@ class Infer:
         return row
 
 
-_QUALITY = {"mpjpe_mm": "MPJPE", "ra_mpjpe_mm": "RA-MPJPE", "acc_err_mm": "Acc Err", "psnr": "PSNR"}
+_QUALITY = {"mpjpe_mm": "MPJPE", "ra_mpjpe_mm": "RA-MPJPE", "acc_err_mm": "Acc Err", "psnr": "PSNR (every frame)"}
 """The quality figures of metrics.json the summary table shows (mm, mm, mm/frame^2, dB)."""
 
 

@@ -1,7 +1,8 @@
 """One hand's branch of Hand-4DGS: window tokens -> hand mesh -> mesh-guided Gaussians.
 
 The paper keeps separate temporal convolutions and MLPs for the left and the right hand; the
-model holds one :class:`HandBranch` per side. Everything here is in the frame's camera frame
+model holds one :class:`HandBranch` per side (with ``mirrored_pose`` the left one borrows the right
+one's pose path: :meth:`HandBranch.share_pose_path`). Everything here is in the frame's camera frame
 (OpenCV axes, metres) until :meth:`HandBranch.gaussians` receives world-frame vertices.
 """
 
