@@ -219,7 +219,8 @@ def test_network_names_its_pose_and_appearance_parameters(pipeline):
 @pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 @pytest.mark.parametrize("compile_graphs", [False, True])
-def test_cuda_graphs_match_eager_outputs_and_gradients(tmp_path, monkeypatch, compile_graphs):
+@pytest.mark.parametrize("mirrored_pose", [False, True])
+def test_cuda_graphs_match_eager_outputs_and_gradients(tmp_path, monkeypatch, compile_graphs, mirrored_pose):
     from conftest import write_random_sequence
 
     data = write_random_sequence(tmp_path / "clip", num_frames=9, width=80, height=60)
@@ -230,6 +231,7 @@ def test_cuda_graphs_match_eager_outputs_and_gradients(tmp_path, monkeypatch, co
     config.pipeline.datamanager.data = data
     config.pipeline.model.gaussians_per_face = 1
     config.pipeline.model.compile_graphs = compile_graphs
+    config.pipeline.model.mirrored_pose = mirrored_pose  # the mirror's constants must not copy from the host
     pipe = config.pipeline.setup(device="cuda", test_mode="val")
     model = pipe.model
     with torch.no_grad():

@@ -11,13 +11,17 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
+from hand4dgs_ns.constants import constant
+
 MIRROR = (-1.0, 1.0, 1.0)
 """Diagonal of ``M``."""
+_ROTATION_SIGNS = tuple(tuple(a * b for b in MIRROR) for a in MIRROR)
+"""``m_i m_j``: the signs ``M R M`` gives the entries of ``R``."""
 
 
 def mirror_points(points: Float[Tensor, "*b n 3"]) -> Float[Tensor, "*b n 3"]:
     """``M p``: x negated."""
-    return points * points.new_tensor(MIRROR)
+    return points * constant(MIRROR, points.device, points.dtype)  # no host copy: runs inside CUDA graphs
 
 
 def mirror_rotations(rotations: Float[Tensor, "*b 3 3"]) -> Float[Tensor, "*b 3 3"]:
@@ -25,8 +29,7 @@ def mirror_rotations(rotations: Float[Tensor, "*b 3 3"]) -> Float[Tensor, "*b 3 
 
     Entry ``(i, j)`` is multiplied by ``m_i m_j``; on axis-angle this negates ``y`` and ``z``.
     """
-    m = rotations.new_tensor(MIRROR)
-    return rotations * (m[:, None] * m[None, :])
+    return rotations * constant(_ROTATION_SIGNS, rotations.device, rotations.dtype)
 
 
 def mirror_boxes(bbox_xyxy: Float[Tensor, "*b 4"], cx: Float[Tensor, "*b"]) -> Float[Tensor, "*b 4"]:
