@@ -138,6 +138,9 @@ def test_test_videos_may_be_longer_than_the_training_ones(tiny_set, tmp_path) ->
     for name in ("train_000", "train_001"):  # the training videos are those of the set without the flag
         assert _files(out / name) == _files(tiny_set.root / name)
     assert "11 frames in all" in run.stdout
+    # ... and the test video is the one a set of 5-frame videos holds.
+    five = synthesize_clip_set(tmp_path / "five", 1, 1, replace(TINY, num_frames=5), progress=False)
+    assert _files(out / "test_000") == _files(five.root / "test_000")
     with pytest.raises(Hand4DGSError, match="--test-frames 1"):
         synthesize_clip_set(tmp_path / "bad", 1, 1, TINY, test_frames=1, progress=False)
     assert not (tmp_path / "bad").exists()
