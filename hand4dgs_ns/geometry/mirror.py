@@ -19,7 +19,7 @@ _ROTATION_SIGNS = tuple(tuple(a * b for b in MIRROR) for a in MIRROR)
 """``m_i m_j``: the signs ``M R M`` gives the entries of ``R``."""
 
 
-def mirror_points(points: Float[Tensor, "*b n 3"]) -> Float[Tensor, "*b n 3"]:
+def mirror_points(points: Float[Tensor, "*b 3"]) -> Float[Tensor, "*b 3"]:
     """``M p``: x negated."""
     return points * constant(MIRROR, points.device, points.dtype)  # no host copy: runs inside CUDA graphs
 

@@ -153,8 +153,10 @@ class Hand4DGSModel(Model):
         hands = metadata.get(METADATA_KEY)
         if isinstance(hands, HandSequencesMetadata):
             for slot, branch in enumerate(self.network.branches):
+                if branch.mirrored:  # a shared pose path starts from its own side's orientation
+                    continue
                 rotation = typical_orientation(branch.hand.template, hands, slot)
-                if rotation is not None and not branch.mirrored:  # a shared pose path starts from its own side's
+                if rotation is not None:
                     branch.initialise_orientation(rotation)
         # Compiled per batch size and phase (a handful of graphs); the backbone stays eager
         # because the number of distinct window frames changes from batch to batch.

@@ -153,7 +153,7 @@ class HandBranch(nn.Module):
         rot = rotation_6d_to_matrix(d6)
         box_point = box_translation(self.transl_head(torch.cat([feat, box_norm], dim=-1)), box_xyxy, K, self.sizes.hand_extent_m)
         if self.mirrored:  # back to the real scene: this side's template parameters
-            rot, box_point = mirror_rotations(rot), mirror_points(box_point[:, None])[:, 0]
+            rot, box_point = mirror_rotations(rot), mirror_points(box_point)
         # The box prior locates the hand's centre; the template is skinned about its wrist.
         centre = rot[:, 0] @ self.rest_centre
         translation = box_point - centre

@@ -127,8 +127,9 @@ def synthesize_clip_set(
     (out / SPLIT_FILE).unlink(missing_ok=True)  # the set is incomplete until it is written again
 
     start = time.perf_counter()
-    split_config = {video_name(split, i): config if split == "train" else test_config for split in SPLITS for i in range(counts[split])}
-    jobs = {name: (out / name, replace(split_config[name], seed=seed), overwrite, False) for name, seed in seeds.items()}
+    split_configs = {"train": config, "test": test_config}
+    video_configs = {name: replace(split_configs[split], seed=seeds[name]) for split, names in splits.items() for name in names}
+    jobs = {name: (out / name, video_configs[name], overwrite, False) for name in seeds}
     clips: dict[str, SynthResult] = {}
     with progress_bar(disable=not progress) as bar:
         task = bar.add_task("synth-set: videos", total=len(jobs))
@@ -155,6 +156,6 @@ def synthesize_clip_set(
         splits=splits,
         clips={name: clips[name] for name in seeds},
         seeds=seeds,
-        num_frames=sum(split_config[name].num_frames for name in seeds),
+        num_frames=sum(c.num_frames for c in video_configs.values()),
         seconds=time.perf_counter() - start,
     )
