@@ -11,7 +11,7 @@ the feature cache and only a batch's windows are copied to the device
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, Optional
 
 import numpy as np
 import torch
@@ -50,6 +50,8 @@ class FrameInputs:
     """First row of each sequence."""
     lengths: Int[Tensor, "S"]
     """Frames per sequence."""
+    estimates: Optional[Float[Tensor, "T 2 E"]] = None
+    """Each frame's encoded per-frame hand estimates (:mod:`hand4dgs_ns.features.estimates`), or None."""
 
     def __deepcopy__(self, memo: dict[int, Any]) -> FrameInputs:
         # nerfstudio deep-copies dataset metadata; these read-only arrays are shared instead.
@@ -129,4 +131,5 @@ class FrameInputs:
             K=stager.to_device(self.K[rows]),
             c2w=stager.to_device(self.c2w[rows]),
             image_hw=stager.to_device(self.image_hw[sequence]),
+            estimates=None if self.estimates is None else stager.to_device(self.estimates[unique]),
         )

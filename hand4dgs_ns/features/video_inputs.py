@@ -17,6 +17,7 @@ from jaxtyping import Bool, Float
 from hand4dgs_ns.features.backbones import BackboneName, HandBackbone, make_backbone
 from hand4dgs_ns.features.build_pool import map_videos
 from hand4dgs_ns.features.cache import FeatureCache, hand_features_for_sequence
+from hand4dgs_ns.features.estimates import encode_estimates
 from hand4dgs_ns.features.frame_inputs import FrameInputs
 from hand4dgs_ns.paths import cache_root
 
@@ -29,6 +30,7 @@ class VideoFrames(Protocol):
     valid: Bool[torch.Tensor, "F 2"]
     K: Float[torch.Tensor, "F 3 3"]
     c2w: Float[torch.Tensor, "F 4 4"]
+    pseudo_joints: Float[torch.Tensor, "F 2 21 3"]
     width: int
     height: int
 
@@ -55,7 +57,8 @@ def build_frame_inputs(
     cache_dir: Optional[Path] = None,
     crop_size: Optional[tuple[int, int]] = None,
 ) -> FrameInputs:
-    """Every frame's network inputs for ``videos``: backbone inputs memory-mapped from the cache, boxes, ego cameras."""
+    """Every frame's network inputs for ``videos``: backbone inputs memory-mapped from the cache, boxes, ego
+    cameras, and the encoded per-frame estimates (a few hundred bytes a frame) for networks that read them."""
     model = frozen_backbone_device(make_backbone(backbone, hamer_checkpoint, crop_size))
     cache = feature_cache(cache_dir)
     # A frozen backbone's batches fill the GPU on their own: one video at a time.
@@ -72,4 +75,5 @@ def build_frame_inputs(
         image_hw=torch.tensor([[v.height, v.width] for v in videos]),
         offsets=torch.cumsum(lengths, 0) - lengths,
         lengths=lengths,
+        estimates=torch.cat([encode_estimates(v.pseudo_joints, v.valid, v.c2w, v.K, v.bbox) for v in videos]),
     )

@@ -41,3 +41,14 @@ def project_points(K: Float[Tensor, "*b 3 3"], p_cam: Float[Tensor, "*b n 3"]) -
     """Pinhole projection of camera-frame points (OpenCV axes) to pixel coordinates."""
     uvw = p_cam @ K.transpose(-1, -2)
     return uvw[..., :2] / uvw[..., 2:3].clamp(min=1e-9)
+
+
+def box_prior(
+    box_xyxy: Float[Tensor, "*b 4"], K: Float[Tensor, "*b 3 3"], hand_extent_m: float
+) -> tuple[Float[Tensor, "*b 2"], Float[Tensor, "*b"]]:
+    """Where a hand box puts a hand: the box centre's ray as ``(x/z, y/z)`` and the depth at which a
+    hand of ``hand_extent_m`` metres fills the box's longer side (boxes clamped to 4 pixels)."""
+    centre = 0.5 * (box_xyxy[..., :2] + box_xyxy[..., 2:])
+    size = (box_xyxy[..., 2:] - box_xyxy[..., :2]).amax(dim=-1).clamp(min=4.0)
+    focal_xy = torch.stack([K[..., 0, 0], K[..., 1, 1]], dim=-1)
+    return (centre - K[..., :2, 2]) / focal_xy, focal_xy.mean(dim=-1) * hand_extent_m / size

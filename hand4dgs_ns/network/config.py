@@ -53,6 +53,11 @@ class HandNetworkConfig:
     (mirrored) crops go through the right branch's temporal convolution and shape, pose and
     translation heads, and its mesh is mirrored back. The pose weights see twice the hands; each
     hand keeps its own appearance decoders."""
+    estimate_input: bool = False
+    """Also read each frame's per-frame hand estimate (the clip's pseudo-labels: HaMeR's output on
+    real video) as one more token per hand (hand4dgs_ns/features/estimates.py), as the paper's
+    network reads HaMeR's tokens, which carry HaMeR's own estimate. Prediction then needs the
+    clip's pseudo_joints (format v1 always has them). Off: frames, cameras and boxes only."""
     hand_extent_m: float = 0.18
     """Typical extent of a hand (metres): the translation prior puts a hand of this size in its box."""
     seed: int = 0

@@ -63,4 +63,5 @@ class GraphedNetwork:
 
 
 def _tensors(x: NetworkInputs) -> tuple[Tensor, ...]:
-    return (x.frames, x.window, x.bbox, x.valid, x.K, x.c2w, x.image_hw)
+    tensors = (x.frames, x.window, x.bbox, x.valid, x.K, x.c2w, x.image_hw)
+    return tensors if x.estimates is None else (*tensors, x.estimates)

@@ -26,6 +26,7 @@ from hand4dgs_ns.gaussians import (
     make_layout,
     vertex_normals,
 )
+from hand4dgs_ns.geometry.cameras import box_prior
 from hand4dgs_ns.geometry.mirror import mirror_boxes, mirror_normalized_boxes, mirror_points, mirror_rotations
 from hand4dgs_ns.geometry.rotations import matrix_to_rotation_6d, rotation_6d_to_matrix
 from hand4dgs_ns.hands.lbs import HandLayer, hand_forward
@@ -202,12 +203,9 @@ def box_translation(
     would fill the box; the head predicts ``(dx, dy)`` in units of depth and a log-depth
     factor, so a zero residual (the zero-initialised head) already places the hand in the box.
     """
-    centre = 0.5 * (box_xyxy[:, :2] + box_xyxy[:, 2:])
-    size = (box_xyxy[:, 2:] - box_xyxy[:, :2]).amax(dim=-1).clamp(min=4.0)
-    focal = 0.5 * (K[:, 0, 0] + K[:, 1, 1])
-    depth = focal * hand_extent_m / size * torch.exp(residual[:, 2])
-    focal_xy = torch.stack([K[:, 0, 0], K[:, 1, 1]], dim=-1)
-    xy = (centre - K[:, :2, 2]) / focal_xy * depth[:, None] + residual[:, :2] * depth[:, None]
+    ray, prior_depth = box_prior(box_xyxy, K, hand_extent_m)
+    depth = prior_depth * torch.exp(residual[:, 2])
+    xy = (ray + residual[:, :2]) * depth[:, None]
     return torch.cat([xy, depth[:, None]], dim=-1)
 
 

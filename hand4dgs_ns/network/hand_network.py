@@ -19,7 +19,10 @@ from jaxtyping import Bool, Float, Int
 from torch import Tensor, nn
 
 from hand4dgs_ns.features.backbones import SmallCNN, SmallCNNConfig
+from hand4dgs_ns.constants import constant
+from hand4dgs_ns.errors import Hand4DGSError
 from hand4dgs_ns.features.crops import normalize_imagenet, normalized_frame_boxes, uint8_crops_to_input
+from hand4dgs_ns.features.estimates import ESTIMATE_DIM, MIRROR_SIGNS
 from hand4dgs_ns.gaussians import SphericalHarmonicLight
 from hand4dgs_ns.geometry.cameras import transform_points
 from hand4dgs_ns.hands.template import load_template
@@ -60,6 +63,9 @@ class NetworkInputs:
     """Ego camera-to-world, OpenCV axes."""
     image_hw: Int[Tensor, "B 2"]
     """Ego frame height and width."""
+    estimates: Optional[Float[Tensor, "U 2 E"]] = None
+    """Each of the U frames' encoded per-frame hand estimates (:mod:`hand4dgs_ns.features.estimates`),
+    rows like ``frames``; needed by a network built with ``estimate_input`` only."""
 
 
 class HandsPrediction(NamedTuple):
@@ -113,6 +119,13 @@ class HandNetwork(nn.Module):
         else:
             self.backbone = None
             self.token_shape = (int(inputs.shape[0]), int(inputs.shape[1]))
+        self.estimate_embed: Optional[nn.ModuleList] = None
+        if config.estimate_input:  # one more token per hand: the frame's estimate, embedded
+            embeds = [nn.Linear(ESTIMATE_DIM, self.token_shape[1]) for _ in SIDES]
+            if config.mirrored_pose:  # read in the mirror by the shared pose path, as the crops are
+                embeds[0] = embeds[1]
+            self.estimate_embed = nn.ModuleList(embeds)
+            self.token_shape = (self.token_shape[0] + 1, self.token_shape[1])
         self.branches = nn.ModuleList(
             HandBranch(load_template(config.template, side, config.mano_dir), *self.token_shape, config) for side in SIDES
         )
@@ -129,6 +142,7 @@ class HandNetwork(nn.Module):
     def pose_parameters(self) -> list[nn.Parameter]:
         """Parameters that place the hands: the backbone (when trained), TC layers, shape, pose and translation heads."""
         modules = ([self.backbone] if self.backbone is not None else []) + [m for b in self.branches for m in b.pose_modules()]
+        modules += [self.estimate_embed] if self.estimate_embed is not None else []
         return list({id(p): p for m in modules for p in m.parameters()}.values())  # once each, shared ones too
 
     def gaussian_parameters(self) -> list[nn.Parameter]:
@@ -147,11 +161,26 @@ class HandNetwork(nn.Module):
             tokens = frames.float()
         return squash_tokens(tokens, self.config.token_scale)
 
+    def hand_tokens(self, x: NetworkInputs, slot: int) -> Float[Tensor, "U N C"]:
+        """One hand's tokens of the U input frames: the backbone's, then its estimate's when the network reads it."""
+        tokens = self.tokens(x.frames[:, slot])
+        if self.estimate_embed is None:
+            return tokens
+        if x.estimates is None:
+            raise Hand4DGSError(
+                "This network reads each frame's hand estimate (it was trained with --pipeline.model.estimate-input True), "
+                "but its inputs carry none: give it clips with pseudo_joints in hands.npz."
+            )
+        estimate = x.estimates[:, slot]
+        if slot == 0 and self.config.mirrored_pose:
+            estimate = estimate * constant(MIRROR_SIGNS, estimate.device, estimate.dtype)
+        return torch.cat([tokens, torch.tanh(self.estimate_embed[slot](estimate))[:, None]], dim=1)
+
     def forward(self, x: NetworkInputs, with_gaussians: bool = True, decoder: Optional[Decoder] = None) -> HandsPrediction:
         """Both hands of every frame of ``x``; ``decoder`` may be a compiled :meth:`decode`."""
         b, w = x.window.shape
         flat = x.window.reshape(-1)
-        windows = tuple(self.tokens(x.frames[:, slot]).index_select(0, flat).reshape(b, w, *self.token_shape) for slot in range(2))
+        windows = tuple(self.hand_tokens(x, slot).index_select(0, flat).reshape(b, w, *self.token_shape) for slot in range(2))
         box_norm = normalized_frame_boxes(x.bbox, x.image_hw)
         decode = decoder if decoder is not None else self.decode
         return decode(windows[0], windows[1], box_norm, x.bbox, x.valid, x.K, x.c2w, with_gaussians)
