@@ -93,3 +93,13 @@ def test_with_the_mirrored_pose_path_the_left_estimate_is_read_in_the_mirror():
     with torch.no_grad():
         out = network(x, with_gaussians=False)
     torch.testing.assert_close(out.joints[:, 0], mirror_points(out.joints[:, 1]), atol=1e-5, rtol=0)
+
+
+def test_the_generalised_method_reads_the_estimates_and_smoothed_labels_by_default():
+    """(The generalised run of tests/test_generalized.py trains, evaluates, infers and fine-tunes with them.)"""
+    from hand4dgs_ns.method_configs import hand4dgs_generalized_trainer, hand4dgs_trainer
+
+    config = hand4dgs_generalized_trainer(100)
+    assert config.pipeline.model.estimate_input and config.pipeline.model.mirrored_pose
+    assert config.pipeline.datamanager.pseudo_label_smoothing > 0
+    assert not hand4dgs_trainer(100).pipeline.model.estimate_input  # per video: the paper's frames-only network
