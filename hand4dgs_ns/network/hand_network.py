@@ -2,7 +2,8 @@
 
 The network knows nothing of datasets: it receives, for any batch of frames, the backbone
 inputs (crops or cached tokens) of the frames their temporal windows need, each predicted
-frame's window as rows into those inputs, its hand boxes and its ego camera, and returns the
+frame's window as rows into those inputs (with ``estimate_input``, each of those frames' per-frame
+hand estimates too), its hand boxes and its ego camera, and returns the
 hands (mesh, joints, template parameters, Gaussians) in the world frame. The nerfstudio model
 feeds it training frames; ``hand4dgs infer`` feeds it the frames of a video it never saw.
 
@@ -18,9 +19,9 @@ import torch
 from jaxtyping import Bool, Float, Int
 from torch import Tensor, nn
 
-from hand4dgs_ns.features.backbones import SmallCNN, SmallCNNConfig
 from hand4dgs_ns.constants import constant
 from hand4dgs_ns.errors import Hand4DGSError
+from hand4dgs_ns.features.backbones import SmallCNN, SmallCNNConfig
 from hand4dgs_ns.features.crops import normalize_imagenet, normalized_frame_boxes, uint8_crops_to_input
 from hand4dgs_ns.features.estimates import ESTIMATE_DIM, MIRROR_SIGNS
 from hand4dgs_ns.gaussians import SphericalHarmonicLight
@@ -140,7 +141,8 @@ class HandNetwork(nn.Module):
         return [p for branch in self.branches for p in branch.appearance_parameters()] + self._light_parameters()
 
     def pose_parameters(self) -> list[nn.Parameter]:
-        """Parameters that place the hands: the backbone (when trained), TC layers, shape, pose and translation heads."""
+        """Parameters that place the hands: the backbone (when trained), the estimate embedding (when read), TC
+        layers, shape, pose and translation heads."""
         modules = ([self.backbone] if self.backbone is not None else []) + [m for b in self.branches for m in b.pose_modules()]
         modules += [self.estimate_embed] if self.estimate_embed is not None else []
         return list({id(p): p for m in modules for p in m.parameters()}.values())  # once each, shared ones too
