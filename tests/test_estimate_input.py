@@ -102,4 +102,5 @@ def test_the_generalised_method_reads_the_estimates_and_smoothed_labels_by_defau
     config = hand4dgs_generalized_trainer(100)
     assert config.pipeline.model.estimate_input and config.pipeline.model.mirrored_pose
     assert config.pipeline.datamanager.pseudo_label_smoothing > 0
+    assert config.pipeline.model.vertex_weight_floor > 0  # the image phase keeps a pull towards the labels
     assert not hand4dgs_trainer(100).pipeline.model.estimate_input  # per video: the paper's frames-only network
