@@ -22,6 +22,7 @@ from torch import Tensor
 from torch.nn import Parameter
 from typing_extensions import assert_never
 
+from hand4dgs_ns.errors import Hand4DGSError
 from hand4dgs_ns.features.frame_inputs import INPUTS_KEY, FrameInputs
 from hand4dgs_ns.features.augment import Augment, BoxJitter, CropJitter
 from hand4dgs_ns.features.staging import PinnedStager
@@ -138,6 +139,11 @@ class Hand4DGSModel(Model):
         if not isinstance(inputs, FrameInputs):
             raise ValueError("Hand4DGSModel needs the hand datamanager's frame inputs (use the hand4dgs method's datamanager).")
         self.inputs = inputs  # data, not weights: kept out of the state dict; stays on the host
+        if self.config.box_jitter and self.config.estimate_input:
+            raise Hand4DGSError(
+                "--pipeline.model.box-jitter moves the hand boxes that the per-frame estimates are encoded against: "
+                "pass --pipeline.model.box-jitter False or --pipeline.model.estimate-input False."
+            )
         self.config = no_cuda_graphs_under_ddp(self.config)
         self._stager: Optional[PinnedStager] = None
         self._jitter_generator = torch.Generator().manual_seed(self.config.seed)
