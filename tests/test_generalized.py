@@ -90,7 +90,8 @@ def test_infer_reconstructs_an_unseen_clip_with_the_trained_weights(trained, tmp
     video = [SequenceTensors.from_sequence(s) for s in load_sequences(unseen, DatasetOptions())]
     inputs = build_frame_inputs(video, "small-cnn", cache_dir=tmp_path / "features", crop_size=(128, 96))
     frames = torch.arange(7)
-    x = inputs.network_inputs(torch.zeros_like(frames), frames, run.config.pipeline.model.window // 2, PinnedStager("cpu"))
+    model_config = run.config.pipeline.model
+    x = inputs.network_inputs(torch.zeros_like(frames), frames, model_config.window // 2, PinnedStager("cpu"), with_estimates=model_config.estimate_input)
     with torch.no_grad():
         loaded = load_network(run, inputs, "cpu")(x, with_gaussians=False).joints.numpy()
         fresh = HandNetwork(run.config.pipeline.model, inputs.spec).eval()(x, with_gaussians=False).joints.numpy()

@@ -99,6 +99,7 @@ class FrameInputs:
         stager: PinnedStager,
         distinct: bool = True,
         augment: Augment | None = None,
+        with_estimates: bool = False,
     ) -> NetworkInputs:
         """The network's inputs for frames ``(sequence, frame)`` (host indices), on ``stager``'s device.
 
@@ -106,6 +107,7 @@ class FrameInputs:
         frames share most of their windows); without it every window row is sent, so the
         shapes depend on the batch size alone (what CUDA graphs need). ``augment`` (crops only)
         jitters the crops' colours and the hands' boxes per video on the host, before they are sent.
+        ``with_estimates`` also sends the frames' encoded estimates (for a network that reads them).
         """
         sequence, frame = sequence.cpu().long(), frame.cpu().long()
         window = self.window_rows(sequence, frame, half_width)
@@ -131,5 +133,5 @@ class FrameInputs:
             K=stager.to_device(self.K[rows]),
             c2w=stager.to_device(self.c2w[rows]),
             image_hw=stager.to_device(self.image_hw[sequence]),
-            estimates=None if self.estimates is None else stager.to_device(self.estimates[unique]),
+            estimates=stager.to_device(self.estimates[unique]) if with_estimates and self.estimates is not None else None,
         )

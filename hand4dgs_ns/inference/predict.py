@@ -63,7 +63,9 @@ def predict_batch(
     network: HandNetwork, inputs: FrameInputs, sequence: int, frames: Tensor, stager: PinnedStager, with_gaussians: bool
 ) -> tuple[HandsPrediction, Tensor]:
     """The network's prediction for some frames of one sequence, and their ego c2w on the device."""
-    x = inputs.network_inputs(torch.full_like(frames, sequence), frames, network.config.window // 2, stager)
+    x = inputs.network_inputs(
+        torch.full_like(frames, sequence), frames, network.config.window // 2, stager, with_estimates=network.config.estimate_input
+    )
     return network(x, with_gaussians), x.c2w
 
 

@@ -217,7 +217,9 @@ class Hand4DGSModel(Model):
                 colour=CropJitter() if self.config.crop_jitter else None,
                 box=BoxJitter() if self.config.box_jitter else None,
             )
-        x = self.inputs.network_inputs(sequence, frame, self.config.window // 2, self._stager, distinct=not graphed, augment=augment)
+        x = self.inputs.network_inputs(
+            sequence, frame, self.config.window // 2, self._stager, distinct=not graphed, augment=augment, with_estimates=self.config.estimate_input
+        )
         if not graphed:
             return self.network(x, with_gaussians, self._compiled_decode)
         key = (int(x.window.shape[0]), with_gaussians)
