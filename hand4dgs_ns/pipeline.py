@@ -45,6 +45,10 @@ class Hand4DGSPipeline(VanillaPipeline):
     datamanager: HandDataManager
     _model: Hand4DGSModel
 
+    def __init__(self, config: Hand4DGSPipelineConfig, *args, **kwargs) -> None:
+        config.model.check()  # before the datamanager spends minutes building caches
+        super().__init__(config, *args, **kwargs)
+
     def reseed(self, offset: int) -> None:
         """Random streams for a resumed run (``offset``: :func:`hand4dgs_ns.trainer.resume_seed_offset`),
         not those of its first steps again."""

@@ -120,3 +120,5 @@ def test_box_jitter_and_the_estimate_input_are_refused_together(tmp_path, monkey
     config.pipeline.model.estimate_input = config.pipeline.model.box_jitter = True
     with pytest.raises(Hand4DGSError, match="box-jitter"):
         config.pipeline.setup(device="cpu", test_mode="val")
+    cache = tmp_path / "cache"
+    assert not cache.exists() or not any(cache.iterdir())  # refused before any cache was built

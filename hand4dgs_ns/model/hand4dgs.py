@@ -127,6 +127,16 @@ class Hand4DGSModelConfig(HandNetworkConfig, ModelConfig):
     fewer, fused kernels (about 20% faster steps). Each loss phase's first step then compiles:
     ~25-45 s on a fresh machine, 3-5 s once torch's on-disk compile cache holds it (docs/benchmarks.md)."""
 
+    def check(self) -> None:
+        """Refuses option combinations the model cannot train with (the pipeline calls this before
+        any cache is built)."""
+        super().check()
+        if self.box_jitter and self.estimate_input:
+            raise Hand4DGSError(
+                "--pipeline.model.box-jitter moves the hand boxes that the per-frame estimates are encoded against: "
+                "pass --pipeline.model.box-jitter False or --pipeline.model.estimate-input False."
+            )
+
 
 class Hand4DGSModel(Model):
     """Feed-forward 4D hands: backbone tokens -> TC -> hand mesh -> Gaussians -> gsplat."""
@@ -139,11 +149,7 @@ class Hand4DGSModel(Model):
         if not isinstance(inputs, FrameInputs):
             raise ValueError("Hand4DGSModel needs the hand datamanager's frame inputs (use the hand4dgs method's datamanager).")
         self.inputs = inputs  # data, not weights: kept out of the state dict; stays on the host
-        if self.config.box_jitter and self.config.estimate_input:
-            raise Hand4DGSError(
-                "--pipeline.model.box-jitter moves the hand boxes that the per-frame estimates are encoded against: "
-                "pass --pipeline.model.box-jitter False or --pipeline.model.estimate-input False."
-            )
+        self.config.check()
         self.config = no_cuda_graphs_under_ddp(self.config)
         self._stager: Optional[PinnedStager] = None
         self._jitter_generator = torch.Generator().manual_seed(self.config.seed)
