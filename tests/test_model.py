@@ -219,8 +219,10 @@ def test_network_names_its_pose_and_appearance_parameters(pipeline):
 @pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 @pytest.mark.parametrize("compile_graphs", [False, True])
-@pytest.mark.parametrize("mirrored_pose,estimate_input", [(False, False), (True, False), (True, True)])
-def test_cuda_graphs_match_eager_outputs_and_gradients(tmp_path, monkeypatch, compile_graphs, mirrored_pose, estimate_input):
+@pytest.mark.parametrize(
+    "mirrored_pose,estimate_input,pixel_colors", [(False, False, False), (True, False, False), (True, True, False), (False, False, True)]
+)
+def test_cuda_graphs_match_eager_outputs_and_gradients(tmp_path, monkeypatch, compile_graphs, mirrored_pose, estimate_input, pixel_colors):
     from conftest import write_random_sequence
 
     data = write_random_sequence(tmp_path / "clip", num_frames=9, width=80, height=60)
@@ -233,6 +235,7 @@ def test_cuda_graphs_match_eager_outputs_and_gradients(tmp_path, monkeypatch, co
     config.pipeline.model.compile_graphs = compile_graphs
     config.pipeline.model.mirrored_pose = mirrored_pose  # the mirror's constants must not copy from the host
     config.pipeline.model.estimate_input = estimate_input  # the estimates are one more graph input
+    config.pipeline.model.pixel_colors = pixel_colors  # the crops are sampled inside the graph
     pipe = config.pipeline.setup(device="cuda", test_mode="val")
     model = pipe.model
     with torch.no_grad():

@@ -174,6 +174,23 @@ def crop_hands(
     return crop_hands_per_image(images, centre[:, None], size[:, None], flip[:, None], out_hw, normalize)[:, 0]
 
 
+def sample_crop(
+    crops: Float[Tensor, "b 3 h w"],
+    points_image: Float[Tensor, "b g 2"],
+    bbox_xyxy: Float[Tensor, "b 4"],
+    flip: bool,
+) -> Float[Tensor, "b g 3"]:
+    """The crop's colour (bilinear; black outside the crop) under image points: ``crops`` are those
+    :func:`crop_params` cuts from each ``bbox_xyxy`` (default rescale; mirrored when ``flip``)."""
+    b, _, h, w = crops.shape
+    centre, size = crop_params(bbox_xyxy)
+    flips = torch.full((b,), flip, dtype=torch.bool, device=crops.device)
+    uv = image_to_crop(points_image, centre, size.clamp(min=1.0), flips, (h, w))  # empty boxes: hands without one
+    grid = uv * uv.new_tensor([2.0 / w, 2.0 / h]) - 1.0  # half-pixel centres, as crop_hands_per_image
+    grid = grid.clamp(-2.0, 2.0)  # far-off points (behind the camera, empty boxes) stay off the crop, finite
+    return F.grid_sample(crops, grid[:, :, None], mode="bilinear", padding_mode="zeros", align_corners=False)[..., 0].transpose(1, 2)
+
+
 def normalize_imagenet(crops: Float[Tensor, "*b 3 h w"]) -> Float[Tensor, "*b 3 h w"]:
     """[0, 1] RGB -> ImageNet-normalised (HaMeR's ``IMAGE_MEAN`` / ``IMAGE_STD``)."""
     mean = constant(tuple(IMAGENET_MEAN), crops.device, crops.dtype)[:, None, None]

@@ -136,6 +136,11 @@ class Hand4DGSModelConfig(HandNetworkConfig, ModelConfig):
                 "--pipeline.model.box-jitter moves the hand boxes that the per-frame estimates are encoded against: "
                 "pass --pipeline.model.box-jitter False or --pipeline.model.estimate-input False."
             )
+        if self.crop_jitter and self.pixel_colors:
+            raise Hand4DGSError(
+                "--pipeline.model.crop-jitter changes the crops' colours that --pipeline.model.pixel-colors draws the hands with: "
+                "pass one of them False."
+            )
 
 
 class Hand4DGSModel(Model):

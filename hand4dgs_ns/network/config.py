@@ -48,6 +48,12 @@ class HandNetworkConfig:
     """Colours as albedo times diffuse light: a learned spherical-harmonic light fixed in the world
     and one moving with the camera, evaluated at each Gaussian's normal, so the shading of a
     turning hand follows its pose instead of being predicted into the colours."""
+    pixel_colors: bool = False
+    """Each Gaussian's colour starts from the frame: the colour of the (centre frame's) hand crop
+    where the Gaussian projects, corrected by the colour decoder, which also reads the Gaussian's
+    embedding and how its surface faces the camera. Colours then follow a new subject's skin, the
+    room's light and the camera's exposure without being learnt. Needs crop inputs (a backbone
+    trained with the network), not cached tokens."""
     mirrored_pose: bool = False
     """One pose path for both hands, as HaMeR predicts every hand as a right hand: the left hand's
     (mirrored) crops go through the right branch's temporal convolution and shape, pose and

@@ -26,7 +26,8 @@ from hand4dgs_ns.gaussians import (
     make_layout,
     vertex_normals,
 )
-from hand4dgs_ns.geometry.cameras import box_prior
+from hand4dgs_ns.features.crops import sample_crop
+from hand4dgs_ns.geometry.cameras import box_prior, project_points
 from hand4dgs_ns.geometry.mirror import mirror_boxes, mirror_normalized_boxes, mirror_points, mirror_rotations
 from hand4dgs_ns.geometry.rotations import matrix_to_rotation_6d, rotation_6d_to_matrix
 from hand4dgs_ns.hands.lbs import HandLayer, hand_forward
@@ -35,6 +36,8 @@ from hand4dgs_ns.network.config import HandNetworkConfig
 from hand4dgs_ns.network.layers import TemporalConv, mlp
 
 _IDENTITY_6D = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
+CROP_CUE_DIM = 4
+"""Per-Gaussian crop cue of ``pixel_colors``: RGB under the Gaussian and the cosine of its facing."""
 _MAX_LOG_GAIN = 0.7  # gains 0.5-2: a camera's auto-exposure range, and room for a shaded or lit hand
 
 
@@ -92,7 +95,8 @@ class HandBranch(nn.Module):
         # "A 1-layer MLP gives a per-vertex embedding": one linear map, factorised through a
         # low rank so its V*D outputs do not need a (features x V*D) weight.
         self.embed = nn.Sequential(nn.Linear(feat, sizes.embed_rank), nn.Linear(sizes.embed_rank, embed_count * sizes.embed_dim))
-        self.color_mlp = mlp(sizes.embed_dim, sizes.appearance_width, 3, 2)
+        # With pixel colours the decoder also reads the crop cue (colour under the Gaussian, facing).
+        self.color_mlp = mlp(sizes.embed_dim + (CROP_CUE_DIM if sizes.pixel_colors else 0), sizes.appearance_width, 3, 2)
         self.scale_mlp = mlp(sizes.embed_dim, sizes.appearance_width, 3, 2)
         # Zero-initialised last layer (as every head): gain 1 until the image loss trains it.
         self.gain_head = mlp(feat, sizes.appearance_width, 3, 2) if sizes.color_gain else None
@@ -170,15 +174,38 @@ class HandBranch(nn.Module):
             betas=betas, global_orient=rot[:, 0], hand_pose=rot[:, 1:], translation=translation, log_gain=log_gain,
         )
 
+    def crop_cue(
+        self, vertices_cam: Float[Tensor, "b v 3"], K: Float[Tensor, "b 3 3"], box_xyxy: Float[Tensor, "b 4"],
+        crops: Float[Tensor, "b 3 h w"], flip: bool,
+    ) -> Float[Tensor, "b g 4"]:
+        """What the frame shows where each Gaussian lands (``pixel_colors``): the crop's RGB under
+        its projected centre and the cosine between its normal and the direction to the camera
+        (positive: facing it; a Gaussian facing away sees the surface in front of it). The geometry
+        is detached: the image loss moves the hand by where it draws it, not by what it samples."""
+        vertices = vertices_cam.detach()
+        means = gaussian_means(vertices, self.hand.faces, self.layout)
+        rgb = sample_crop(crops, project_points(K, means), box_xyxy, flip)
+        facing = -(self.gaussian_normals(vertices) * F.normalize(means, dim=-1)).sum(dim=-1, keepdim=True)
+        return torch.cat([rgb, facing], dim=-1)
+
     def gaussians(
-        self, vertices_world: Float[Tensor, "b v 3"], embeddings: Float[Tensor, "b g d"], log_gain: Optional[Float[Tensor, "b 3"]]
+        self,
+        vertices_world: Float[Tensor, "b v 3"],
+        embeddings: Float[Tensor, "b g d"],
+        log_gain: Optional[Float[Tensor, "b 3"]],
+        crop_cue: Optional[Float[Tensor, "b g 4"]] = None,
     ) -> HandGaussians:
-        """Mesh-guided Gaussians on world-frame vertices (paper, section 3.2), colours times the frame's gain if any."""
+        """Mesh-guided Gaussians on world-frame vertices (paper, section 3.2), colours times the frame's
+        gain if any; with a :meth:`crop_cue`, colours are the crop's corrected by the colour decoder."""
         layout = self.layout
         faces = self.hand.faces
         log_scales = self.log_scale_base + torch.tanh(self.scale_mlp(embeddings))
         opac = torch.sigmoid(self.opacity_logit).expand(vertices_world.shape[0], -1)
-        colors = torch.sigmoid(self.color_mlp(embeddings))
+        if crop_cue is None:
+            colors = torch.sigmoid(self.color_mlp(embeddings))
+        else:  # zero-initialised decoder: the crop's colours until the image loss teaches corrections
+            base = torch.logit(crop_cue[..., :3].clamp(0.02, 0.98))
+            colors = torch.sigmoid(base + self.color_mlp(torch.cat([embeddings, crop_cue], dim=-1)))
         return HandGaussians(
             means=gaussian_means(vertices_world, faces, layout),
             quats=gaussian_quats(vertices_world, faces, layout),

@@ -114,6 +114,11 @@ class HandNetwork(nn.Module):
         config.check()
         self.config = config
         self.input_spec = inputs
+        if config.pixel_colors and inputs.kind != "crops":
+            raise Hand4DGSError(
+                "--pipeline.model.pixel-colors samples the hand crops, but this network reads cached backbone tokens: "
+                "pass --pipeline.model.pixel-colors False or train the backbone with the network."
+            )
         if inputs.kind == "crops":
             self.backbone: Optional[SmallCNN] = SmallCNN(SmallCNNConfig(input_hw=(int(inputs.shape[1]), int(inputs.shape[2]))))
             self.token_shape = (self.backbone.num_tokens, self.backbone.token_dim)
@@ -184,8 +189,11 @@ class HandNetwork(nn.Module):
         flat = x.window.reshape(-1)
         windows = tuple(self.hand_tokens(x, slot).index_select(0, flat).reshape(b, w, *self.token_shape) for slot in range(2))
         box_norm = normalized_frame_boxes(x.bbox, x.image_hw)
+        crops = None
+        if self.config.pixel_colors and with_gaussians:  # each predicted frame's own crops, [0, 1]
+            crops = x.frames.index_select(0, x.window[:, w // 2]).float() / 255.0
         decode = decoder if decoder is not None else self.decode
-        return decode(windows[0], windows[1], box_norm, x.bbox, x.valid, x.K, x.c2w, with_gaussians)
+        return decode(windows[0], windows[1], box_norm, x.bbox, x.valid, x.K, x.c2w, with_gaussians, crops)
 
     def decode(
         self,
@@ -197,8 +205,10 @@ class HandNetwork(nn.Module):
         K: Float[Tensor, "B 3 3"],
         c2w: Float[Tensor, "B 4 4"],
         with_gaussians: bool,
+        crops: Optional[Float[Tensor, "B 2 3 h w"]] = None,
     ) -> HandsPrediction:
-        """The static-shape part of :meth:`forward` (what ``torch.compile`` compiles): both branches, world frame, Gaussians."""
+        """The static-shape part of :meth:`forward` (what ``torch.compile`` compiles): both branches, world frame,
+        Gaussians (``crops``: each frame's hand crops in [0, 1], read with ``pixel_colors``)."""
         meshes = [
             branch(tokens, box_norm[:, slot], bbox[:, slot], K, with_embeddings=with_gaussians)
             for slot, (branch, tokens) in enumerate(zip(self.branches, (left, right)))
@@ -208,7 +218,9 @@ class HandNetwork(nn.Module):
         if with_gaussians:
             parts = []
             for slot, (branch, mesh, v_world) in enumerate(zip(self.branches, meshes, vertices)):
-                g = branch.gaussians(v_world, mesh.embeddings, mesh.log_gain)
+                # slot 0's (left) crops are cut mirrored
+                cue = None if crops is None else branch.crop_cue(mesh.vertices, K, bbox[:, slot], crops[:, slot], flip=slot == 0)
+                g = branch.gaussians(v_world, mesh.embeddings, mesh.log_gain, cue)
                 colors = g.colors if self.light is None else g.colors * self.light(branch.gaussian_normals(v_world), c2w)
                 parts.append((g.means, g.quats, g.scales, g.opacities * valid[:, slot, None].float(), colors))
             gaussians = {name: torch.cat(p, dim=1) for name, p in zip(GAUSSIAN_FIELDS, zip(*parts))}

@@ -1,0 +1,91 @@
+"""``--pipeline.model.pixel-colors``: Gaussian colours that start from the frame's hand crops."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from hand4dgs_ns.errors import Hand4DGSError
+from hand4dgs_ns.features.crops import crop_hands, crop_params, sample_crop
+from hand4dgs_ns.geometry.cameras import project_points
+from hand4dgs_ns.gaussians import gaussian_means
+from hand4dgs_ns.network.config import HandNetworkConfig
+from hand4dgs_ns.network.hand_network import HandNetwork, InputSpec, NetworkInputs
+
+
+def _ramp_image(h: int = 60, w: int = 80) -> torch.Tensor:
+    """A smooth colour image (1, H, W, 3): red grows along x, green along y, blue constant."""
+    y, x = torch.meshgrid(torch.arange(h) + 0.5, torch.arange(w) + 0.5, indexing="ij")
+    return torch.stack([x / w, y / h, torch.full_like(x, 0.3)], dim=-1)[None]
+
+
+@pytest.mark.parametrize("flip", [False, True])
+def test_sampling_a_crop_gives_the_image_colour_under_the_point(flip):
+    image = _ramp_image()
+    bbox = torch.tensor([[30.0, 20, 46, 36]])
+    centre, size = crop_params(bbox)
+    crop = crop_hands(image, centre, size, torch.tensor([flip]), out_hw=(64, 48), normalize=False)
+    points = torch.tensor([[[38.0, 28.0], [33.2, 24.9], [44.1, 31.3]]])  # inside the crop
+    rgb = sample_crop(crop, points, bbox[0:1], flip)
+    expected = torch.stack([points[..., 0] / 80, points[..., 1] / 60, torch.full_like(points[..., 0], 0.3)], dim=-1)
+    torch.testing.assert_close(rgb, expected, atol=2e-3, rtol=0)  # a ramp is bilinear: exact up to float error
+    outside = sample_crop(crop, torch.tensor([[[0.5, 0.5]]]), bbox[0:1], flip)
+    assert torch.all(outside == 0)  # beyond the crop: black, as the crop's own border
+    empty = sample_crop(crop, points, torch.zeros(1, 4), flip)  # a hand without a box (all-zero box)
+    assert torch.all(empty == 0)
+    behind = sample_crop(crop, torch.tensor([[[1e12, -1e12]]]), bbox[0:1], flip)  # a point projected from behind the camera
+    assert torch.all(behind == 0)
+
+
+def _crop_network(**option: object) -> HandNetwork:
+    sizes = dict(window=1, gaussians_per_face=1, head_width=16, head_layers=2, embed_rank=8, embed_dim=8, appearance_width=8)
+    torch.manual_seed(0)
+    return HandNetwork(HandNetworkConfig(**sizes, **option), InputSpec("crops", (3, 64, 48)))
+
+
+def _crop_inputs(b: int = 2) -> NetworkInputs:
+    g = torch.Generator().manual_seed(1)
+    return NetworkInputs(
+        frames=torch.randint(0, 256, (b, 2, 3, 64, 48), dtype=torch.uint8, generator=g),
+        window=torch.arange(b)[:, None],
+        bbox=torch.tensor([[10.0, 10, 30, 30], [45, 12, 70, 40]]).expand(b, 2, 4),
+        valid=torch.ones(b, 2, dtype=torch.bool),
+        K=torch.tensor([[100.0, 0, 40], [0, 100.0, 30], [0, 0, 1]]).expand(b, 3, 3),
+        c2w=torch.eye(4).expand(b, 4, 4),
+        image_hw=torch.tensor([60, 80]).expand(b, 2),
+    )
+
+
+def test_an_untrained_network_draws_each_gaussian_in_the_crop_colour_under_it():
+    network = _crop_network(pixel_colors=True)
+    x = _crop_inputs()
+    out = network(x)
+    for slot, branch in enumerate(network.branches):  # slot 0, the left hand, has mirrored crops
+        g = branch.num_gaussians
+        camera_means = gaussian_means(out.vertices[:, slot], branch.hand.faces, branch.layout)  # c2w is the identity
+        crops = x.frames[:, slot].float() / 255.0
+        expected = sample_crop(crops, project_points(x.K, camera_means), x.bbox[:, slot], flip=slot == 0).clamp(0.02, 0.98)
+        torch.testing.assert_close(out.colors[:, slot * g : (slot + 1) * g], expected, atol=1e-5, rtol=1e-5)
+
+
+def test_the_colour_decoder_learns_corrections_and_the_samples_do_not_move_the_hand():
+    network = _crop_network(pixel_colors=True)
+    with torch.no_grad():  # a decoder that has learnt something, so colours depend on every input
+        for branch in network.branches:
+            branch.color_mlp[-1].weight.normal_(std=0.5)
+    out = network(_crop_inputs())
+    out.colors.sum().backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for b in network.branches for p in b.color_mlp.parameters())
+    # Where the hand is drawn is the image loss's lever on the pose; the colours read the crops at the
+    # detached geometry, so the heads that place the hand get no gradient from them.
+    heads = [p for b in network.branches for m in (b.shape_head, b.pose_head, b.transl_head) for p in m.parameters()]
+    assert all(p.grad is None or p.grad.abs().sum() == 0 for p in heads)
+
+
+def test_pixel_colors_need_crops_and_refuse_crop_jitter():
+    with pytest.raises(Hand4DGSError, match="pixel-colors"):
+        HandNetwork(HandNetworkConfig(pixel_colors=True), InputSpec("tokens", (4, 8)))
+    from hand4dgs_ns.model.hand4dgs import Hand4DGSModelConfig
+
+    with pytest.raises(Hand4DGSError, match="crop-jitter"):
+        Hand4DGSModelConfig(pixel_colors=True, crop_jitter=True).check()
