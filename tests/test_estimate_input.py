@@ -103,6 +103,7 @@ def test_the_generalised_method_reads_the_estimates_and_smoothed_labels_by_defau
     assert config.pipeline.model.estimate_input and config.pipeline.model.mirrored_pose
     assert config.pipeline.datamanager.pseudo_label_smoothing > 0
     assert config.pipeline.model.vertex_weight_floor > 0  # the image phase keeps a pull towards the labels
+    assert config.pipeline.model.pixel_colors  # colours from the new video's own crops
     assert not hand4dgs_trainer(100).pipeline.model.estimate_input  # per video: the paper's frames-only network
 
 

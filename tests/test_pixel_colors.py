@@ -82,9 +82,11 @@ def test_the_colour_decoder_learns_corrections_and_the_samples_do_not_move_the_h
     assert all(p.grad is None or p.grad.abs().sum() == 0 for p in heads)
 
 
-def test_pixel_colors_need_crops_and_refuse_crop_jitter():
-    with pytest.raises(Hand4DGSError, match="pixel-colors"):
-        HandNetwork(HandNetworkConfig(pixel_colors=True), InputSpec("tokens", (4, 8)))
+def test_pixel_colors_are_off_for_cached_tokens_and_refuse_crop_jitter():
+    sizes = dict(gaussians_per_face=1, head_width=16, head_layers=2, embed_rank=8, embed_dim=8, appearance_width=8)
+    network = HandNetwork(HandNetworkConfig(pixel_colors=True, **sizes), InputSpec("tokens", (4, 8)))
+    assert not network.config.pixel_colors  # no crops to sample: colours from the embeddings, as without the option
+    assert network.branches[0].color_mlp[0].in_features == 8
     from hand4dgs_ns.model.hand4dgs import Hand4DGSModelConfig
 
     with pytest.raises(Hand4DGSError, match="crop-jitter"):

@@ -52,8 +52,9 @@ class HandNetworkConfig:
     """Each Gaussian's colour starts from the frame: the colour of the (centre frame's) hand crop
     where the Gaussian projects, corrected by the colour decoder, which also reads the Gaussian's
     embedding and how its surface faces the camera. Colours then follow a new subject's skin, the
-    room's light and the camera's exposure without being learnt. Needs crop inputs (a backbone
-    trained with the network), not cached tokens."""
+    room's light and the camera's exposure without being learnt. Crop inputs only (the small CNN
+    trained with the network): a network reading cached tokens (hamer-vit-h) has no crops, and its
+    colours come from the embeddings alone whatever this says."""
     mirrored_pose: bool = False
     """One pose path for both hands, as HaMeR predicts every hand as a right hand: the left hand's
     (mirrored) crops go through the right branch's temporal convolution and shape, pose and

@@ -12,6 +12,7 @@ Slot 0 is the left hand, 1 the right (:data:`SIDES`); each side has its own bran
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Callable, Literal, NamedTuple, Optional
 
@@ -112,13 +113,10 @@ class HandNetwork(nn.Module):
     def __init__(self, config: HandNetworkConfig, inputs: InputSpec):
         super().__init__()
         config.check()
+        if config.pixel_colors and inputs.kind != "crops":  # cached tokens come without crops to sample
+            config = dataclasses.replace(config, pixel_colors=False)
         self.config = config
         self.input_spec = inputs
-        if config.pixel_colors and inputs.kind != "crops":
-            raise Hand4DGSError(
-                "--pipeline.model.pixel-colors samples the hand crops, but this network reads cached backbone tokens: "
-                "pass --pipeline.model.pixel-colors False or train the backbone with the network."
-            )
         if inputs.kind == "crops":
             self.backbone: Optional[SmallCNN] = SmallCNN(SmallCNNConfig(input_hw=(int(inputs.shape[1]), int(inputs.shape[2]))))
             self.token_shape = (self.backbone.num_tokens, self.backbone.token_dim)
