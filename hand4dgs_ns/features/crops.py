@@ -186,7 +186,7 @@ def sample_crop(
     centre, size = crop_params(bbox_xyxy)
     flips = torch.full((b,), flip, dtype=torch.bool, device=crops.device)
     uv = image_to_crop(points_image, centre, size.clamp(min=1.0), flips, (h, w))  # empty boxes: hands without one
-    grid = uv * uv.new_tensor([2.0 / w, 2.0 / h]) - 1.0  # half-pixel centres, as crop_hands_per_image
+    grid = uv * constant((2.0 / w, 2.0 / h), uv.device, uv.dtype) - 1.0  # half-pixel centres, as crop_hands_per_image
     grid = grid.clamp(-2.0, 2.0)  # far-off points (behind the camera, empty boxes) stay off the crop, finite
     return F.grid_sample(crops, grid[:, :, None], mode="bilinear", padding_mode="zeros", align_corners=False)[..., 0].transpose(1, 2)
 
