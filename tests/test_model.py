@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from hand4dgs_ns.errors import Hand4DGSError
 from hand4dgs_ns.eval.metrics import root_aligned
 from hand4dgs_ns.method_configs import hand4dgs_trainer
 from hand4dgs_ns.model.losses import bone_length_loss, point_loss
@@ -266,6 +267,15 @@ def test_cuda_graphs_match_eager_outputs_and_gradients(tmp_path, monkeypatch, co
             g = torch.zeros_like(p) if g is None else g
             ref = torch.zeros_like(p) if ref is None else ref
             assert (g - ref).abs().max() <= 1e-4 * ref.abs().max().clamp(min=1.0)
+
+
+def test_a_checkpoint_of_other_network_options_is_refused_in_one_sentence(pipeline):
+    """As when a run trained before a default changed is resumed with --load-dir."""
+    state = dict(pipeline.model.state_dict())
+    key = next(k for k in state if k.endswith("color_mlp.0.weight"))
+    state[key] = torch.zeros(state[key].shape[0], state[key].shape[1] + 4)  # a decoder that read the crop cue
+    with pytest.raises(Hand4DGSError, match="other options"):
+        pipeline.load_pipeline({f"_model.{k}": v for k, v in state.items()}, step=0)
 
 
 def test_the_logged_ground_truth_error_skips_hands_without_a_box(pipeline):

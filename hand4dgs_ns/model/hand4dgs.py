@@ -208,6 +208,20 @@ class Hand4DGSModel(Model):
         frames = torch.round(times.clamp(0, 1) * (length - 1)).long()
         return torch.full_like(frames, s), frames
 
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        try:
+            return super().load_state_dict(state_dict, strict=strict, assign=assign)
+        except RuntimeError as error:
+            if "size mismatch" not in str(error):
+                raise
+            # A run resumed (--load-dir) with other network options than it was trained with,
+            # typically a default changed since: name the way out instead of torch's list of shapes.
+            raise Hand4DGSError(
+                "The checkpoint's network was built with other options than this command's (a layer's shape differs): "
+                "pass the network options the run was trained with (its config.yml lists them; e.g. "
+                "--pipeline.model.pixel-colors, --pipeline.model.estimate-input, the sizes) or load it through that config.yml."
+            ) from None
+
     def reseed(self, offset: int) -> None:
         """Jitters from the stream of a resumed run (see :meth:`Hand4DGSPipeline.reseed`)."""
         self._jitter_generator.manual_seed(self.config.seed + offset)
