@@ -102,8 +102,9 @@ class Hand4DGSModelConfig(HandNetworkConfig, ModelConfig):
     crop_jitter: bool = False
     """Training: jitter the crops' brightness, contrast and colour balance, one transform per video,
     hand and step (hand4dgs_ns/features/augment.py), so the network does not learn the training
-    subjects' skin and lighting as part of the hand. Crops only. Off by default: on a small synthetic
-    set it did not change the zero-shot pose error (docs/benchmarks.md)."""
+    subjects' skin and lighting as part of the hand. Crops only; not with pixel-colors (which
+    hand4dgs-generalized uses), whose colours come from the crops. Off by default: on a small
+    synthetic set it did not change the zero-shot pose error (docs/benchmarks.md)."""
     box_jitter: bool = False
     """Training: shrink each video's hand boxes by up to 1/1.25 and move them within their cached
     crops, one change per video, hand and step, with the crops resampled to match
