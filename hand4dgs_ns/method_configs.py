@@ -93,7 +93,7 @@ def hand4dgs_generalized_trainer(max_steps: int = GENERALIZED_STEPS) -> Hand4DGS
     config.pipeline.model.mirrored_pose = True
     # Colours start from each frame's own hand crop, so a new subject's skin, light and exposure need
     # not be learnt: on the CPU-size set, held-out crop PSNR +2.0 to +4.9 dB on all eight videos
-    # (mean 15.5 -> 18.8 dB), the pose level (docs/benchmarks.md).
+    # (mean 15.5 -> 18.8 dB; +3.1 dB on a second seed), the pose level (docs/benchmarks.md).
     config.pipeline.model.pixel_colors = True
     config.steps_per_eval_image = 2000
     return config
