@@ -130,7 +130,7 @@ class Hand4DGSModelConfig(HandNetworkConfig, ModelConfig):
 
     def check(self) -> None:
         """Refuses option combinations the model cannot train with (the pipeline calls this before
-        any cache is built)."""
+        any cache is built; the network again when it is built from this config)."""
         super().check()
         if self.box_jitter and self.estimate_input:
             raise Hand4DGSError(
@@ -155,7 +155,6 @@ class Hand4DGSModel(Model):
         if not isinstance(inputs, FrameInputs):
             raise ValueError("Hand4DGSModel needs the hand datamanager's frame inputs (use the hand4dgs method's datamanager).")
         self.inputs = inputs  # data, not weights: kept out of the state dict; stays on the host
-        self.config.check()
         self.config = no_cuda_graphs_under_ddp(self.config)
         self._stager: Optional[PinnedStager] = None
         self._jitter_generator = torch.Generator().manual_seed(self.config.seed)

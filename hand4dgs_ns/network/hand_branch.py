@@ -18,6 +18,7 @@ from jaxtyping import Float
 from torch import Tensor, nn
 
 from hand4dgs_ns.constants import constant
+from hand4dgs_ns.features.crops import sample_crop
 from hand4dgs_ns.gaussians import (
     MeshGaussianLayout,
     gaussian_means,
@@ -26,7 +27,6 @@ from hand4dgs_ns.gaussians import (
     make_layout,
     vertex_normals,
 )
-from hand4dgs_ns.features.crops import sample_crop
 from hand4dgs_ns.geometry.cameras import box_prior, project_points
 from hand4dgs_ns.geometry.mirror import mirror_boxes, mirror_normalized_boxes, mirror_points, mirror_rotations
 from hand4dgs_ns.geometry.rotations import matrix_to_rotation_6d, rotation_6d_to_matrix
