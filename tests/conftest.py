@@ -102,6 +102,19 @@ def write_random_sequence(
     return out
 
 
+def tiny_trainer_config(root: Path, monkeypatch: pytest.MonkeyPatch, num_frames: int):
+    """The per-video ``hand4dgs`` training config (100 steps) on a new random 80 x 60 clip of
+    ``num_frames`` under ``root``, one Gaussian per face, its feature cache in ``root/cache``."""
+    from hand4dgs_ns.method_configs import hand4dgs_trainer
+
+    data = write_random_sequence(root / "clip", num_frames=num_frames, width=80, height=60)
+    monkeypatch.setenv("HAND4DGS_CACHE_DIR", str(root / "cache"))
+    config = hand4dgs_trainer(100)
+    config.pipeline.datamanager.data = data
+    config.pipeline.model.gaussians_per_face = 1
+    return config
+
+
 @pytest.fixture
 def make_sequence(tmp_path: Path) -> Callable[..., Path]:
     """Factory: ``make_sequence("name", **options)`` writes a random sequence under ``tmp_path``."""

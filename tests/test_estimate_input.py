@@ -109,15 +109,9 @@ def test_the_generalised_method_reads_the_estimates_and_smoothed_labels_by_defau
 
 def test_box_jitter_and_the_estimate_input_are_refused_together(tmp_path, monkeypatch):
     """The estimates are encoded against the clip's boxes; jittered boxes would contradict them."""
-    from conftest import write_random_sequence
+    from conftest import tiny_trainer_config
 
-    from hand4dgs_ns.method_configs import hand4dgs_trainer
-
-    data = write_random_sequence(tmp_path / "clip", num_frames=6, width=80, height=60)
-    monkeypatch.setenv("HAND4DGS_CACHE_DIR", str(tmp_path / "cache"))
-    config = hand4dgs_trainer(100)
-    config.pipeline.datamanager.data = data
-    config.pipeline.model.gaussians_per_face = 1
+    config = tiny_trainer_config(tmp_path, monkeypatch, num_frames=6)
     config.pipeline.model.estimate_input = config.pipeline.model.box_jitter = True
     with pytest.raises(Hand4DGSError, match="box-jitter"):
         config.pipeline.setup(device="cpu", test_mode="val")

@@ -9,7 +9,6 @@ import torch
 from hand4dgs_ns.datamanager import smoothed_pseudo_labels
 from hand4dgs_ns.eval.metrics import acceleration_error_mm, sequence_pose_errors
 from hand4dgs_ns.geometry.temporal import smooth_tracks, valid_runs
-from hand4dgs_ns.method_configs import hand4dgs_trainer
 
 
 def test_valid_runs_are_the_stretches_of_usable_frames():
@@ -51,14 +50,10 @@ def test_smoothing_never_mixes_across_unusable_frames():
 
 
 def test_training_targets_are_smoothed_and_evaluation_reports_both_label_rows(tmp_path, monkeypatch):
-    from conftest import write_random_sequence
+    from conftest import tiny_trainer_config
 
-    data = write_random_sequence(tmp_path / "clip", num_frames=12, width=80, height=60)
-    monkeypatch.setenv("HAND4DGS_CACHE_DIR", str(tmp_path / "cache"))
-    config = hand4dgs_trainer(100)
-    config.pipeline.datamanager.data = data
+    config = tiny_trainer_config(tmp_path, monkeypatch, num_frames=12)
     assert config.pipeline.datamanager.pseudo_label_smoothing == 0.05  # on by default
-    config.pipeline.model.gaussians_per_face = 1
     pipe = config.pipeline.setup(device="cpu", test_mode="val")
     dm = pipe.datamanager
     sequence = dm.hands.sequences[0]
@@ -84,14 +79,10 @@ def test_training_targets_are_smoothed_and_evaluation_reports_both_label_rows(tm
 
 
 def test_zero_smoothing_trains_on_the_labels_as_given(tmp_path, monkeypatch):
-    from conftest import write_random_sequence
+    from conftest import tiny_trainer_config
 
-    data = write_random_sequence(tmp_path / "clip", num_frames=12, width=80, height=60)
-    monkeypatch.setenv("HAND4DGS_CACHE_DIR", str(tmp_path / "cache"))
-    config = hand4dgs_trainer(100)
-    config.pipeline.datamanager.data = data
+    config = tiny_trainer_config(tmp_path, monkeypatch, num_frames=12)
     config.pipeline.datamanager.pseudo_label_smoothing = 0.0
-    config.pipeline.model.gaussians_per_face = 1
     pipe = config.pipeline.setup(device="cpu", test_mode="val")
     sequence = pipe.datamanager.hands.sequences[0]
     cached = pipe.datamanager._train[0]

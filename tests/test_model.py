@@ -13,15 +13,10 @@ from hand4dgs_ns.model.losses import bone_length_loss, point_loss
 
 @pytest.fixture(scope="module")
 def pipeline(tmp_path_factory):
-    from conftest import write_random_sequence
+    from conftest import tiny_trainer_config
 
-    root = tmp_path_factory.mktemp("model")
-    data = write_random_sequence(root / "clip", num_frames=9, width=80, height=60)
     mp = pytest.MonkeyPatch()
-    mp.setenv("HAND4DGS_CACHE_DIR", str(root / "cache"))
-    config = hand4dgs_trainer(100)
-    config.pipeline.datamanager.data = data
-    config.pipeline.model.gaussians_per_face = 1
+    config = tiny_trainer_config(tmp_path_factory.mktemp("model"), mp, num_frames=9)
     pipe = config.pipeline.setup(device="cpu", test_mode="val")
     # Non-zero heads, so the prediction really depends on the inputs (seeded: the same weights every run).
     generator = torch.Generator().manual_seed(0)
@@ -224,15 +219,11 @@ def test_network_names_its_pose_and_appearance_parameters(pipeline):
     "mirrored_pose,estimate_input,pixel_colors", [(False, False, False), (True, False, False), (True, True, False), (False, False, True)]
 )
 def test_cuda_graphs_match_eager_outputs_and_gradients(tmp_path, monkeypatch, compile_graphs, mirrored_pose, estimate_input, pixel_colors):
-    from conftest import write_random_sequence
+    from conftest import tiny_trainer_config
 
-    data = write_random_sequence(tmp_path / "clip", num_frames=9, width=80, height=60)
-    monkeypatch.setenv("HAND4DGS_CACHE_DIR", str(tmp_path / "cache"))
+    config = tiny_trainer_config(tmp_path, monkeypatch, num_frames=9)
     # Full float32 convolutions: with TF32 the two paths pick different kernels and differ by ~1e-3.
     monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
-    config = hand4dgs_trainer(100)
-    config.pipeline.datamanager.data = data
-    config.pipeline.model.gaussians_per_face = 1
     config.pipeline.model.compile_graphs = compile_graphs
     config.pipeline.model.mirrored_pose = mirrored_pose  # the mirror's constants must not copy from the host
     config.pipeline.model.estimate_input = estimate_input  # the estimates are one more graph input
