@@ -7,6 +7,9 @@
 #   bash scripts/bench_per_video.sh OUT NAME PRESET SEED [more ns-train arguments]
 #   bash scripts/bench_per_video.sh /tmp/q harsh harsh 12 --pipeline.model.color-gain True
 #
+# CLIP=<sequence folder> trains on that clip instead of synthesising one (PRESET and SEED are then
+# only labels), so several variants share one clip, or a held-out video of a synth-set is used:
+#   CLIP=/tmp/set/test_000 bash scripts/bench_per_video.sh /tmp/q test_000 set 0
 # VERTEX_STEP (default 20000, where the default schedule turns the image loss on) names the checkpoint of
 # the vertex-phase row; give another schedule with the ns-train arguments (later flags win).
 # Writes OUT/NAME/{eval_final,eval_vertex}.json, the logs, and three evaluation renders
@@ -16,11 +19,14 @@ OUT=$1; NAME=$2; PRESET=$3; SEED=$4; shift 4
 VERTEX_STEP=${VERTEX_STEP:-20000}; R=$OUT/$NAME; WORK=${WORK:-/tmp/bench_per_video}; mkdir -p "$R" "$WORK"
 DEVICE=$(python -c "import torch; print('cuda' if torch.cuda.is_available() else 'cpu')")
 t0=$(date +%s)
-hand4dgs synth "$WORK/$NAME" --seed "$SEED" --preset "$PRESET" --no-static-views --overwrite > "$R/synth.log" 2>&1 \
-  || { tail -20 "$R/synth.log"; exit 1; }
+if [ -z "${CLIP:-}" ]; then
+  CLIP=$WORK/$NAME
+  hand4dgs synth "$CLIP" --seed "$SEED" --preset "$PRESET" --no-static-views --overwrite > "$R/synth.log" 2>&1 \
+    || { tail -20 "$R/synth.log"; exit 1; }
+fi
 t1=$(date +%s); echo "synthesis $((t1 - t0)) s"
 rm -rf "$WORK/runs/$NAME"
-ns-train hand4dgs --data "$WORK/$NAME" --output-dir "$WORK/runs" --experiment-name "$NAME" --timestamp run \
+ns-train hand4dgs --data "$CLIP" --output-dir "$WORK/runs" --experiment-name "$NAME" --timestamp run \
   --vis tensorboard --machine.device-type "$DEVICE" --max-num-iterations 30000 --steps-per-eval-all-images 30001 \
   --steps-per-save "$VERTEX_STEP" --save-only-latest-checkpoint False "$@" > "$R/train.log" 2>&1 \
   || { tail -30 "$R/train.log"; exit 1; }

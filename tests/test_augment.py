@@ -43,10 +43,10 @@ def test_jitter_stays_within_its_ranges():
     assert ratios.std() > 0.1, "the factors must actually vary"
 
 
-def test_generalised_steps_mix_videos_and_ask_for_the_articulation():
+def test_generalised_steps_mix_videos_and_both_methods_ask_for_the_articulation():
     generalized, per_video = hand4dgs_generalized_trainer(100).pipeline, hand4dgs_trainer(100).pipeline
     assert generalized.datamanager.videos_per_step == 4 and generalized.model.relative_vertex_weight == 1.0
-    assert per_video.datamanager.videos_per_step == 1 and per_video.model.relative_vertex_weight == 0.0
+    assert per_video.datamanager.videos_per_step == 1 and per_video.model.relative_vertex_weight == 1.0
 
 
 def test_jitter_is_an_option_off_by_default():

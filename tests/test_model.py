@@ -230,9 +230,10 @@ def test_cuda_graphs_match_eager_outputs_and_gradients(tmp_path, monkeypatch, co
     config.pipeline.model.pixel_colors = pixel_colors  # the crops are sampled inside the graph
     pipe = config.pipeline.setup(device="cuda", test_mode="val")
     model = pipe.model
+    generator = torch.Generator(device="cuda").manual_seed(0)
     with torch.no_grad():
         for p in model.parameters():
-            p.add_(0.01 * torch.randn_like(p))
+            p.add_(0.01 * torch.randn(p.shape, device=p.device, generator=generator))
     model.train()
     frames = torch.tensor([0, 3, 4, 8])
     sequence = torch.zeros_like(frames)
@@ -250,14 +251,20 @@ def test_cuda_graphs_match_eager_outputs_and_gradients(tmp_path, monkeypatch, co
         results.append((hands.joints.detach().clone(), hands.colors.detach().clone(), grads))
     assert len(model._graphs) == 2
     eager = results[2]
+    # Recorded graphs replay eager's kernels: gradients agree to float32 rounding. Compiled ones run
+    # Inductor's fused kernels, which sum in another order: their gradients were measured up to
+    # 1.6e-3 of the largest (mirrored pose with the estimate input) on an H100.
+    tolerance = 5e-3 if compile_graphs else 1e-4
+    names = [name for name, _ in model.network.branches[1].named_parameters()]
     for joints, colors, grads in results[:2]:
         torch.testing.assert_close(joints, eager[0], atol=1e-5, rtol=1e-4)
         torch.testing.assert_close(colors, eager[1], atol=1e-5, rtol=1e-4)
         # The graph's backward gives zeros where eager autograd leaves None (a parameter the loss does not reach).
-        for g, ref, p in zip(grads, eager[2], model.network.branches[1].parameters()):
+        for g, ref, p, name in zip(grads, eager[2], model.network.branches[1].parameters(), names):
             g = torch.zeros_like(p) if g is None else g
             ref = torch.zeros_like(p) if ref is None else ref
-            assert (g - ref).abs().max() <= 1e-4 * ref.abs().max().clamp(min=1.0)
+            error, scale = float((g - ref).abs().max()), float(ref.abs().max().clamp(min=1.0))
+            assert error <= tolerance * scale, f"{name}: gradient differs by {error:.2e} (largest {scale:.2e})"
 
 
 def test_a_checkpoint_of_other_network_options_is_refused_in_one_sentence(pipeline):

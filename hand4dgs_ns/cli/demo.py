@@ -40,27 +40,15 @@ class DemoSettings:
     image_scale: float
     picture_batch_frames: int
     """Frames per forward pass and render when writing the pictures (hand4dgs infer's --batch-frames)."""
-    network_lr: Optional[float] = None
-    """Initial learning rate of the network's optimiser (None: the method's)."""
-    relative_vertex_weight: float = 0.0
-    """``--pipeline.model.relative-vertex-weight``."""
-    coarse_loss_factors: tuple[int, ...] = ()
-    """``--pipeline.model.coarse-loss-factors`` (pixels of the rendered, scaled images)."""
 
 
 CPU_SETTINGS = DemoSettings(
-    steps=4000, vertex_share=0.75, frames_per_step=4, gaussians_per_face=1, image_scale=0.5, picture_batch_frames=8, network_lr=1.5e-4,
-    relative_vertex_weight=1.0, coarse_loss_factors=(4, 16),
-)
+    steps=4000, vertex_share=0.75, frames_per_step=4, gaussians_per_face=1, image_scale=0.5, picture_batch_frames=8)
 """Under ten minutes on a 2-core CPU: fewer Gaussians, half-resolution renders; small picture
 batches, as the CPU rasteriser's tensors for 256 frames cost more in page faults than they save.
 Vertex steps cost a third of image steps on a CPU, so the finger poses get 3000 of them (with
-2000, RA-MPJPE ended 3.6 mm higher) and the image loss 1000 (with 700, PSNR ended 2.4 dB lower);
-at half the method's network learning rate the vertex steps fit the finger poses better
-(RA-MPJPE about 3 mm lower) in that short schedule. The wrist-relative vertex term with the coarse
-image loss lowered MPJPE, RA-MPJPE and Acc Err on two clips with crop PSNR level, where each alone
-traded images against fingers (docs/benchmarks.md); the full schedule keeps the method's defaults
-until the same comparison is made there."""
+2000, RA-MPJPE ended 3.6 mm higher) and the image loss 1000 (with 700, PSNR ended 2.4 dB lower).
+The method's coarse-loss factors, counted in rendered pixels, are halved with the renders."""
 CUDA_SETTINGS = DemoSettings(steps=30000, vertex_share=2 / 3, frames_per_step=8, gaussians_per_face=10, image_scale=1.0, picture_batch_frames=256)
 """The paper's per-video schedule at full resolution."""
 
@@ -132,10 +120,9 @@ def demo_config(data: Path, output_dir: Path, device: str, settings: DemoSetting
     config.pipeline.model.gaussians_per_face = settings.gaussians_per_face
     config.pipeline.model.image_loss_from = round(steps * settings.vertex_share)
     config.pipeline.model.vertex_decay_steps = steps - config.pipeline.model.image_loss_from
-    if settings.network_lr is not None:
-        config.optimizers["network"]["optimizer"].lr = settings.network_lr
-    config.pipeline.model.relative_vertex_weight = settings.relative_vertex_weight
-    config.pipeline.model.coarse_loss_factors = settings.coarse_loss_factors
+    # The factors count rendered pixels: pooled cells keep their size in the frame at any scale.
+    model = config.pipeline.model
+    model.coarse_loss_factors = tuple(max(1, round(f * settings.image_scale)) for f in model.coarse_loss_factors)
     return config
 
 

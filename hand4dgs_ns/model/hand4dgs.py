@@ -72,7 +72,7 @@ class Hand4DGSModelConfig(HandNetworkConfig, ModelConfig):
     relative_vertex_weight: float = 0.0
     """Weight, within the vertex loss, of the same loss on wrist-relative vertices (joints where the
     pseudo-labels have another topology): the articulation apart from the hand's placement (see
-    vertex_loss in hand4dgs_ns/model/losses.py). hand4dgs-generalized and the CPU demo set 1."""
+    vertex_loss in hand4dgs_ns/model/losses.py). Both methods set 1."""
     bone_loss_weight: float = 0.0
     """Weight, within the vertex loss and on its schedule, of the bone-length loss to the
     pseudo-labels' joints (the hand's size apart from its pose; see bone_length_loss in
@@ -83,8 +83,9 @@ class Hand4DGSModelConfig(HandNetworkConfig, ModelConfig):
     coarse_loss_factors: Tuple[int, ...] = ()
     """Image phase: the colour and silhouette L1 once more on images average-pooled by each of these
     factors (pixels of the rendered images), so a finger drawn beyond its own width from the frame's
-    is pulled back. The CPU demo sets ``4 16``. Each factor adds the channel-summed colour L1 over 2
-    (1.5x the full-resolution colour L1's scale) plus half the silhouette L1, whatever
+    is pulled back. ``hand4dgs`` sets ``8 32`` (the CPU demo, rendering at half size, ``4 16``). Each
+    factor adds the channel-summed colour L1 over 2 (1.5x the full-resolution colour L1's scale)
+    plus half the silhouette L1, whatever
     silhouette-loss-weight says; rows and columns past a multiple of a factor are left out."""
     smooth_loss_weight: float = 0.0
     """Image phase: weight of the joint-acceleration penalty (m^2) over each training frame and
