@@ -83,6 +83,11 @@ class HandDataManagerConfig(FullImageDatamanagerConfig):
     crop_size: Optional[Tuple[int, int]] = None
     """Hand crop height and width for the small-cnn backbone (default 64 48; 128 96 doubles the
     resolution the network sees the fingers at)."""
+    color_crop_scale: int = 1
+    """With --pipeline.model.pixel-colors: the hands' colours are read from crops this many times the
+    small-cnn crops' height and width, cut from the frame the same way (a second cached set; 1 reads
+    the small-cnn crops themselves). The default 64 x 48 crops span the hand box enlarged 2.5x, so
+    they hold the hand at about a third of the frame's resolution."""
     cache_dir: Optional[Path] = None
     """Where crops and tokens are cached (default: the user cache folder, see hand4dgs_ns.paths)."""
     pseudo_label_smoothing: float = 0.05
@@ -169,7 +174,8 @@ class HandDataManager(DataManager):
         # builds whatever is missing and the others load the entries once it is done.
         with rank_zero_first():
             inputs = build_frame_inputs(
-                self.hands.sequences, self.config.backbone, self.config.hamer_checkpoint, self.config.cache_dir, self.config.crop_size
+                self.hands.sequences, self.config.backbone, self.config.hamer_checkpoint, self.config.cache_dir, self.config.crop_size,
+                self.config.color_crop_scale,
             )
             for dataset in (self.train_dataset, self.eval_dataset):
                 dataset.metadata[INPUTS_KEY] = inputs

@@ -24,6 +24,7 @@ from rich.progress import track
 
 from hand4dgs_ns.datamanager import HandDataManager, HandDataManagerConfig, smoothed_pseudo_labels
 from hand4dgs_ns.dataparsers.hand_metadata import hand_metadata
+from hand4dgs_ns.errors import Hand4DGSError
 from hand4dgs_ns.eval.metrics import hand_crop_metrics, mask_boxes, sequence_pose_errors
 from hand4dgs_ns.model.hand4dgs import Hand4DGSModel, Hand4DGSModelConfig
 
@@ -39,6 +40,23 @@ class Hand4DGSPipelineConfig(VanillaPipelineConfig):
     model: Hand4DGSModelConfig = field(default_factory=Hand4DGSModelConfig)
 
 
+def check_color_crops(config: Hand4DGSPipelineConfig) -> None:
+    """Refuses colour crops the model would not read, or read against moved boxes."""
+    scale, model = config.datamanager.color_crop_scale, config.model
+    if scale < 1:
+        raise Hand4DGSError(f"--pipeline.datamanager.color-crop-scale must be 1 or more, not {scale}.")
+    if scale > 1 and not model.pixel_colors:
+        raise Hand4DGSError(
+            "--pipeline.datamanager.color-crop-scale cuts crops that only --pipeline.model.pixel-colors reads: "
+            "pass --pipeline.model.pixel-colors True or leave the scale at 1."
+        )
+    if scale > 1 and model.box_jitter:
+        raise Hand4DGSError(
+            "--pipeline.model.box-jitter moves the boxes but not the colour crops of --pipeline.datamanager.color-crop-scale: "
+            "pass --pipeline.model.box-jitter False or leave the scale at 1."
+        )
+
+
 class Hand4DGSPipeline(VanillaPipeline):
     """Vanilla pipeline whose full evaluation adds pose metrics."""
 
@@ -47,6 +65,7 @@ class Hand4DGSPipeline(VanillaPipeline):
 
     def __init__(self, config: Hand4DGSPipelineConfig, *args, **kwargs) -> None:
         config.model.check()  # before the datamanager spends minutes building caches
+        check_color_crops(config)
         super().__init__(config, *args, **kwargs)
 
     def reseed(self, offset: int) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -60,19 +62,35 @@ def _crop_inputs(b: int = 2) -> NetworkInputs:
     )
 
 
-@pytest.mark.parametrize("mirrored_pose", [False, True])
-def test_an_untrained_network_draws_each_gaussian_in_the_crop_colour_under_it(mirrored_pose):
+@pytest.mark.parametrize("mirrored_pose,color_crops", [(False, False), (True, False), (False, True)])
+def test_an_untrained_network_draws_each_gaussian_in_the_crop_colour_under_it(mirrored_pose, color_crops):
     network = _crop_network(pixel_colors=True, mirrored_pose=mirrored_pose)
     x = _crop_inputs()
+    if color_crops:  # larger crops of the same boxes: the colours come from them, not from the backbone's
+        g = torch.Generator().manual_seed(2)
+        x = dataclasses.replace(x, color_crops=torch.randint(0, 256, (2, 2, 3, 128, 96), dtype=torch.uint8, generator=g))
     out = network(x)
     for slot, branch in enumerate(network.branches):  # slot 0, the left hand, has mirrored crops
         g = branch.num_gaussians
         camera_vertices = transform_points(invert_rigid(x.c2w), out.vertices[:, slot])
         camera_means = gaussian_means(camera_vertices, branch.hand.faces, branch.layout)
-        crops = x.frames[:, slot].float() / 255.0
+        crops = (x.color_crops if color_crops else x.frames)[:, slot].float() / 255.0
         expected = sample_crop(crops, project_points(x.K, camera_means), x.bbox[:, slot], flip=slot == 0).clamp(0.02, 0.98)
         assert (expected > 0.02).float().mean() > 0.9  # the Gaussians land on the crop, so the check has teeth
         torch.testing.assert_close(out.colors[:, slot * g : (slot + 1) * g], expected, atol=1e-4, rtol=1e-4)
+
+
+def test_the_graphed_step_passes_colour_crops_without_estimates():
+    """CUDA graphs take the inputs as a flat tuple of tensors; the optional ones must come back under
+    their own names (here colour crops given, estimates not)."""
+    from hand4dgs_ns.network.graphed import NetworkStep, _fields, _tensors
+
+    network = _crop_network(pixel_colors=True)
+    x = dataclasses.replace(_crop_inputs(), color_crops=torch.zeros(2, 2, 3, 128, 96, dtype=torch.uint8))
+    step = NetworkStep(network, with_gaussians=True, compile=False, fields=_fields(x))
+    colors = step(*_tensors(x))[step.outputs.index("colors")]
+    torch.testing.assert_close(colors, network(x).colors)
+    torch.testing.assert_close(colors, torch.full_like(colors, 0.02))  # black colour crops (clamped), not the random backbone crops
 
 
 def test_the_colour_decoder_learns_corrections_and_the_samples_do_not_move_the_hand():
@@ -98,3 +116,35 @@ def test_pixel_colors_are_off_for_cached_tokens_and_refuse_crop_jitter():
 
     with pytest.raises(Hand4DGSError, match="crop-jitter"):
         Hand4DGSModelConfig(pixel_colors=True, crop_jitter=True).check()
+
+
+def test_colour_crops_are_cached_larger_and_read_only_with_pixel_colors(tmp_path, monkeypatch):
+    from conftest import tiny_trainer_config
+
+    from hand4dgs_ns.features.staging import PinnedStager
+
+    config = tiny_trainer_config(tmp_path, monkeypatch, num_frames=6)
+    config.pipeline.datamanager.color_crop_scale = 2
+    with pytest.raises(Hand4DGSError, match="pixel-colors"):
+        config.pipeline.setup(device="cpu", test_mode="val")
+    assert not (tmp_path / "cache").exists()  # refused before any cache was built
+    config.pipeline.model.pixel_colors = True
+    config.pipeline.model.box_jitter = True
+    with pytest.raises(Hand4DGSError, match="box-jitter"):
+        config.pipeline.setup(device="cpu", test_mode="val")
+    config.pipeline.model.box_jitter = False
+    pipe = config.pipeline.setup(device="cpu", test_mode="val")
+    inputs = pipe.datamanager.frame_inputs
+    assert inputs.data[0].shape == (6, 2, 3, 64, 48) and inputs.color_crops[0].shape == (6, 2, 3, 128, 96)
+    x = inputs.network_inputs(torch.zeros(2, dtype=torch.long), torch.tensor([1, 4]), 2, PinnedStager("cpu"))
+    torch.testing.assert_close(x.color_crops, torch.from_numpy(inputs.color_crops[0][[1, 4]]))
+    # The colour crops hold the same hand at twice the resolution: pooled 2x they match the backbone's.
+    pooled = torch.nn.functional.avg_pool2d(torch.from_numpy(inputs.color_crops[0].copy()).float().flatten(0, 1), 2)
+    backbone = torch.from_numpy(inputs.data[0].copy()).float().flatten(0, 1)
+    error, shifted = (pooled - backbone).abs().mean(), (backbone - backbone.roll(1, dims=-1)).abs().mean()
+    assert error < 0.5 * shifted  # measured: 1.4 against 23 grey levels
+    # An image-phase training step reads them and gives finite losses.
+    pipe.train()
+    pipe.model.step = config.pipeline.model.image_loss_from
+    losses = pipe.get_train_loss_dict(pipe.model.step)[1]
+    assert "image_loss" in losses and all(torch.isfinite(v) for v in losses.values())

@@ -52,6 +52,9 @@ class FrameInputs:
     """Frames per sequence."""
     estimates: Optional[Float[Tensor, "T 2 E"]] = None
     """Each frame's encoded per-frame hand estimates (:mod:`hand4dgs_ns.features.estimates`), or None."""
+    color_crops: Optional[tuple[np.ndarray, ...]] = None
+    """Per sequence, (F, 2, 3, H, W) uint8 crops cut like ``data``'s but larger, read for the
+    Gaussians' colours (``pixel_colors``); None: the colours are read from ``data``'s crops."""
 
     def __deepcopy__(self, memo: dict[int, Any]) -> FrameInputs:
         # nerfstudio deep-copies dataset metadata; these read-only arrays are shared instead.
@@ -80,15 +83,16 @@ class FrameInputs:
         """The sequence each flat row belongs to."""
         return torch.searchsorted(self.offsets, rows, right=True) - 1
 
-    def gather(self, rows: Int[Tensor, "n"]) -> np.ndarray:
-        """Backbone inputs of flat ``rows`` (host array, read from the memory maps)."""
+    def gather(self, rows: Int[Tensor, "n"], arrays: Optional[tuple[np.ndarray, ...]] = None) -> np.ndarray:
+        """Backbone inputs (or another per-sequence ``arrays``) of flat ``rows``: a host array, read from the memory maps."""
+        arrays = self.data if arrays is None else arrays
         rows_np = rows.numpy()
         sequence = self.sequence_of(rows).numpy()
-        first = self.data[0]
+        first = arrays[0]
         out = np.empty((len(rows_np), *first.shape[1:]), dtype=first.dtype)
         for s in np.unique(sequence):
             pick = sequence == s
-            out[pick] = self.data[s][rows_np[pick] - int(self.offsets[s])]
+            out[pick] = arrays[s][rows_np[pick] - int(self.offsets[s])]
         return out
 
     def network_inputs(
@@ -134,4 +138,5 @@ class FrameInputs:
             c2w=stager.to_device(self.c2w[rows]),
             image_hw=stager.to_device(self.image_hw[sequence]),
             estimates=stager.to_device(self.estimates[unique]) if with_estimates and self.estimates is not None else None,
+            color_crops=None if self.color_crops is None else stager.to_device(self.gather(rows, self.color_crops)),
         )

@@ -6,7 +6,8 @@ here, so a video's crops or tokens are cut, computed and cached the same way eve
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Protocol
 
@@ -45,9 +46,22 @@ def frozen_backbone_device(backbone: HandBackbone) -> HandBackbone:
     return backbone.cuda() if not backbone.trainable and torch.cuda.is_available() else backbone
 
 
-def video_features(video: VideoFrames, backbone: HandBackbone, cache: FeatureCache) -> np.ndarray:
+def video_features(video: VideoFrames, backbone: HandBackbone | CropCutter, cache: FeatureCache) -> np.ndarray:
     """One video's cached backbone inputs (crops) or outputs (tokens), built on first use."""
     return hand_features_for_sequence(list(video.image_paths), video.bbox.numpy(), video.valid.numpy(), backbone, cache)
+
+
+@dataclass(frozen=True)
+class CropCutter:
+    """What :func:`hand_features_for_sequence` needs of a trainable backbone to cut and cache its
+    crops, for crops no backbone reads (the colour crops of ``pixel_colors``)."""
+
+    input_hw: tuple[int, int]
+    name: str = "crops"
+    trainable: bool = True
+
+    def parameters(self) -> Iterator[torch.nn.Parameter]:
+        return iter(())  # no weights: the crops are cut on the CPU
 
 
 def build_frame_inputs(
@@ -56,14 +70,21 @@ def build_frame_inputs(
     hamer_checkpoint: Optional[Path] = None,
     cache_dir: Optional[Path] = None,
     crop_size: Optional[tuple[int, int]] = None,
+    color_crop_scale: int = 1,
 ) -> FrameInputs:
     """Every frame's network inputs for ``videos``: backbone inputs memory-mapped from the cache, boxes, ego
-    cameras, and the encoded per-frame estimates (a few hundred bytes a frame) for networks that read them."""
+    cameras, and the encoded per-frame estimates (a few hundred bytes a frame) for networks that read them.
+    With ``color_crop_scale`` above 1 and crops, also crops that many times larger to read colours from."""
     model = frozen_backbone_device(make_backbone(backbone, hamer_checkpoint, crop_size))
     cache = feature_cache(cache_dir)
     # A frozen backbone's batches fill the GPU on their own: one video at a time.
     workers = None if model.trainable else 1
     data = tuple(map_videos(lambda video: video_features(video, model, cache), videos, cache, "Caching hand crops", workers))
+    color_crops = None
+    if color_crop_scale > 1 and model.trainable:
+        h, w = model.input_hw
+        cutter = CropCutter((h * color_crop_scale, w * color_crop_scale))
+        color_crops = tuple(map_videos(lambda video: video_features(video, cutter, cache), videos, cache, "Caching colour crops"))
     lengths = torch.tensor([len(d) for d in data])
     return FrameInputs(
         kind="crops" if model.trainable else "tokens",
@@ -76,4 +97,5 @@ def build_frame_inputs(
         offsets=torch.cumsum(lengths, 0) - lengths,
         lengths=lengths,
         estimates=torch.cat([encode_estimates(v.pseudo_joints, v.valid, v.c2w, v.K, v.bbox) for v in videos]),
+        color_crops=color_crops,
     )

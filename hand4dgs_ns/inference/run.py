@@ -85,7 +85,7 @@ def run_frame_inputs(run: TrainedRun, videos: Sequence[VideoFrames], cache_dir: 
     """``videos``' backbone inputs as the run's datamanager made them (backbone, weights, crop size),
     from the feature cache in ``cache_dir`` or the run's own."""
     dm = run.config.pipeline.datamanager
-    return build_frame_inputs(videos, dm.backbone, dm.hamer_checkpoint, cache_dir or dm.cache_dir, dm.crop_size)
+    return build_frame_inputs(videos, dm.backbone, dm.hamer_checkpoint, cache_dir or dm.cache_dir, dm.crop_size, dm.color_crop_scale)
 
 
 def load_network(run: TrainedRun, inputs: FrameInputs, device: torch.device | str) -> HandNetwork:

@@ -13,6 +13,7 @@ size and loss phase. With ``compile`` the network's :meth:`~HandNetwork.decode` 
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Iterator
 
 import torch
@@ -30,10 +31,11 @@ class NetworkStep(nn.Module):
     the model's state dict only, and :meth:`parameters` lists what the graph's backward must reach.
     """
 
-    def __init__(self, network: HandNetwork, with_gaussians: bool, compile: bool):
+    def __init__(self, network: HandNetwork, with_gaussians: bool, compile: bool, fields: tuple[str, ...]):
         super().__init__()
         object.__setattr__(self, "network", network)  # not registered as a submodule
         self.with_gaussians = with_gaussians
+        self.fields = fields
         self.outputs = _POSE_OUTPUTS + (GAUSSIAN_FIELDS if with_gaussians else ())
         self.decoder = torch.compile(network.decode, dynamic=False) if compile else None
 
@@ -44,7 +46,7 @@ class NetworkStep(nn.Module):
             yield from self.network.appearance_parameters()
 
     def forward(self, *tensors: Tensor) -> tuple[Tensor, ...]:
-        prediction = self.network(NetworkInputs(*tensors), self.with_gaussians, self.decoder)
+        prediction = self.network(NetworkInputs(**dict(zip(self.fields, tensors))), self.with_gaussians, self.decoder)
         # Graph outputs are tensors made by the graph: the valid flags are an input, so they are left out.
         return tuple(getattr(prediction, name) for name in self.outputs)
 
@@ -53,7 +55,7 @@ class GraphedNetwork:
     """Replays the recorded graphs of one batch size and loss phase; returns a :class:`HandsPrediction`."""
 
     def __init__(self, network: HandNetwork, sample: NetworkInputs, with_gaussians: bool, compile: bool):
-        step = NetworkStep(network, with_gaussians, compile)
+        step = NetworkStep(network, with_gaussians, compile, _fields(sample))
         self.outputs = step.outputs
         self._graphed = torch.cuda.make_graphed_callables(step, _tensors(sample), num_warmup_iters=3)
 
@@ -62,6 +64,10 @@ class GraphedNetwork:
         return HandsPrediction(valid=x.valid, **dict(zip(self.outputs, outputs)))
 
 
+def _fields(x: NetworkInputs) -> tuple[str, ...]:
+    """The fields of ``x`` that hold tensors (the optional ones only when given), in order."""
+    return tuple(f.name for f in dataclasses.fields(x) if getattr(x, f.name) is not None)
+
+
 def _tensors(x: NetworkInputs) -> tuple[Tensor, ...]:
-    tensors = (x.frames, x.window, x.bbox, x.valid, x.K, x.c2w, x.image_hw)
-    return tensors if x.estimates is None else (*tensors, x.estimates)
+    return tuple(getattr(x, name) for name in _fields(x))

@@ -68,6 +68,9 @@ class NetworkInputs:
     estimates: Optional[Float[Tensor, "U 2 E"]] = None
     """Each of the U frames' encoded per-frame hand estimates (:mod:`hand4dgs_ns.features.estimates`),
     rows like ``frames``; needed by a network built with ``estimate_input`` only."""
+    color_crops: Optional[Tensor] = None
+    """(B, 2, 3, H, W) uint8 crops of the B predicted frames, cut like ``frames``' but larger, that
+    ``pixel_colors`` reads instead of ``frames``' centre rows."""
 
 
 class HandsPrediction(NamedTuple):
@@ -189,7 +192,8 @@ class HandNetwork(nn.Module):
         box_norm = normalized_frame_boxes(x.bbox, x.image_hw)
         crops = None
         if self.config.pixel_colors and with_gaussians:  # each predicted frame's own crops, [0, 1]
-            crops = x.frames.index_select(0, x.window[:, w // 2]).float() / 255.0
+            source = x.color_crops if x.color_crops is not None else x.frames.index_select(0, x.window[:, w // 2])
+            crops = source.float() / 255.0
         decode = decoder if decoder is not None else self.decode
         return decode(windows[0], windows[1], box_norm, x.bbox, x.valid, x.K, x.c2w, with_gaussians, crops)
 
