@@ -86,8 +86,8 @@ class HandDataManagerConfig(FullImageDatamanagerConfig):
     color_crop_scale: int = 1
     """With --pipeline.model.pixel-colors: the hands' colours are read from crops this many times the
     small-cnn crops' height and width, cut from the frame the same way (a second cached set; 1 reads
-    the small-cnn crops themselves). The default 64 x 48 crops span the hand box enlarged 2.5x, so
-    they hold the hand at about a third of the frame's resolution."""
+    the small-cnn crops themselves). The default 64 x 48 crops span the hand box enlarged 2x, so
+    they hold a 50-pixel hand at about half the frame's resolution (2.1 frame pixels a crop pixel)."""
     cache_dir: Optional[Path] = None
     """Where crops and tokens are cached (default: the user cache folder, see hand4dgs_ns.paths)."""
     pseudo_label_smoothing: float = 0.05

@@ -112,6 +112,18 @@ def hand4dgs_generalized_trainer(max_steps: int = GENERALIZED_STEPS) -> Hand4DGS
     return config
 
 
+def set_image_scale(config: Hand4DGSTrainerConfig, scale: float) -> None:
+    """Renders at ``scale`` times the frames' size, and the coarse-loss factors, which count rendered
+    pixels, scaled alike (so a pooled cell covers the same part of the frame)."""
+    config.pipeline.datamanager.image_scale = scale
+    config.pipeline.model.coarse_loss_factors = scaled_factors(config.pipeline.model.coarse_loss_factors, scale)
+
+
+def scaled_factors(factors: tuple[int, ...], scale: float) -> tuple[int, ...]:
+    """Coarse-loss factors for renders at ``scale`` times the size ``factors`` were chosen for."""
+    return tuple(max(1, round(f * scale)) for f in factors)
+
+
 def _trainer(method_name: str, max_steps: int, image_loss_from: int, vertex_decay_steps: int) -> Hand4DGSTrainerConfig:
     return Hand4DGSTrainerConfig(
         method_name=method_name,

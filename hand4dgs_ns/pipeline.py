@@ -45,6 +45,11 @@ def check_color_crops(config: Hand4DGSPipelineConfig) -> None:
     scale, model = config.datamanager.color_crop_scale, config.model
     if scale < 1:
         raise Hand4DGSError(f"--pipeline.datamanager.color-crop-scale must be 1 or more, not {scale}.")
+    if scale > 1 and config.datamanager.backbone != "small-cnn":
+        raise Hand4DGSError(
+            f"--pipeline.datamanager.color-crop-scale needs the small-cnn backbone's crops (the {config.datamanager.backbone} "
+            "backbone's cached tokens draw colours from the network alone): leave the scale at 1."
+        )
     if scale > 1 and not model.pixel_colors:
         raise Hand4DGSError(
             "--pipeline.datamanager.color-crop-scale cuts crops that only --pipeline.model.pixel-colors reads: "

@@ -24,6 +24,8 @@ import tyro
 import yaml
 from bench_generalized import run_all, tool
 
+from hand4dgs_ns.method_configs import hand4dgs_trainer, scaled_factors
+
 KEYS = ("psnr", "psnr_square", "ssim", "ssim_square", "mpjpe_mm", "ra_mpjpe_mm", "acc_err_mm")
 POSE = ("mpjpe_mm", "ra_mpjpe_mm", "acc_err_mm")
 
@@ -59,6 +61,8 @@ def base_command(args: AblateImagePhase, clip: Path, name: str, steps_to: int) -
         "--pipeline.model.image-loss-from", str(image_from), "--pipeline.model.vertex-decay-steps", str(args.steps // 3),
         "--pipeline.datamanager.frames-per-step", str(args.frames_per_step),
         "--pipeline.datamanager.image-scale", str(args.image_scale),
+        # The method's coarse-loss factors count rendered pixels: scaled with the renders, as the demo does.
+        "--pipeline.model.coarse-loss-factors", *map(str, scaled_factors(hand4dgs_trainer().pipeline.model.coarse_loss_factors, args.image_scale)),
         "--pipeline.model.gaussians-per-face", str(args.gaussians_per_face),
         "--optimizers.network.scheduler.max-steps", str(args.steps),
         "--optimizers.gaussians.scheduler.max-steps", str(args.steps),

@@ -26,7 +26,7 @@ import torch
 import tyro
 
 from hand4dgs_ns.cli.demo import setup_trainer
-from hand4dgs_ns.method_configs import hand4dgs_trainer
+from hand4dgs_ns.method_configs import hand4dgs_trainer, set_image_scale
 
 
 @dataclass
@@ -106,7 +106,7 @@ class BenchTrain:
         dm, model = config.pipeline.datamanager, config.pipeline.model
         dm.data = self.data
         dm.frames_per_step = self.frames_per_step
-        dm.image_scale = self.image_scale
+        set_image_scale(config, self.image_scale)
         model.window = self.window
         model.per_gaussian_embeddings = self.per_gaussian_embeddings
         model.gaussians_per_face = self.gaussians_per_face

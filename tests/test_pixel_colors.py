@@ -133,11 +133,19 @@ def test_colour_crops_are_cached_larger_and_read_only_with_pixel_colors(tmp_path
     with pytest.raises(Hand4DGSError, match="box-jitter"):
         config.pipeline.setup(device="cpu", test_mode="val")
     config.pipeline.model.box_jitter = False
+    from hand4dgs_ns.pipeline import check_color_crops
+
+    config.pipeline.datamanager.backbone = "hamer-vit-h"  # cached tokens: no crops to read colours from
+    with pytest.raises(Hand4DGSError, match="small-cnn"):
+        check_color_crops(config.pipeline)
+    config.pipeline.datamanager.backbone = "small-cnn"
     pipe = config.pipeline.setup(device="cpu", test_mode="val")
     inputs = pipe.datamanager.frame_inputs
     assert inputs.data[0].shape == (6, 2, 3, 64, 48) and inputs.color_crops[0].shape == (6, 2, 3, 128, 96)
     x = inputs.network_inputs(torch.zeros(2, dtype=torch.long), torch.tensor([1, 4]), 2, PinnedStager("cpu"))
     torch.testing.assert_close(x.color_crops, torch.from_numpy(inputs.color_crops[0][[1, 4]]))
+    pose_only = inputs.network_inputs(torch.zeros(2, dtype=torch.long), torch.tensor([1, 4]), 2, PinnedStager("cpu"), with_color_crops=False)
+    assert pose_only.color_crops is None  # the vertex phase and pose evaluation draw no colours
     # The colour crops hold the same hand at twice the resolution: pooled 2x they match the backbone's.
     pooled = torch.nn.functional.avg_pool2d(torch.from_numpy(inputs.color_crops[0].copy()).float().flatten(0, 1), 2)
     backbone = torch.from_numpy(inputs.data[0].copy()).float().flatten(0, 1)

@@ -21,7 +21,7 @@ from rich.console import Console
 from rich.table import Table
 
 from hand4dgs_ns.cli.infer import Infer
-from hand4dgs_ns.method_configs import hand4dgs_trainer
+from hand4dgs_ns.method_configs import hand4dgs_trainer, set_image_scale
 from hand4dgs_ns.synthetic.default_clip import ensure_default_clip
 
 CONSOLE = Console()
@@ -116,13 +116,10 @@ def demo_config(data: Path, output_dir: Path, device: str, settings: DemoSetting
     config.steps_per_eval_all_images = steps + 1  # the demo evaluates once, after training
     config.pipeline.datamanager.data = data
     config.pipeline.datamanager.frames_per_step = settings.frames_per_step
-    config.pipeline.datamanager.image_scale = settings.image_scale
     config.pipeline.model.gaussians_per_face = settings.gaussians_per_face
     config.pipeline.model.image_loss_from = round(steps * settings.vertex_share)
     config.pipeline.model.vertex_decay_steps = steps - config.pipeline.model.image_loss_from
-    # The factors count rendered pixels: pooled cells keep their size in the frame at any scale.
-    model = config.pipeline.model
-    model.coarse_loss_factors = tuple(max(1, round(f * settings.image_scale)) for f in model.coarse_loss_factors)
+    set_image_scale(config, settings.image_scale)
     return config
 
 

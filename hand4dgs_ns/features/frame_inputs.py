@@ -104,6 +104,7 @@ class FrameInputs:
         distinct: bool = True,
         augment: Augment | None = None,
         with_estimates: bool = False,
+        with_color_crops: bool = True,
     ) -> NetworkInputs:
         """The network's inputs for frames ``(sequence, frame)`` (host indices), on ``stager``'s device.
 
@@ -111,7 +112,8 @@ class FrameInputs:
         frames share most of their windows); without it every window row is sent, so the
         shapes depend on the batch size alone (what CUDA graphs need). ``augment`` (crops only)
         jitters the crops' colours and the hands' boxes per video on the host, before they are sent.
-        ``with_estimates`` also sends the frames' encoded estimates (for a network that reads them).
+        ``with_estimates`` also sends the frames' encoded estimates (for a network that reads them);
+        ``with_color_crops`` the colour crops, where there are any (only Gaussians' colours read them).
         """
         sequence, frame = sequence.cpu().long(), frame.cpu().long()
         window = self.window_rows(sequence, frame, half_width)
@@ -138,5 +140,5 @@ class FrameInputs:
             c2w=stager.to_device(self.c2w[rows]),
             image_hw=stager.to_device(self.image_hw[sequence]),
             estimates=stager.to_device(self.estimates[unique]) if with_estimates and self.estimates is not None else None,
-            color_crops=None if self.color_crops is None else stager.to_device(self.gather(rows, self.color_crops)),
+            color_crops=stager.to_device(self.gather(rows, self.color_crops)) if with_color_crops and self.color_crops is not None else None,
         )

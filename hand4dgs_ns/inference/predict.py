@@ -64,7 +64,8 @@ def predict_batch(
 ) -> tuple[HandsPrediction, Tensor]:
     """The network's prediction for some frames of one sequence, and their ego c2w on the device."""
     x = inputs.network_inputs(
-        torch.full_like(frames, sequence), frames, network.config.window // 2, stager, with_estimates=network.config.estimate_input
+        torch.full_like(frames, sequence), frames, network.config.window // 2, stager,
+        with_estimates=network.config.estimate_input, with_color_crops=with_gaussians,
     )
     return network(x, with_gaussians), x.c2w
 

@@ -244,7 +244,8 @@ class Hand4DGSModel(Model):
                 box=BoxJitter() if self.config.box_jitter else None,
             )
         x = self.inputs.network_inputs(
-            sequence, frame, self.config.window // 2, self._stager, distinct=not graphed, augment=augment, with_estimates=self.config.estimate_input
+            sequence, frame, self.config.window // 2, self._stager, distinct=not graphed, augment=augment,
+            with_estimates=self.config.estimate_input, with_color_crops=with_gaussians,
         )
         if not graphed:
             return self.network(x, with_gaussians, self._compiled_decode)
