@@ -156,7 +156,7 @@ def test_pipeline_train_sets_every_submodule(pipeline):
 def test_graphed_network_computes_what_the_eager_path_does(pipeline, with_gaussians):
     """The module recorded as CUDA graphs (run here without recording, on every window row) matches predict_hands."""
     from hand4dgs_ns.features.staging import PinnedStager
-    from hand4dgs_ns.network.graphed import NetworkStep
+    from hand4dgs_ns.network.graphed import NetworkStep, _fields, _tensors
 
     model = pipeline.model
     model.eval()
@@ -166,8 +166,8 @@ def test_graphed_network_computes_what_the_eager_path_does(pipeline, with_gaussi
         eager = model.predict_hands(sequence, frames, with_gaussians=with_gaussians)
         x = model.inputs.network_inputs(sequence, frames, model.config.window // 2, PinnedStager("cpu"), distinct=False)
         assert x.frames.shape[0] == 4 * model.config.window  # every window row, not de-duplicated
-        step = NetworkStep(model.network, with_gaussians, compile=False)
-        out = step(x.frames, x.window, x.bbox, x.valid, x.K, x.c2w, x.image_hw)
+        step = NetworkStep(model.network, with_gaussians, compile=False, fields=_fields(x))
+        out = step(*_tensors(x))
     expected = [eager.vertices, eager.joints]
     if with_gaussians:
         expected += [eager.means, eager.quats, eager.scales, eager.opacities, eager.colors]
