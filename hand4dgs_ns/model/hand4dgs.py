@@ -85,8 +85,8 @@ class Hand4DGSModelConfig(HandNetworkConfig, ModelConfig):
     factors (pixels of the rendered images), so a finger drawn beyond its own width from the frame's
     is pulled back. ``hand4dgs`` sets ``8 32`` (the CPU demo, rendering at half size, ``4 16``). Each
     factor adds the channel-summed colour L1 over 2 (1.5x the full-resolution colour L1's scale)
-    plus half the silhouette L1, whatever
-    silhouette-loss-weight says; rows and columns past a multiple of a factor are left out."""
+    plus half the silhouette L1, whatever silhouette-loss-weight says; rows and columns past a
+    multiple of a factor are left out."""
     smooth_loss_weight: float = 0.0
     """Image phase: weight of the joint-acceleration penalty (m^2) over each training frame and
     its two neighbours; costs a pose-only forward of two more frames per training frame."""

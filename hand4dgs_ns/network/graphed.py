@@ -56,11 +56,11 @@ class GraphedNetwork:
 
     def __init__(self, network: HandNetwork, sample: NetworkInputs, with_gaussians: bool, compile: bool):
         step = NetworkStep(network, with_gaussians, compile, _fields(sample))
-        self.outputs = step.outputs
+        self.outputs, self.fields = step.outputs, step.fields
         self._graphed = torch.cuda.make_graphed_callables(step, _tensors(sample), num_warmup_iters=3)
 
     def __call__(self, x: NetworkInputs) -> HandsPrediction:
-        outputs = self._graphed(*_tensors(x))
+        outputs = self._graphed(*(getattr(x, name) for name in self.fields))  # the recorded inputs, in their order
         return HandsPrediction(valid=x.valid, **dict(zip(self.outputs, outputs)))
 
 
