@@ -1,0 +1,66 @@
+"""Where a run's image error lies: on the hands, or where it draws a hand the frame does not show.
+
+Reads the evaluation images `ns-eval --render-output-path DIR` writes (target | render, side by
+side; the target is the frame's hands on black, so a black target pixel is off the hands) and
+splits the squared error into pixels of the frame's hands and pixels off them. A large off-hand
+share means the drawn silhouette, not the colours, costs the PSNR. With --picture, also writes one
+frame's map: the hands' own pixels dimmed, drawn off-hand pixels red, missed hand pixels blue.
+
+    python scripts/error_split.py DIR [--picture map.png --frame eval_img_0010.png]
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import imageio.v3 as iio
+import numpy as np
+
+DRAWN = 0.15  # a rendered pixel whose RGB sum is above this counts as drawn
+
+
+def split(image: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Target, render (float RGB in [0, 1]) and the off-hand mask of one side-by-side image."""
+    image = image[..., :3].astype(np.float64) / 255.0
+    w = image.shape[1] // 2
+    target, render = image[:, :w], image[:, w : 2 * w]
+    return target, render, target.sum(-1) == 0
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("renders", type=Path)
+    parser.add_argument("--picture", type=Path, default=None)
+    parser.add_argument("--frame", default="eval_img_0010.png")
+    args = parser.parse_args()
+    files = sorted(args.renders.glob("eval_img_*.png"))
+    if not files:
+        raise SystemExit(f"{args.renders} holds no eval_img_*.png: pass the folder given to ns-eval --render-output-path.")
+    on = off = 0.0
+    drawn_off = hand = 0
+    for f in files:
+        target, render, off_hand = split(iio.imread(f))
+        err = ((target - render) ** 2).sum(-1)
+        on, off = on + err[~off_hand].sum(), off + err[off_hand].sum()
+        drawn_off += int((off_hand & (render.sum(-1) > DRAWN)).sum())
+        hand += int((~off_hand).sum())
+    print(f"{len(files)} images: squared error on the hands {on:.0f}, off them {off:.0f} "
+          f"(off-hand share {off / max(on + off, 1e-12):.2f}); drawn off-hand pixels per hand pixel {drawn_off / max(hand, 1):.2f}")
+    if args.picture is not None:
+        target, render, off_hand = split(iio.imread(args.renders / args.frame))
+        drawn = render.sum(-1) > DRAWN
+        out = np.where(off_hand[..., None], 0.0, target * 0.6)
+        out[off_hand & drawn] = (1.0, 0.0, 0.0)
+        out[~off_hand & ~drawn] = (0.0, 0.4, 1.0)
+        ys, xs = np.nonzero(~off_hand | drawn)
+        if len(ys):
+            y0, y1, x0, x1 = max(ys.min() - 5, 0), ys.max() + 6, max(xs.min() - 5, 0), xs.max() + 6
+            panels = [p[y0:y1, x0:x1] for p in (target, render, out)]
+            out = np.concatenate(panels, axis=1).repeat(4, 0).repeat(4, 1)
+        iio.imwrite(args.picture, (out * 255).round().astype(np.uint8))
+        print(f"wrote {args.picture}")
+
+
+if __name__ == "__main__":
+    main()
