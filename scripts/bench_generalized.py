@@ -116,7 +116,9 @@ class MemoryPoller(threading.Thread):
 
 
 def train_command(method: str, data: Path, out: Path, steps: int, args: BenchGeneralized, extra: list[str]) -> list[str]:
-    image_from, decay = (round(steps * 0.77), round(steps * 0.115)) if method == "hand4dgs-generalized" else (steps * 2 // 3, steps // 3)
+    from hand4dgs_ns.method_configs import generalized_schedule
+
+    image_from, decay = generalized_schedule(steps) if method == "hand4dgs-generalized" else (steps * 2 // 3, steps // 3)
     return [
         tool("ns-train"), method, "--data", str(data), "--output-dir", str(out), "--vis", "tensorboard",
         "--machine.device-type", args.device, "--max-num-iterations", str(steps), "--steps-per-eval-all-images", str(steps + 1),

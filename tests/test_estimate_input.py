@@ -104,6 +104,10 @@ def test_the_generalised_method_reads_the_estimates_and_smoothed_labels_by_defau
     assert config.pipeline.datamanager.pseudo_label_smoothing > 0
     assert config.pipeline.model.vertex_weight_floor > 0  # the image phase keeps a pull towards the labels
     assert config.pipeline.model.pixel_colors  # colours from the new video's own crops
+    # The image phase starts earlier than the paper's 77%, and the learning rates decay over the whole run.
+    config = hand4dgs_generalized_trainer(14760)
+    assert (config.pipeline.model.image_loss_from, config.pipeline.model.vertex_decay_steps) == (9240, 1380)
+    assert all(o["scheduler"].max_steps == 14760 for o in config.optimizers.values())
     assert not hand4dgs_trainer(100).pipeline.model.estimate_input  # per video: the paper's frames-only network
 
 
