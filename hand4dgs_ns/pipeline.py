@@ -45,17 +45,19 @@ def check_color_crops(config: Hand4DGSPipelineConfig) -> None:
     scale, model = config.datamanager.color_crop_scale, config.model
     if scale < 1:
         raise Hand4DGSError(f"--pipeline.datamanager.color-crop-scale must be 1 or more, not {scale}.")
-    if scale > 1 and config.datamanager.backbone != "small-cnn":
+    if scale == 1:  # the small CNN's own crops: nothing more is cut
+        return
+    if config.datamanager.backbone != "small-cnn":
         raise Hand4DGSError(
             f"--pipeline.datamanager.color-crop-scale needs the small-cnn backbone's crops (the {config.datamanager.backbone} "
             "backbone's cached tokens draw colours from the network alone): leave the scale at 1."
         )
-    if scale > 1 and not model.pixel_colors:
+    if not model.pixel_colors:
         raise Hand4DGSError(
             "--pipeline.datamanager.color-crop-scale cuts crops that only --pipeline.model.pixel-colors reads: "
             "pass --pipeline.model.pixel-colors True or leave the scale at 1."
         )
-    if scale > 1 and model.box_jitter:
+    if model.box_jitter:
         raise Hand4DGSError(
             "--pipeline.model.box-jitter moves the boxes but not the colour crops of --pipeline.datamanager.color-crop-scale: "
             "pass --pipeline.model.box-jitter False or leave the scale at 1."
