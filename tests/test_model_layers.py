@@ -14,6 +14,7 @@ from hand4dgs_ns.model.losses import (
     masked_target,
     occlusion_aware_pair,
     opacity_loss,
+    outline_left_out,
     point_loss,
     silhouette_loss,
     vertex_loss,
@@ -110,6 +111,23 @@ def test_bone_length_loss_sees_the_hands_size_not_its_pose_or_placement():
     only_first = ((0.2 * bone_lengths(target[0])) ** 2).mean()
     torch.testing.assert_close(bone_length_loss(small, target, torch.tensor([True, False])), only_first)
     assert [len(OPENPOSE_BONES), bone_lengths(target).shape[-1]] == [20, 20]
+
+
+def test_outline_band_leaves_out_the_pixels_near_a_hand_outline_only():
+    labels = torch.zeros(1, 12, 12, dtype=torch.uint8)
+    labels[0, 3:9, 3:9] = 1  # a hand
+    labels[0, 0, 11] = 3  # an occluder far from it
+    assert torch.equal(outline_left_out(labels, 0), labels)
+    banded = outline_left_out(labels, 1)
+    ring = torch.zeros(12, 12, dtype=torch.bool)
+    ring[2:10, 2:10] = True
+    ring[4:8, 4:8] = False  # one pixel either side of the outline
+    assert torch.equal(banded[0] == 3, ring | (labels[0] == 3))
+    assert torch.equal(banded[0][4:8, 4:8], labels[0][4:8, 4:8])  # the hand's inside kept
+    # The losses then ignore the band: a render one pixel off the outline costs nothing.
+    alpha = torch.roll((labels == 1).float(), 1, dims=2)[..., None]
+    assert float(silhouette_loss(alpha, labels)) > 0
+    assert float(silhouette_loss(alpha, banded)) == 0.0
 
 
 def test_silhouette_loss_counts_outline_disagreement_outside_occluders():

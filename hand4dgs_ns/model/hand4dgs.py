@@ -43,6 +43,7 @@ from hand4dgs_ns.model.losses import (
     coarse_image_loss,
     image_loss,
     occlusion_aware_pair,
+    outline_left_out,
     opacity_loss,
     scale_range_loss,
     silhouette_loss,
@@ -87,6 +88,10 @@ class Hand4DGSModelConfig(HandNetworkConfig, ModelConfig):
     factor adds the channel-summed colour L1 over 2 (1.5x the full-resolution colour L1's scale)
     plus half the silhouette L1, whatever silhouette-loss-weight says; rows and columns past a
     multiple of a factor are left out."""
+    mask_outline_band: int = 0
+    """Image phase: leave out of the image losses the pixels within this many (rendered) pixels of a
+    hand outline of the training masks, either side; for masks drawn from the pseudo-label meshes
+    (real footage's), whose outlines sit where the labels put the hands. Evaluation keeps every pixel."""
     smooth_loss_weight: float = 0.0
     """Image phase: weight of the joint-acceleration penalty (m^2) over each training frame and
     its two neighbours; costs a pose-only forward of two more frames per training frame."""
@@ -343,14 +348,15 @@ class Hand4DGSModel(Model):
         if c.bone_loss_weight > 0:
             losses["bone_loss"] = vertex_weight * c.bone_loss_weight * bone_length_loss(outputs["joints"], batch["pseudo_joints"], valid)
         if self.schedule.image_weight(self.step) > 0:
-            rgb, target = occlusion_aware_pair(outputs["rgb"], batch["image"], batch["hand_mask"], outputs["background"])
+            labels = outline_left_out(batch["hand_mask"], c.mask_outline_band)
+            rgb, target = occlusion_aware_pair(outputs["rgb"], batch["image"], labels, outputs["background"])
             losses["image_loss"] = image_loss(rgb, target, c.ssim_lambda)[0]
             losses["scale_loss"] = c.scale_loss_weight * scale_range_loss(outputs["scales"], *c.scale_range)
             losses["opacity_loss"] = c.opacity_loss_weight * opacity_loss(outputs["opacities"], batch["valid"])
             if c.silhouette_loss_weight > 0:
-                losses["silhouette_loss"] = c.silhouette_loss_weight * silhouette_loss(outputs["accumulation"], batch["hand_mask"])
+                losses["silhouette_loss"] = c.silhouette_loss_weight * silhouette_loss(outputs["accumulation"], labels)
             if c.coarse_loss_factors:
-                losses["coarse_loss"] = coarse_image_loss(rgb, target, outputs["accumulation"], batch["hand_mask"], c.coarse_loss_factors)
+                losses["coarse_loss"] = coarse_image_loss(rgb, target, outputs["accumulation"], labels, c.coarse_loss_factors)
             if "neighbour_joints" in outputs:
                 before, after = outputs["neighbour_joints"]
                 acceleration = acceleration_loss(before, outputs["joints"], after, outputs["neighbours_valid"])

@@ -20,7 +20,7 @@ from pytorch_msssim.ssim import _fspecial_gauss_1d
 from torch import Tensor
 
 from hand4dgs_ns.constants import constant
-from hand4dgs_ns.data.sequence_format import hand_pixels, occluder_pixels
+from hand4dgs_ns.data.sequence_format import MASK_OCCLUDER, hand_pixels, occluder_pixels
 from hand4dgs_ns.eval.metrics import WRIST, bone_lengths
 
 # pytorch_msssim's default SSIM: an 11-tap Gaussian window (sigma 1.5), K1 = 0.01, K2 = 0.03.
@@ -112,6 +112,24 @@ def occlusion_aware_pair(
     render is replaced by the target, so those pixels neither reward nor punish the hand there."""
     target = masked_target(image, hand_pixels(labels).to(image.dtype)[..., None], background)
     return torch.where(occluder_pixels(labels)[..., None], target, render), target
+
+
+def outline_left_out(labels: Tensor, width: int) -> Tensor:
+    """``labels`` (b, h, w) with the pixels within ``width`` of a hand outline, either side, marked as
+    occluder (left out of the image losses).
+
+    Masks drawn from the pseudo-label meshes (as real footage's are, from the hand estimator's)
+    put each outline where the pseudo-labels put the hand; a rendered hand that sits where the
+    frame shows it would be pulled back onto that outline. Leaving a band round it out keeps the
+    hands' inner pixels and the background far from them, which such masks get right.
+    """
+    if width <= 0:
+        return labels
+    hand = hand_pixels(labels).to(torch.float32)[:, None]
+    k = 2 * width + 1
+    near_hand = F.max_pool2d(hand, k, stride=1, padding=width)[:, 0] > 0
+    near_background = F.max_pool2d(1.0 - hand, k, stride=1, padding=width)[:, 0] > 0
+    return torch.where(near_hand & near_background, torch.full_like(labels, MASK_OCCLUDER), labels)
 
 
 def silhouette_loss(alpha: Float[Tensor, "b h w 1"], labels: Tensor) -> Tensor:
