@@ -4,11 +4,9 @@ A synthetic clip's masks are the true hands' outlines; on real footage they come
 estimator's meshes (HaMeR's, as `hand4dgs preprocess` and the paper do), which sit where the
 pseudo-labels put the hands. Training on such a copy measures what the image losses do with
 masks as good as the labels, not better. The original's occluder pixels (label 3) stay occluders
-(the objects of H2O and ARCTIC are known there too). With --edge-band W, the W pixels either side
-of each drawn hand outline become occluder pixels too, so the losses leave out where such an
-outline is least sure.
+(the objects of H2O and ARCTIC are known there too).
 
-    python scripts/pseudo_label_masks.py SRC DST [--edge-band 3] [--overwrite]
+    python scripts/pseudo_label_masks.py SRC DST [--overwrite]
 
 Needs pseudo_verts in the open hand template's topology (hand4dgs synth writes them).
 """
@@ -21,9 +19,8 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
-from scipy import ndimage
 
-from hand4dgs_ns.data.sequence_format import MASK_OCCLUDER, SequenceWriter, hand_pixels, read_sequence
+from hand4dgs_ns.data.sequence_format import MASK_OCCLUDER, SequenceWriter, read_sequence
 from hand4dgs_ns.datasets.hamer import hand_masks
 from hand4dgs_ns.errors import Hand4DGSError, file_error
 from hand4dgs_ns.geometry.cameras import invert_rigid, transform_points
@@ -33,26 +30,19 @@ from hand4dgs_ns.progress import progress_bar
 BATCH = 16
 
 
-def edge_band(labels: np.ndarray, width: int) -> np.ndarray:
-    """Pixels within ``width`` of a hand outline of the label image ``labels`` (either side)."""
-    hand = hand_pixels(labels)
-    return ndimage.binary_dilation(hand, iterations=width) & ~ndimage.binary_erosion(hand, iterations=width)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("src", type=Path)
     parser.add_argument("dst", type=Path)
-    parser.add_argument("--edge-band", type=int, default=0)
     parser.add_argument("--overwrite", action="store_true")
     args = parser.parse_args()
     try:
-        write_copy(args.src, args.dst, args.edge_band, args.overwrite)
+        write_copy(args.src, args.dst, args.overwrite)
     except Hand4DGSError as err:
         raise SystemExit(str(err)) from None
 
 
-def write_copy(src: Path, dst: Path, band: int, overwrite: bool) -> None:
+def write_copy(src: Path, dst: Path, overwrite: bool) -> None:
     seq = read_sequence(src)
     hands, cams = seq.hands, seq.cameras
     faces = [load_template("open", side).faces for side in ("left", "right")]
@@ -72,8 +62,6 @@ def write_copy(src: Path, dst: Path, band: int, overwrite: bool) -> None:
             for i, labels in enumerate(drawn, start):
                 original = np.asarray(Image.open(seq.mask_paths[i]))
                 labels[original == MASK_OCCLUDER] = MASK_OCCLUDER
-                if band > 0:
-                    labels[edge_band(labels, band)] = MASK_OCCLUDER
                 writer.add_frame(np.asarray(Image.open(seq.image_paths[i]).convert("RGB")), labels)
         writer.finish(cams, hands)
     print(f"wrote {dst}")
