@@ -1,7 +1,7 @@
 """A copy of a sequence folder whose hand masks are drawn from its pseudo-label meshes.
 
 A synthetic clip's masks are the true hands' outlines; on real footage they come from the hand
-estimator's meshes (HaMeR's, as `hand4dgs preprocess` and the paper do), which sit where the
+estimator's meshes (HaMeR's, as the H2O and ARCTIC readers and the paper draw them), which sit where the
 pseudo-labels put the hands. Training on such a copy measures what the image losses do with
 masks as good as the labels, not better. The original's occluder pixels (label 3) stay occluders
 (the objects of H2O and ARCTIC are known there too).
