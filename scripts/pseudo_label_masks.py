@@ -4,7 +4,7 @@ A synthetic clip's masks are the true hands' outlines; on real footage they come
 estimator's meshes (HaMeR's, as the H2O and ARCTIC readers and the paper draw them), which sit where the
 pseudo-labels put the hands. Training on such a copy measures what the image losses do with
 masks as good as the labels, not better. The original's occluder pixels (label 3) stay occluders
-(the objects of H2O and ARCTIC are known there too).
+(the objects of H2O and ARCTIC are known there too). The static views (views/) are not copied.
 
     python scripts/pseudo_label_masks.py SRC DST [--overwrite]
 

@@ -121,7 +121,8 @@ def outline_left_out(labels: Tensor, width: int) -> Tensor:
     Masks drawn from the pseudo-label meshes (as real footage's are, from the hand estimator's)
     put each outline where the pseudo-labels put the hand; a rendered hand that sits where the
     frame shows it would be pulled back onto that outline. Leaving a band round it out keeps the
-    hands' inner pixels and the background far from them, which such masks get right.
+    hands' inner pixels and the background far from them, which such masks get right. Occluder
+    pixels count as not hand, so a hand's edge along an occluder is left out too.
     """
     if width <= 0:
         return labels
