@@ -45,8 +45,9 @@ def main() -> None:
 def write_copy(src: Path, dst: Path, overwrite: bool) -> None:
     seq = read_sequence(src)
     hands, cams = seq.hands, seq.cameras
-    faces = [load_template("open", side).faces for side in ("left", "right")]
-    if hands.pseudo_verts is None or hands.pseudo_verts.shape[-2] != int(faces[0].max()) + 1:
+    templates = [load_template("open", side) for side in ("left", "right")]
+    faces = [template.faces for template in templates]
+    if hands.pseudo_verts is None or hands.pseudo_verts.shape[-2] != templates[0].num_vertices:
         raise file_error(src / "hands.npz", "has no pseudo_verts in the open hand template's topology", "use a clip from hand4dgs synth")
     if seq.mask_paths is None:
         raise file_error(src / "masks", "does not exist", "use a clip with hand masks (its occluders are kept)")
