@@ -5,8 +5,10 @@ estimator's meshes (HaMeR's, as the H2O and ARCTIC readers and the paper draw th
 pseudo-labels put the hands. Training on such a copy measures what the image losses do with
 masks as good as the labels, not better. The original's occluder pixels (label 3) stay occluders
 (the objects of H2O and ARCTIC are known there too). The static views (views/) are not copied.
+With --refine, each drawn hand is then moved onto the frame's own hand as the H2O and ARCTIC
+readers do by default (hand4dgs_ns.datasets.mask_refine).
 
-    python scripts/pseudo_label_masks.py SRC DST [--overwrite]
+    python scripts/pseudo_label_masks.py SRC DST [--refine] [--overwrite]
 
 Needs pseudo_verts in the open hand template's topology (hand4dgs synth writes them).
 """
@@ -20,8 +22,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from hand4dgs_ns.data.sequence_format import MASK_OCCLUDER, SequenceWriter, read_sequence
+from hand4dgs_ns.data.sequence_format import MASK_OCCLUDER, SequenceWriter, read_rgb, read_sequence
 from hand4dgs_ns.datasets.hamer import hand_masks
+from hand4dgs_ns.datasets.mask_refine import MaskRefinement, refine_hand_masks
 from hand4dgs_ns.errors import Hand4DGSError, file_error
 from hand4dgs_ns.geometry.cameras import invert_rigid, transform_points
 from hand4dgs_ns.hands import load_template
@@ -34,15 +37,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("src", type=Path)
     parser.add_argument("dst", type=Path)
+    parser.add_argument("--refine", action="store_true", help="move the drawn hands onto the frames' hands")
     parser.add_argument("--overwrite", action="store_true")
     args = parser.parse_args()
     try:
-        write_copy(args.src, args.dst, args.overwrite)
+        write_copy(args.src, args.dst, args.overwrite, MaskRefinement() if args.refine else None)
     except Hand4DGSError as err:
         raise SystemExit(str(err)) from None
 
 
-def write_copy(src: Path, dst: Path, overwrite: bool) -> None:
+def write_copy(src: Path, dst: Path, overwrite: bool, refinement: MaskRefinement | None = None) -> None:
     seq = read_sequence(src)
     hands, cams = seq.hands, seq.cameras
     templates = [load_template("open", side) for side in ("left", "right")]
@@ -63,7 +67,10 @@ def write_copy(src: Path, dst: Path, overwrite: bool) -> None:
             for i, labels in enumerate(drawn, start):
                 original = np.asarray(Image.open(seq.mask_paths[i]))
                 labels[original == MASK_OCCLUDER] = MASK_OCCLUDER
-                writer.add_frame(np.asarray(Image.open(seq.image_paths[i]).convert("RGB")), labels)
+                image = read_rgb(seq.image_paths[i])
+                if refinement is not None:
+                    labels = refine_hand_masks(image, labels, refinement)
+                writer.add_frame(image, labels)
         writer.finish(cams, hands)
     print(f"wrote {dst}")
 

@@ -259,7 +259,7 @@ def test_load_sequences_attaches_pseudo_labels_masks_and_views(h2o, mano_dir, tm
 
 
 def test_check_frames_decodes_every_dataset_frame(h2o, mano_dir, tmp_path):
-    options = _options(mano_dir, split="paper-test", cache_dir=tmp_path / "cache")
+    options = _options(mano_dir, split="paper-test", cache_dir=tmp_path / "cache", refine_masks=False)
     video, = read_dataset_sequences(h2o, options)
     write_hamer_fixture(video, mano_dir)
     broken = video.image_paths[2]
@@ -268,6 +268,10 @@ def test_check_frames_decodes_every_dataset_frame(h2o, mano_dir, tmp_path):
     with pytest.raises(Hand4DGSError) as error:
         load_sequences(h2o, options, check_frames=True)
     assert "cannot be decoded" in _one_sentence(error, broken)
+    # Refining the masks reads every frame: the broken one is named already without check_frames.
+    with pytest.raises(Hand4DGSError) as error:
+        load_sequences(h2o, dataclasses.replace(options, refine_masks=True))
+    assert "not a readable image" in _one_sentence(error, broken)
 
 
 # ---- the options on every command line -----------------------------------------------------

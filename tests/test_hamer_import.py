@@ -316,6 +316,28 @@ def test_masks_labels_cache_and_rebuild(seq, mano_dir: Path, tmp_path: Path):
     assert sorted(p.name for p in (cache / seq.dataset).iterdir()) == [seq.name]  # nothing left behind
 
 
+def test_refined_masks_are_the_drawn_ones_moved_onto_each_frame(seq, mano_dir: Path, tmp_path: Path):
+    """With a refinement, each cached mask is the drawn one refined against its own frame, and the
+    cache is rebuilt when the refinement changes."""
+    from hand4dgs_ns.data.sequence_format import read_rgb
+    from hand4dgs_ns.datasets.mask_refine import MaskRefinement, refine_hand_masks
+
+    write_hamer_fixture(seq, mano_dir)
+    cache = tmp_path / "cache"
+    drawn = attach_pseudo_labels(seq, mano_dir, tmp_path / "drawn")
+    refined = attach_pseudo_labels(seq, mano_dir, cache, MaskRefinement())
+    changed = 0
+    for image_path, drawn_path, refined_path in zip(seq.image_paths, drawn.mask_paths, refined.mask_paths):
+        labels = np.asarray(Image.open(drawn_path))
+        expected = refine_hand_masks(read_rgb(image_path), labels, MaskRefinement())
+        np.testing.assert_array_equal(np.asarray(Image.open(refined_path)), expected)
+        changed += int((expected != labels).any())
+    assert changed > 0  # the random frames do move the hands
+    stamps = [p.stat().st_mtime_ns for p in refined.mask_paths]
+    wider = attach_pseudo_labels(seq, mano_dir, cache, MaskRefinement(reach=0.8))
+    assert [p.stat().st_mtime_ns for p in wider.mask_paths] != stamps
+
+
 
 def test_an_object_in_front_of_a_hand_is_masked_as_an_occluder(seq, mano_dir: Path, tmp_path: Path):
     """A held object (here an H2O-style box between the camera and frame 0's left hand, absent

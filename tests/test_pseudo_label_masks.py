@@ -51,3 +51,23 @@ def test_a_folder_that_is_not_a_clip_ends_with_one_sentence(tmp_path):
     result = _run(tmp_path / "missing", tmp_path / "out")
     assert result.returncode != 0 and "missing" in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_refined_copy_is_nearer_the_true_hands(tmp_path):
+    """--refine moves the drawn hands onto the frames' hands: closer to the clip's true outlines."""
+    clip = tmp_path / "clip"
+    synthesize_clip(clip, SynthConfig(num_frames=4, width=192, height=144, static_views=False), progress=False)
+    assert _run(clip, tmp_path / "drawn").returncode == 0
+    assert _run(clip, tmp_path / "refined", "--refine").returncode == 0
+    true, drawn, refined = (read_sequence(p) for p in (clip, tmp_path / "drawn", tmp_path / "refined"))
+
+    def iou(seq) -> float:
+        scores = []
+        for i in range(4):
+            for label in (1, 2):
+                a, b = _labels(seq, i) == label, _labels(true, i) == label
+                if (a | b).any():
+                    scores.append((a & b).sum() / (a | b).sum())
+        return float(np.mean(scores))
+
+    assert iou(refined) > iou(drawn) + 0.05

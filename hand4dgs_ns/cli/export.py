@@ -34,7 +34,7 @@ from hand4dgs_ns.export.splats import Splats, read_splats_ply, write_splats_ply
 from hand4dgs_ns.features.frame_inputs import FrameInputs
 from hand4dgs_ns.features.staging import PinnedStager
 from hand4dgs_ns.geometry.cameras import invert_rigid
-from hand4dgs_ns.features.cache import read_rgb
+from hand4dgs_ns.data.sequence_format import read_rgb
 from hand4dgs_ns.inference.pictures import write_png
 from hand4dgs_ns.inference.predict import predict_batch, synchronized_time, video_hands
 from hand4dgs_ns.render.rasterize import rasterize

@@ -29,7 +29,7 @@ from hand4dgs_ns.eval.metrics import hand_crop_metrics, sequence_pose_errors
 from hand4dgs_ns.features.frame_inputs import FrameInputs
 from hand4dgs_ns.features.staging import PinnedStager
 from hand4dgs_ns.geometry.cameras import project_points, transform_points, invert_rigid
-from hand4dgs_ns.features.cache import read_rgb
+from hand4dgs_ns.data.sequence_format import read_rgb
 from hand4dgs_ns.inference.pictures import contact_sheet, overlay_panel, panel_row, write_mp4, write_png
 from hand4dgs_ns.inference.plots import write_joint_error_plot
 from hand4dgs_ns.inference.predict import frame_batches, predict_batch, render_hands, synchronized_time, video_hands

@@ -29,11 +29,12 @@ from pathlib import Path
 from types import TracebackType
 from typing import TypeVar
 
+import cv2
 import numpy as np
 from jaxtyping import Bool, Float
 from PIL import Image, UnidentifiedImageError
 
-from hand4dgs_ns.errors import file_error
+from hand4dgs_ns.errors import Hand4DGSError, file_error
 from hand4dgs_ns.output_folder import partial_folder
 from hand4dgs_ns.progress import progress_bar
 
@@ -206,6 +207,14 @@ def _decode_image(file: Path) -> np.ndarray:
             return np.asarray(image)
     except (OSError, UnidentifiedImageError, ValueError) as exc:
         raise file_error(file, f"cannot be decoded ({exc})", "replace it with a valid PNG or JPEG file") from exc
+
+
+def read_rgb(path: Path) -> np.ndarray:
+    """A video frame as (H, W, 3) uint8 RGB; one sentence naming the file if it cannot be read."""
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if image is None:
+        raise Hand4DGSError(f"{path} is not a readable image: replace it with the frame, readable and of the same size (a sequence needs all its frames).")
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
 def _load_npz(file: Path) -> dict[str, np.ndarray]:

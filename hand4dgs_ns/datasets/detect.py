@@ -53,6 +53,7 @@ from hand4dgs_ns.datasets.h2o import (
     split_h2o_sequences,
 )
 from hand4dgs_ns.datasets.hamer import attach_pseudo_labels
+from hand4dgs_ns.datasets.mask_refine import MaskRefinement
 from hand4dgs_ns.errors import Hand4DGSError
 from hand4dgs_ns.hands.mano import MANO_DIR_ENV, MANO_URL, mano_dir_from_env, missing_mano_error
 from hand4dgs_ns.paths import cache_root
@@ -110,6 +111,10 @@ class DatasetOptions:
     cache_dir: Path | None = None
     """Where derived files (undistorted ARCTIC frames, hand masks) are kept; when None, the
     package's cache root (hand4dgs_ns.paths.cache_root())."""
+    refine_masks: bool = True
+    """Move each hand mask drawn from HaMeR's meshes onto the hand the frame shows (GrabCut seeded
+    by the drawn hand, hand4dgs_ns.datasets.mask_refine); off, the masks show the hands where
+    HaMeR put them and the image losses pull the model's hands there."""
 
     def resolved_mano_dir(self, data: Path) -> Path:
         """The MANO folder (option, else ``$HAND4DGS_MANO_DIR``), checked to hold both files.
@@ -431,6 +436,7 @@ def load_sequences(
             video = read()
             if check_frames:
                 verify_frames(video.image_paths, video.cameras.width, video.cameras.height, f"Checking frames of {video.name}")
-            sequences.append(attach_pseudo_labels(video, mano_dir, mask_cache))
+            refinement = MaskRefinement() if options.refine_masks else None
+            sequences.append(attach_pseudo_labels(video, mano_dir, mask_cache, refinement))
             progress.advance(task)
     return sequences

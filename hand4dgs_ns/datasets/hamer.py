@@ -76,9 +76,10 @@ from PIL import Image
 from torch import Tensor
 
 from hand4dgs_ns.data.sequence_format import (
-    MASK_BACKGROUND, MASK_LEFT, MASK_OCCLUDER, MASK_RIGHT, Sequence, SequenceCameras, SequenceHands,
+    MASK_BACKGROUND, MASK_LEFT, MASK_OCCLUDER, MASK_RIGHT, Sequence, SequenceCameras, SequenceHands, read_rgb,
 )
 from hand4dgs_ns.datasets.base import DatasetSequence
+from hand4dgs_ns.datasets.mask_refine import MaskRefinement, refine_hand_masks
 from hand4dgs_ns.datasets.objects import ObjectTrack
 from hand4dgs_ns.errors import Hand4DGSError, file_error
 from hand4dgs_ns.geometry.cameras import invert_rigid, transform_points
@@ -435,7 +436,9 @@ def training_boxes(
     return bbox, valid
 
 
-def attach_pseudo_labels(seq: DatasetSequence, mano_dir: Path, cache_dir: Path) -> Sequence:
+def attach_pseudo_labels(
+    seq: DatasetSequence, mano_dir: Path, cache_dir: Path, refinement: MaskRefinement | None = None
+) -> Sequence:
     """The dataset sequence with HaMeR pseudo-labels (world frame) and hand masks: a :class:`Sequence`.
 
     Args:
@@ -448,6 +451,9 @@ def attach_pseudo_labels(seq: DatasetSequence, mano_dir: Path, cache_dir: Path) 
             which boxes are usable, the image size, the MANO faces or the object change; each
             static view's in ``cache_dir/<dataset>/views/<name>/<view>/``, drawn from the same
             meshes (pseudo-labels, not ground truth: masks never use ground truth).
+        refinement: how far each drawn hand may move onto the frame's own hand
+            (:func:`~hand4dgs_ns.datasets.mask_refine.refine_hand_masks`); None keeps the
+            drawn masks, which show the hands where HaMeR put them.
 
     A hand is valid where its box is usable and HaMeR predicted it. ``pseudo_verts`` are the
     778 MANO vertices in the world frame (``MANO_LEFT`` topology for slot 0); invalid slots hold
@@ -481,11 +487,15 @@ def attach_pseudo_labels(seq: DatasetSequence, mano_dir: Path, cache_dir: Path) 
         digest=_scene_digest(stacked, valid, faces, seq.objects, cameras),
     )
     folder = Path(cache_dir) / seq.dataset
-    mask_paths = _cached_masks(scene, cameras, seq.frame_ids, folder / seq.name, seq.name)
+    mask_paths = _cached_masks(scene, cameras, seq.frame_ids, seq.image_paths, refinement, folder / seq.name, seq.name)
     # The static views' masks, drawn from the same meshes, let ns-eval score novel views.
     views = {
         name: dataclasses.replace(
-            view, mask_paths=_cached_masks(scene, view.cameras, seq.frame_ids, folder / "views" / seq.name / name, f"{seq.name} ({name})")
+            view,
+            mask_paths=_cached_masks(
+                scene, view.cameras, seq.frame_ids, view.image_paths, refinement, folder / "views" / seq.name / name,
+                f"{seq.name} ({name})",
+            ),
         )
         for name, view in seq.views.items()
     }
@@ -597,14 +607,24 @@ def _digest(text: str, arrays: list[np.ndarray]) -> str:
     return digest.hexdigest()
 
 
-def _cached_masks(scene: _MaskScene, cameras: SequenceCameras, frame_ids: list[str], folder: Path, title: str) -> list[Path]:
-    """The mask files of one camera's frames, rendered unless ``folder`` holds them for the same
-    scene and cameras.
+def _cached_masks(
+    scene: _MaskScene,
+    cameras: SequenceCameras,
+    frame_ids: list[str],
+    image_paths: list[Path],
+    refinement: MaskRefinement | None,
+    folder: Path,
+    title: str,
+) -> list[Path]:
+    """The mask files of one camera's frames, rendered (and refined to the frames when
+    ``refinement`` is given) unless ``folder`` holds them for the same scene, cameras and
+    refinement.
 
     A new folder is rendered beside the old one and swapped in by renames, its manifest
     written last, so an interrupted run never leaves a folder that looks complete.
     """
-    camera_text = json.dumps([scene.digest, cameras.width, cameras.height, list(frame_ids)])
+    settings = None if refinement is None else dataclasses.asdict(refinement)
+    camera_text = json.dumps([scene.digest, cameras.width, cameras.height, list(frame_ids), settings])
     key = _digest(camera_text, [np.asarray(cameras.K, np.float64), np.asarray(cameras.c2w, np.float64)])
     paths = [folder / f"{frame_id}.png" for frame_id in frame_ids]
     manifest = folder / _MASK_MANIFEST
@@ -623,7 +643,8 @@ def _cached_masks(scene: _MaskScene, cameras: SequenceCameras, frame_ids: list[s
     keep = torch.from_numpy(scene.valid)
     try:
         with progress_bar() as progress:
-            task = progress.add_task(f"Drawing hand masks of {title}", total=num_frames)
+            verb = "Drawing hand masks" if refinement is None else "Drawing and refining hand masks"
+            task = progress.add_task(f"{verb} of {title}", total=num_frames)
             for start in range(0, num_frames, _MASK_BATCH):
                 sel = slice(start, start + _MASK_BATCH)
                 verts_cam = transform_points(w2c[sel, None], scene.verts_world[sel]).float()
@@ -633,7 +654,13 @@ def _cached_masks(scene: _MaskScene, cameras: SequenceCameras, frame_ids: list[s
                     if scene.objects is not None else (None, None)
                 )
                 labels = hand_masks(verts_cam, keep[sel], K[sel], cameras.width, cameras.height, *scene.faces, *held)
-                for frame_id, label in zip(frame_ids[sel], labels.to(torch.uint8).numpy()):
+                for frame_id, image_path, label in zip(frame_ids[sel], image_paths[sel], labels.to(torch.uint8).numpy()):
+                    if refinement is not None:
+                        image = read_rgb(image_path)
+                        if image.shape[:2] != label.shape:
+                            size = f"{image.shape[1]}x{image.shape[0]}"
+                            raise file_error(image_path, f"is {size}, its camera {cameras.width}x{cameras.height}", "restore the frame from the dataset")
+                        label = refine_hand_masks(image, label, refinement)
                     # Level 1 is several times faster than PIL's default; PNG stays lossless.
                     Image.fromarray(label).save(tmp / f"{frame_id}.png", format="PNG", compress_level=1)
                 progress.advance(task, len(labels))

@@ -25,12 +25,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal
 
-import cv2
 import numpy as np
 import torch
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from hand4dgs_ns.data.sequence_format import read_rgb
 from hand4dgs_ns.errors import Hand4DGSError, file_error
 from hand4dgs_ns.output_folder import remove_leftovers
 from hand4dgs_ns.features.backbones.base import HandBackbone
@@ -250,14 +250,6 @@ def default_name(key: CacheKey) -> str:
     """
     which = hashlib.sha256(f"{key.backbone}|{key.crop}".encode()).hexdigest()[:10]
     return f"{key.content}-{which}"
-
-
-def read_rgb(path: Path) -> np.ndarray:
-    """A video frame as (H, W, 3) uint8 RGB; one sentence naming the file if it cannot be read."""
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if image is None:
-        raise Hand4DGSError(f"{path} is not a readable image: replace it with the frame, readable and of the same size (a sequence needs all its frames).")
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
 def _prefetched_batches(paths: Sequence[Path], batch: int, workers: int) -> Iterator[tuple[range, np.ndarray]]:

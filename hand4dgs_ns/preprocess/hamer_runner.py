@@ -20,7 +20,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from hand4dgs_ns.features.cache import hand_features_for_sequence, read_rgb
+from hand4dgs_ns.data.sequence_format import read_rgb
+from hand4dgs_ns.features.cache import hand_features_for_sequence
 from hand4dgs_ns.features.video_inputs import feature_cache, frozen_backbone_device
 from hand4dgs_ns.datasets.base import DatasetSequence
 from hand4dgs_ns.datasets.hamer import (

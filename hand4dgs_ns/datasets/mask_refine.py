@@ -1,0 +1,115 @@
+"""Hand masks moved onto the frame: each drawn hand re-segmented from the frame's colours.
+
+Masks drawn from a hand estimator's meshes (HaMeR's, as the H2O and ARCTIC readers draw them)
+show the hands where the estimator put them, not where the frame shows them; the image losses
+then pull the model's hands towards the estimate. Here each drawn hand seeds OpenCV's GrabCut
+(the segmentation itself is OpenCV's; only the seed is built here): the hand's core (the drawn
+hand eroded by ``core`` of its radius) is hand, a ring around the drawn outline (``reach`` of its
+radius, either side) is undecided, and the rest, occluders and the other hand's core included,
+is background. The radius is that of a disc of the drawn hand's area, so the seed scales with
+how large the hand appears.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+from jaxtyping import UInt8
+
+from hand4dgs_ns.data.sequence_format import MASK_BACKGROUND, MASK_LEFT, MASK_OCCLUDER, MASK_RIGHT
+
+_MIN_AREA = 20  # pixels; a smaller drawn hand is kept as drawn (too few colours to model)
+
+
+@dataclass(frozen=True)
+class MaskRefinement:
+    """How far a drawn hand may move when it is re-segmented from the frame."""
+
+    core: float = 0.3
+    """Share of the hand's radius eroded from the drawn hand to give the pixels kept as hand."""
+    reach: float = 0.5
+    """Share of the hand's radius, either side of the drawn outline, left for the colours to decide."""
+    iterations: int = 3
+    """GrabCut iterations."""
+
+
+def _disc(radius: int) -> np.ndarray:
+    return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
+
+
+def _segment_hand(
+    bgr: np.ndarray, labels: np.ndarray, hand: int, settings: MaskRefinement
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """The re-segmented hand (bool, full size) and its undecided ring; None to keep it as drawn."""
+    drawn = (labels == hand).astype(np.uint8)
+    area = int(drawn.sum())
+    if area < _MIN_AREA:
+        return None
+    radius = np.sqrt(area / np.pi)
+    inner = max(1, round(settings.core * radius))
+    outer = max(inner + 1, round(settings.reach * radius))
+    core = cv2.erode(drawn, _disc(inner))
+    if not core.any():
+        return None
+    near = cv2.dilate(drawn, _disc(outer))
+    seed = np.full(labels.shape, cv2.GC_BGD, np.uint8)
+    seed[near > 0] = cv2.GC_PR_BGD
+    seed[drawn > 0] = cv2.GC_PR_FGD
+    seed[core > 0] = cv2.GC_FGD
+    seed[labels == MASK_OCCLUDER] = cv2.GC_BGD
+    other = (labels == (MASK_LEFT + MASK_RIGHT - hand)).astype(np.uint8)
+    seed[cv2.erode(other, _disc(inner)) > 0] = cv2.GC_BGD
+    # GrabCut models the colours of the hand and of what surrounds it, so it runs on a window
+    # around the hand with room for background on every side, not on the whole frame.
+    ys, xs = np.nonzero(near)
+    pad = 2 * outer
+    y0, y1 = max(ys.min() - pad, 0), min(ys.max() + pad + 1, labels.shape[0])
+    x0, x1 = max(xs.min() - pad, 0), min(xs.max() + pad + 1, labels.shape[1])
+    window = np.ascontiguousarray(seed[y0:y1, x0:x1])
+    if not (window == cv2.GC_BGD).any():
+        return None
+    models = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
+    cv2.setRNGSeed(0)  # GrabCut's colour models start from k-means: the same frame gives the same mask
+    cv2.grabCut(np.ascontiguousarray(bgr[y0:y1, x0:x1]), window, None, *models, settings.iterations, cv2.GC_INIT_WITH_MASK)
+    segmented = np.zeros(labels.shape, bool)
+    segmented[y0:y1, x0:x1] = (window == cv2.GC_FGD) | (window == cv2.GC_PR_FGD)
+    return segmented, near > 0
+
+
+def refine_hand_masks(
+    image: UInt8[np.ndarray, "H W 3"], labels: UInt8[np.ndarray, "H W"], settings: MaskRefinement = MaskRefinement()
+) -> UInt8[np.ndarray, "H W"]:
+    """Labels (format v1: 0 background, 1 left, 2 right, 3 occluder) whose hands follow the frame.
+
+    Args:
+        image: the frame, RGB.
+        labels: the drawn labels; occluder pixels stay occluders and bound the hands.
+        settings: how far a hand may move.
+
+    A hand changes only within its undecided ring; a pixel both hands claim goes to the hand
+    drawn there, else to the hand whose drawn outline is nearer.
+    """
+    bgr = np.ascontiguousarray(image[..., ::-1])
+    out = labels.copy()
+    claims: dict[int, np.ndarray] = {}
+    for hand in (MASK_LEFT, MASK_RIGHT):
+        result = _segment_hand(bgr, labels, hand, settings)
+        if result is None:
+            continue
+        segmented, ring = result
+        out[ring & (labels == hand)] = MASK_BACKGROUND
+        claims[hand] = segmented & ring & (labels != MASK_OCCLUDER)
+    if len(claims) == 2:
+        both = claims[MASK_LEFT] & claims[MASK_RIGHT]
+        if both.any():
+            # Distance of every pixel to each drawn hand; the nearer hand keeps a shared pixel.
+            distance = {h: cv2.distanceTransform((labels != h).astype(np.uint8), cv2.DIST_L2, 3) for h in claims}
+            to_left = both & (distance[MASK_LEFT] <= distance[MASK_RIGHT])
+            claims[MASK_LEFT] &= ~(both & ~to_left)
+            claims[MASK_RIGHT] &= ~to_left
+    for hand, claim in claims.items():
+        free = claim & ((out == MASK_BACKGROUND) | (labels == hand))
+        out[free] = hand
+    return out
