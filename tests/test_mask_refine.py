@@ -63,3 +63,14 @@ def test_a_tiny_hand_is_kept_as_drawn():
     drawn = np.zeros((H, W), np.uint8)
     drawn[10:13, 10:14] = MASK_LEFT  # 12 pixels: too few colours to model
     np.testing.assert_array_equal(refine_hand_masks(image, drawn), drawn)
+
+
+def test_a_large_hand_is_segmented_at_a_smaller_scale_and_resampled():
+    rng = np.random.default_rng(3)
+    hand = _disc(80, 60, 30)
+    image = _frame([hand], rng)
+    drawn = np.zeros((H, W), np.uint8)
+    drawn[_disc(87, 64, 30)] = MASK_LEFT
+    refined = refine_hand_masks(image, drawn, MaskRefinement(work_radius=12.0))  # GrabCut at 0.4x
+    assert _iou(drawn == MASK_LEFT, hand) < 0.75
+    assert _iou(refined == MASK_LEFT, hand) > 0.9

@@ -33,6 +33,9 @@ class MaskRefinement:
     """Share of the hand's radius, either side of the drawn outline, left for the colours to decide."""
     iterations: int = 3
     """GrabCut iterations."""
+    work_radius: float = 32.0
+    """A hand whose radius is larger (pixels) is re-segmented at the scale that makes it this
+    large and its outline resampled to the frame: GrabCut's time grows with the pixels."""
 
 
 def _disc(radius: int) -> np.ndarray:
@@ -43,39 +46,47 @@ def _segment_hand(
     bgr: np.ndarray, labels: np.ndarray, hand: int, settings: MaskRefinement
 ) -> tuple[np.ndarray, np.ndarray] | None:
     """The re-segmented hand (bool, full size) and its undecided ring; None to keep it as drawn."""
-    drawn = (labels == hand).astype(np.uint8)
-    area = int(drawn.sum())
-    if area < _MIN_AREA:
+    ys, xs = np.nonzero(labels == hand)
+    if len(ys) < _MIN_AREA:
         return None
-    radius = np.sqrt(area / np.pi)
-    inner = max(1, round(settings.core * radius))
-    outer = max(inner + 1, round(settings.reach * radius))
+    radius = np.sqrt(len(ys) / np.pi)
+    # GrabCut models the colours of the hand and of what surrounds it, so it runs on a window
+    # around the hand with room for background on every side, not on the whole frame; a large
+    # hand is re-segmented at a scale where its radius is settings.work_radius pixels.
+    pad = int(np.ceil(3 * settings.reach * radius)) + 1
+    y0, y1 = max(ys.min() - pad, 0), min(ys.max() + pad + 1, labels.shape[0])
+    x0, x1 = max(xs.min() - pad, 0), min(xs.max() + pad + 1, labels.shape[1])
+    scale = min(1.0, settings.work_radius / radius)
+    size = (max(1, round((x1 - x0) * scale)), max(1, round((y1 - y0) * scale)))
+    window_labels = cv2.resize(labels[y0:y1, x0:x1], size, interpolation=cv2.INTER_NEAREST)
+    window_bgr = cv2.resize(bgr[y0:y1, x0:x1], size, interpolation=cv2.INTER_AREA)
+    drawn = (window_labels == hand).astype(np.uint8)
+    inner = max(1, round(settings.core * radius * scale))
+    outer = max(inner + 1, round(settings.reach * radius * scale))
     core = cv2.erode(drawn, _disc(inner))
     if not core.any():
         return None
     near = cv2.dilate(drawn, _disc(outer))
-    seed = np.full(labels.shape, cv2.GC_BGD, np.uint8)
+    seed = np.full(drawn.shape, cv2.GC_BGD, np.uint8)
     seed[near > 0] = cv2.GC_PR_BGD
     seed[drawn > 0] = cv2.GC_PR_FGD
     seed[core > 0] = cv2.GC_FGD
-    seed[labels == MASK_OCCLUDER] = cv2.GC_BGD
-    other = (labels == (MASK_LEFT + MASK_RIGHT - hand)).astype(np.uint8)
+    seed[window_labels == MASK_OCCLUDER] = cv2.GC_BGD
+    other = (window_labels == (MASK_LEFT + MASK_RIGHT - hand)).astype(np.uint8)
     seed[cv2.erode(other, _disc(inner)) > 0] = cv2.GC_BGD
-    # GrabCut models the colours of the hand and of what surrounds it, so it runs on a window
-    # around the hand with room for background on every side, not on the whole frame.
-    ys, xs = np.nonzero(near)
-    pad = 2 * outer
-    y0, y1 = max(ys.min() - pad, 0), min(ys.max() + pad + 1, labels.shape[0])
-    x0, x1 = max(xs.min() - pad, 0), min(xs.max() + pad + 1, labels.shape[1])
-    window = np.ascontiguousarray(seed[y0:y1, x0:x1])
-    if not (window == cv2.GC_BGD).any():
+    if not (seed == cv2.GC_BGD).any():
         return None
     models = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
     cv2.setRNGSeed(0)  # GrabCut's colour models start from k-means: the same frame gives the same mask
-    cv2.grabCut(np.ascontiguousarray(bgr[y0:y1, x0:x1]), window, None, *models, settings.iterations, cv2.GC_INIT_WITH_MASK)
+    cv2.grabCut(window_bgr, seed, None, *models, settings.iterations, cv2.GC_INIT_WITH_MASK)
+    hand_pixels = ((seed == cv2.GC_FGD) | (seed == cv2.GC_PR_FGD)).astype(np.float32)
+    full = (x1 - x0, y1 - y0)
     segmented = np.zeros(labels.shape, bool)
-    segmented[y0:y1, x0:x1] = (window == cv2.GC_FGD) | (window == cv2.GC_PR_FGD)
-    return segmented, near > 0
+    ring = np.zeros(labels.shape, bool)
+    segmented[y0:y1, x0:x1] = cv2.resize(hand_pixels, full, interpolation=cv2.INTER_LINEAR) >= 0.5
+    ring[y0:y1, x0:x1] = cv2.resize(near, full, interpolation=cv2.INTER_NEAREST) > 0
+    ring |= labels == hand  # the whole drawn hand is decided anew, whatever the resampling
+    return segmented, ring
 
 
 def refine_hand_masks(
