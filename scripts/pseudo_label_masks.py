@@ -23,14 +23,12 @@ import torch
 from PIL import Image
 
 from hand4dgs_ns.data.sequence_format import MASK_OCCLUDER, SequenceWriter, read_rgb, read_sequence
-from hand4dgs_ns.datasets.hamer import hand_masks
-from hand4dgs_ns.datasets.mask_refine import MaskRefinement, refine_hand_masks
+from hand4dgs_ns.datasets.hamer import drawn_masks
+from hand4dgs_ns.datasets.mask_refine import MaskRefinement, refine_frame_masks
 from hand4dgs_ns.errors import Hand4DGSError, file_error
-from hand4dgs_ns.geometry.cameras import invert_rigid, transform_points
 from hand4dgs_ns.hands import load_template
 from hand4dgs_ns.progress import progress_bar
 
-BATCH = 16
 
 
 def main() -> None:
@@ -55,22 +53,15 @@ def write_copy(src: Path, dst: Path, overwrite: bool, refinement: MaskRefinement
         raise file_error(src / "hands.npz", "has no pseudo_verts in the open hand template's topology", "use a clip from hand4dgs synth")
     if seq.mask_paths is None:
         raise file_error(src / "masks", "does not exist", "use a clip with hand masks (its occluders are kept)")
-    w2c = invert_rigid(torch.from_numpy(np.asarray(cams.c2w, np.float64)))
-    verts_cam = transform_points(w2c[:, None], torch.from_numpy(np.asarray(hands.pseudo_verts, np.float64))).float()
+    verts_world = torch.from_numpy(np.asarray(hands.pseudo_verts, np.float64))
+    drawn = drawn_masks(verts_world, hands.valid, cams, faces)
     with SequenceWriter(dst, overwrite=overwrite) as writer, progress_bar() as progress:
-        for start in progress.track(range(0, seq.num_frames, BATCH), description=f"masks of {seq.name}"):
-            sl = slice(start, start + BATCH)
-            drawn = hand_masks(
-                verts_cam[sl], torch.from_numpy(hands.valid[sl]), torch.from_numpy(np.asarray(cams.K[sl])).float(),
-                cams.width, cams.height, *faces,
-            ).numpy().astype(np.uint8)
-            for i, labels in enumerate(drawn, start):
-                original = np.asarray(Image.open(seq.mask_paths[i]))
-                labels[original == MASK_OCCLUDER] = MASK_OCCLUDER
-                image = read_rgb(seq.image_paths[i])
-                if refinement is not None:
-                    labels = refine_hand_masks(image, labels, refinement)
-                writer.add_frame(image, labels)
+        for i, labels in progress.track(enumerate(drawn), total=seq.num_frames, description=f"masks of {seq.name}"):
+            original = np.asarray(Image.open(seq.mask_paths[i]))
+            labels[original == MASK_OCCLUDER] = MASK_OCCLUDER
+            if refinement is not None:
+                labels = refine_frame_masks(seq.image_paths[i], labels, refinement)
+            writer.add_frame(read_rgb(seq.image_paths[i]), labels)
         writer.finish(cams, hands)
     print(f"wrote {dst}")
 

@@ -65,7 +65,7 @@ import os
 import shutil
 import tempfile
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -76,10 +76,10 @@ from PIL import Image
 from torch import Tensor
 
 from hand4dgs_ns.data.sequence_format import (
-    MASK_BACKGROUND, MASK_LEFT, MASK_OCCLUDER, MASK_RIGHT, Sequence, SequenceCameras, SequenceHands, read_rgb,
+    MASK_BACKGROUND, MASK_LEFT, MASK_OCCLUDER, MASK_RIGHT, Sequence, SequenceCameras, SequenceHands,
 )
 from hand4dgs_ns.datasets.base import DatasetSequence
-from hand4dgs_ns.datasets.mask_refine import MaskRefinement, refine_hand_masks
+from hand4dgs_ns.datasets.mask_refine import MaskRefinement, refine_frame_masks
 from hand4dgs_ns.datasets.objects import ObjectTrack
 from hand4dgs_ns.errors import Hand4DGSError, file_error
 from hand4dgs_ns.geometry.cameras import invert_rigid, transform_points
@@ -607,6 +607,31 @@ def _digest(text: str, arrays: list[np.ndarray]) -> str:
     return digest.hexdigest()
 
 
+def drawn_masks(
+    verts_world: Float[Tensor, "F 2 V 3"],
+    valid: np.ndarray,
+    cameras: SequenceCameras,
+    faces: tuple[Int[Tensor, "A 3"], Int[Tensor, "B 3"]],
+    objects: ObjectTrack | None = None,
+) -> Iterator[np.ndarray]:
+    """Each frame's labels (uint8 H x W, as :func:`hand_masks`) drawn from world-frame meshes, in
+    frame order; ``cameras`` may be one static camera or one per frame, ``valid`` is (F, 2)."""
+    num_frames = len(verts_world)
+    c2w = np.broadcast_to(np.asarray(cameras.c2w, np.float64), (num_frames, 4, 4))
+    K = torch.from_numpy(np.broadcast_to(np.asarray(cameras.K, np.float32), (num_frames, 3, 3)).copy())
+    w2c = invert_rigid(torch.from_numpy(c2w.copy()))
+    keep = torch.from_numpy(np.asarray(valid, bool))
+    for start in range(0, num_frames, _MASK_BATCH):
+        sel = slice(start, start + _MASK_BATCH)
+        verts_cam = transform_points(w2c[sel, None], verts_world[sel].double()).float()
+        held = (
+            (_object_in_camera(objects, np.arange(num_frames)[sel], w2c[sel]), torch.from_numpy(objects.faces))
+            if objects is not None else (None, None)
+        )
+        labels = hand_masks(verts_cam, keep[sel], K[sel], cameras.width, cameras.height, *faces, *held)
+        yield from labels.to(torch.uint8).numpy()
+
+
 def _cached_masks(
     scene: _MaskScene,
     cameras: SequenceCameras,
@@ -636,34 +661,17 @@ def _cached_masks(
         return paths
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = partial_folder(folder)
-    num_frames = len(frame_ids)
-    c2w = np.broadcast_to(np.asarray(cameras.c2w, np.float64), (num_frames, 4, 4))
-    K = torch.from_numpy(np.broadcast_to(np.asarray(cameras.K, np.float32), (num_frames, 3, 3)).copy())
-    w2c = invert_rigid(torch.from_numpy(c2w.copy()))
-    keep = torch.from_numpy(scene.valid)
+    drawn = drawn_masks(scene.verts_world, scene.valid, cameras, scene.faces, scene.objects)
+    verb = "Drawing hand masks" if refinement is None else "Drawing and refining hand masks"
     try:
         with progress_bar() as progress:
-            verb = "Drawing hand masks" if refinement is None else "Drawing and refining hand masks"
-            task = progress.add_task(f"{verb} of {title}", total=num_frames)
-            for start in range(0, num_frames, _MASK_BATCH):
-                sel = slice(start, start + _MASK_BATCH)
-                verts_cam = transform_points(w2c[sel, None], scene.verts_world[sel]).float()
-                frames = np.arange(num_frames)[sel]
-                held = (
-                    (_object_in_camera(scene.objects, frames, w2c[sel]), torch.from_numpy(scene.objects.faces))
-                    if scene.objects is not None else (None, None)
-                )
-                labels = hand_masks(verts_cam, keep[sel], K[sel], cameras.width, cameras.height, *scene.faces, *held)
-                for frame_id, image_path, label in zip(frame_ids[sel], image_paths[sel], labels.to(torch.uint8).numpy()):
-                    if refinement is not None:
-                        image = read_rgb(image_path)
-                        if image.shape[:2] != label.shape:
-                            size = f"{image.shape[1]}x{image.shape[0]}"
-                            raise file_error(image_path, f"is {size}, its camera {cameras.width}x{cameras.height}", "restore the frame from the dataset")
-                        label = refine_hand_masks(image, label, refinement)
-                    # Level 1 is several times faster than PIL's default; PNG stays lossless.
-                    Image.fromarray(label).save(tmp / f"{frame_id}.png", format="PNG", compress_level=1)
-                progress.advance(task, len(labels))
+            for frame_id, image_path, labels in progress.track(
+                zip(frame_ids, image_paths, drawn), total=len(frame_ids), description=f"{verb} of {title}"
+            ):
+                if refinement is not None:
+                    labels = refine_frame_masks(image_path, labels, refinement)
+                # Level 1 is several times faster than PIL's default; PNG stays lossless.
+                Image.fromarray(labels).save(tmp / f"{frame_id}.png", format="PNG", compress_level=1)
         (tmp / _MASK_MANIFEST).write_text(json.dumps({"format": _MASK_CACHE_FORMAT, "key": key}))
         _swap_in(tmp, folder)
     finally:

@@ -4,21 +4,23 @@ Masks drawn from a hand estimator's meshes (HaMeR's, as the H2O and ARCTIC reade
 show the hands where the estimator put them, not where the frame shows them; the image losses
 then pull the model's hands towards the estimate. Here each drawn hand seeds OpenCV's GrabCut
 (the segmentation itself is OpenCV's; only the seed is built here): the hand's core (the drawn
-hand eroded by ``core`` of its radius) is hand, a ring around the drawn outline (``reach`` of its
-radius, either side) is undecided, and the rest, occluders and the other hand's core included,
-is background. The radius is that of a disc of the drawn hand's area, so the seed scales with
+hand eroded by ``core`` of its radius) is hand, the ring from the core to ``reach`` of its radius
+beyond the drawn outline is undecided, and the rest, occluders and the other hand's core
+included, is background. The radius is that of a disc of the drawn hand's area, so the seed scales with
 how large the hand appears.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import cv2
 import numpy as np
 from jaxtyping import UInt8
 
-from hand4dgs_ns.data.sequence_format import MASK_BACKGROUND, MASK_LEFT, MASK_OCCLUDER, MASK_RIGHT
+from hand4dgs_ns.data.sequence_format import MASK_BACKGROUND, MASK_LEFT, MASK_OCCLUDER, MASK_RIGHT, read_rgb
+from hand4dgs_ns.errors import file_error
 
 _MIN_AREA = 20  # pixels; a smaller drawn hand is kept as drawn (too few colours to model)
 
@@ -30,7 +32,7 @@ class MaskRefinement:
     core: float = 0.3
     """Share of the hand's radius eroded from the drawn hand to give the pixels kept as hand."""
     reach: float = 0.5
-    """Share of the hand's radius, either side of the drawn outline, left for the colours to decide."""
+    """Share of the hand's radius beyond the drawn outline up to which the colours decide."""
     iterations: int = 3
     """GrabCut iterations."""
     work_radius: float = 32.0
@@ -124,3 +126,15 @@ def refine_hand_masks(
         free = claim & ((out == MASK_BACKGROUND) | (labels == hand))
         out[free] = hand
     return out
+
+
+def refine_frame_masks(
+    image_path: Path, labels: UInt8[np.ndarray, "H W"], settings: MaskRefinement = MaskRefinement()
+) -> UInt8[np.ndarray, "H W"]:
+    """:func:`refine_hand_masks` against the frame at ``image_path``; one sentence naming the
+    file if it cannot be read or is not the labels' size."""
+    image = read_rgb(image_path)
+    if image.shape[:2] != labels.shape:
+        size, expected = f"{image.shape[1]}x{image.shape[0]}", f"{labels.shape[1]}x{labels.shape[0]}"
+        raise file_error(image_path, f"is {size} but its camera's frames are {expected}", "restore the frame")
+    return refine_hand_masks(image, labels, settings)
