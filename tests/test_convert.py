@@ -115,8 +115,13 @@ def test_h2o_converts_and_reads_back_as_training_reads_the_dataset(data, tmp_pat
         assert sorted(written.views) == ["cam0", "cam1", "cam2", "cam3"]
         assert_same_sequence(written, sequence)
     printed = capsys.readouterr().out
-    assert str(out) in printed and f"ns-train hand4dgs --data {out}" in printed
+    assert str(out) in printed and f"ns-train hand4dgs --data {out}\n" in printed
     assert "Wrote 2 sequence folders (8 frames)" in printed
+    # Drawn masks left unrefined: the printed command trains with the light silhouette loss.
+    args = ["convert", "h2o", data["h2o"], tmp_path / "drawn", *common_args(data), "--no-refine-masks"]
+    assert run_cli(monkeypatch, *args) == 0
+    printed = capsys.readouterr().out
+    assert f"ns-train hand4dgs --data {tmp_path / 'drawn'} --pipeline.model.silhouette-loss-weight 1" in printed
 
 
 def test_arctic_converts_and_reads_back_as_training_reads_the_dataset(data, tmp_path, monkeypatch, capsys) -> None:

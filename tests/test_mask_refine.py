@@ -58,13 +58,6 @@ def test_occluders_stay_and_far_pixels_do_not_change():
     assert not (refined[~_disc(84, 57, 20 + 11)] == MASK_RIGHT).any()
 
 
-def test_a_tiny_hand_is_kept_as_drawn():
-    image = _frame([], np.random.default_rng(2))
-    drawn = np.zeros((H, W), np.uint8)
-    drawn[10:13, 10:14] = MASK_LEFT  # 12 pixels: too few colours to model
-    np.testing.assert_array_equal(refine_hand_masks(image, drawn), drawn)
-
-
 def test_a_large_hand_is_segmented_at_a_smaller_scale_and_resampled():
     rng = np.random.default_rng(3)
     hand = _disc(80, 60, 30)
@@ -74,3 +67,29 @@ def test_a_large_hand_is_segmented_at_a_smaller_scale_and_resampled():
     refined = refine_hand_masks(image, drawn, MaskRefinement(work_radius=12.0))  # GrabCut at 0.4x
     assert _iou(drawn == MASK_LEFT, hand) < 0.75
     assert _iou(refined == MASK_LEFT, hand) > 0.9
+
+
+def test_touching_hands_share_no_pixel_and_keep_their_drawn_cores():
+    rng = np.random.default_rng(4)
+    left, right = _disc(65, 60, 18), _disc(98, 60, 18)  # 3 px apart in the frame
+    image = _frame([left, right], rng)
+    drawn = np.zeros((H, W), np.uint8)
+    drawn[_disc(69, 62, 18)] = MASK_LEFT  # drawn overlapping: the left hand's drawn disc wins there
+    drawn[_disc(96, 58, 18) & (drawn == 0)] = MASK_RIGHT
+    refined = refine_hand_masks(image, drawn)
+    assert _iou(refined == MASK_LEFT, left) > 0.85 and _iou(refined == MASK_RIGHT, right) > 0.85
+    for hand, centre in ((MASK_LEFT, (69, 62)), (MASK_RIGHT, (96, 58))):
+        core = _disc(*centre, 18 - 6) & (drawn == hand)  # the drawn hand eroded by 0.3 of its radius
+        assert (refined[core] == hand).all()
+
+
+def test_a_tiny_hand_stays_while_the_other_moves():
+    rng = np.random.default_rng(5)
+    right = _disc(110, 60, 20)
+    image = _frame([right], rng)
+    drawn = np.zeros((H, W), np.uint8)
+    drawn[10:13, 10:14] = MASK_LEFT  # 12 pixels: too few colours to model
+    drawn[_disc(104, 64, 20)] = MASK_RIGHT
+    refined = refine_hand_masks(image, drawn)
+    np.testing.assert_array_equal(refined == MASK_LEFT, drawn == MASK_LEFT)
+    assert _iou(drawn == MASK_RIGHT, right) < 0.75 and _iou(refined == MASK_RIGHT, right) > 0.9

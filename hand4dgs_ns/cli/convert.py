@@ -51,7 +51,9 @@ class _ConvertArgs:
             soft_wrap=True,
         )
         console.print("Train on them with:", highlight=False)
-        command = shlex.join(["ns-train", "hand4dgs", "--data", str(self.out)])
+        # hand4dgs's heavier silhouette loss is for masks that follow the frames (docs/benchmarks.md).
+        unrefined = [] if options.refine_masks else ["--pipeline.model.silhouette-loss-weight", "1"]
+        command = shlex.join(["ns-train", "hand4dgs", "--data", str(self.out), *unrefined])
         console.print(f"  {command}", highlight=False, soft_wrap=True)
 
 

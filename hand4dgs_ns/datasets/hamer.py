@@ -60,12 +60,14 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import itertools
 import json
 import os
 import shutil
 import tempfile
 import zipfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -109,6 +111,7 @@ _MAKE_ONE = (
 _MASK_CACHE_FORMAT = "hamer-masks-v2"
 _MASK_MANIFEST = "manifest.json"
 _MASK_BATCH = 8
+_REFINE_VERSION = "grabcut-2"  # bump when refine_hand_masks gives other masks for the same settings
 
 # name -> (shape, what to store); ``vit_tokens`` is optional.
 _FIELDS: dict[str, tuple[tuple[int, ...], str]] = {
@@ -448,9 +451,10 @@ def attach_pseudo_labels(
         cache_dir: where the masks are kept: ``cache_dir/<dataset>/<name>/<frame_id>.png``
             (uint8, 0 background, 1 left, 2 right, 3 the held object where the reader gives one,
             :mod:`hand4dgs_ns.datasets.objects`), rebuilt when the HaMeR files, the cameras,
-            which boxes are usable, the image size, the MANO faces or the object change; each
-            static view's in ``cache_dir/<dataset>/views/<name>/<view>/``, drawn from the same
-            meshes (pseudo-labels, not ground truth: masks never use ground truth).
+            which boxes are usable, the image size, the MANO faces, the object or the refinement
+            change; each static view's in ``cache_dir/<dataset>/views/<name>/<view>/``, drawn
+            from the same meshes and refined alike (pseudo-labels, not ground truth: masks never
+            use ground truth).
         refinement: how far each drawn hand may move onto the frame's own hand
             (:func:`~hand4dgs_ns.datasets.mask_refine.refine_hand_masks`); None keeps the
             drawn masks, which show the hands where HaMeR put them.
@@ -632,6 +636,16 @@ def drawn_masks(
         yield from labels.to(torch.uint8).numpy()
 
 
+def _refined(frames: Iterable[tuple[Path, np.ndarray]], refinement: MaskRefinement) -> Iterator[np.ndarray]:
+    """Each (frame file, drawn labels) refined, in order, several frames at a time (OpenCV releases
+    the interpreter lock), holding a bounded number of frames."""
+    workers = min(8, os.cpu_count() or 1)
+    frames = iter(frames)
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        while chunk := list(itertools.islice(frames, 4 * workers)):
+            yield from pool.map(lambda frame: refine_frame_masks(*frame, refinement), chunk)
+
+
 def _cached_masks(
     scene: _MaskScene,
     cameras: SequenceCameras,
@@ -648,7 +662,7 @@ def _cached_masks(
     A new folder is rendered beside the old one and swapped in by renames, its manifest
     written last, so an interrupted run never leaves a folder that looks complete.
     """
-    settings = None if refinement is None else dataclasses.asdict(refinement)
+    settings = None if refinement is None else {"method": _REFINE_VERSION, **dataclasses.asdict(refinement)}
     camera_text = json.dumps([scene.digest, cameras.width, cameras.height, list(frame_ids), settings])
     key = _digest(camera_text, [np.asarray(cameras.K, np.float64), np.asarray(cameras.c2w, np.float64)])
     paths = [folder / f"{frame_id}.png" for frame_id in frame_ids]
@@ -661,15 +675,15 @@ def _cached_masks(
         return paths
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = partial_folder(folder)
-    drawn = drawn_masks(scene.verts_world, scene.valid, cameras, scene.faces, scene.objects)
+    masks = drawn_masks(scene.verts_world, scene.valid, cameras, scene.faces, scene.objects)
+    if refinement is not None:
+        masks = _refined(zip(image_paths, masks, strict=True), refinement)
     verb = "Drawing hand masks" if refinement is None else "Drawing and refining hand masks"
     try:
         with progress_bar() as progress:
-            for frame_id, image_path, labels in progress.track(
-                zip(frame_ids, image_paths, drawn), total=len(frame_ids), description=f"{verb} of {title}"
+            for frame_id, labels in progress.track(
+                zip(frame_ids, masks, strict=True), total=len(frame_ids), description=f"{verb} of {title}"
             ):
-                if refinement is not None:
-                    labels = refine_frame_masks(image_path, labels, refinement)
                 # Level 1 is several times faster than PIL's default; PNG stays lossless.
                 Image.fromarray(labels).save(tmp / f"{frame_id}.png", format="PNG", compress_level=1)
         (tmp / _MASK_MANIFEST).write_text(json.dumps({"format": _MASK_CACHE_FORMAT, "key": key}))

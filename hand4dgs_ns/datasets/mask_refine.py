@@ -32,7 +32,8 @@ class MaskRefinement:
     core: float = 0.3
     """Share of the hand's radius eroded from the drawn hand to give the pixels kept as hand."""
     reach: float = 0.5
-    """Share of the hand's radius beyond the drawn outline up to which the colours decide."""
+    """Share of the hand's radius beyond the drawn outline up to which the colours decide (at
+    least one working pixel more than ``core``)."""
     iterations: int = 3
     """GrabCut iterations."""
     work_radius: float = 32.0
@@ -45,26 +46,29 @@ def _disc(radius: int) -> np.ndarray:
 
 
 def _segment_hand(
-    bgr: np.ndarray, labels: np.ndarray, hand: int, settings: MaskRefinement
-) -> tuple[np.ndarray, np.ndarray] | None:
-    """The re-segmented hand (bool, full size) and its undecided ring; None to keep it as drawn."""
+    image: np.ndarray, labels: np.ndarray, hand: int, settings: MaskRefinement
+) -> tuple[np.ndarray, np.ndarray, tuple[slice, slice]] | None:
+    """Within a window around the drawn hand: the re-segmented hand and the pixels decided anew
+    (the drawn hand and the ring round it), both bool, and the window; None to keep it as drawn."""
     ys, xs = np.nonzero(labels == hand)
     if len(ys) < _MIN_AREA:
         return None
     radius = np.sqrt(len(ys) / np.pi)
-    # GrabCut models the colours of the hand and of what surrounds it, so it runs on a window
-    # around the hand with room for background on every side, not on the whole frame; a large
-    # hand is re-segmented at a scale where its radius is settings.work_radius pixels.
-    pad = int(np.ceil(3 * settings.reach * radius)) + 1
-    y0, y1 = max(ys.min() - pad, 0), min(ys.max() + pad + 1, labels.shape[0])
-    x0, x1 = max(xs.min() - pad, 0), min(xs.max() + pad + 1, labels.shape[1])
+    # A large hand is re-segmented at a scale where its radius is settings.work_radius pixels.
     scale = min(1.0, settings.work_radius / radius)
-    size = (max(1, round((x1 - x0) * scale)), max(1, round((y1 - y0) * scale)))
-    window_labels = cv2.resize(labels[y0:y1, x0:x1], size, interpolation=cv2.INTER_NEAREST)
-    window_bgr = cv2.resize(bgr[y0:y1, x0:x1], size, interpolation=cv2.INTER_AREA)
-    drawn = (window_labels == hand).astype(np.uint8)
     inner = max(1, round(settings.core * radius * scale))
     outer = max(inner + 1, round(settings.reach * radius * scale))
+    # GrabCut models the colours of the hand and of what surrounds it, so it runs on a window
+    # around the hand with room for background (three times the ring) on every side.
+    pad = int(np.ceil(3 * outer / scale)) + 1
+    y0, y1 = max(ys.min() - pad, 0), min(ys.max() + pad + 1, labels.shape[0])
+    x0, x1 = max(xs.min() - pad, 0), min(xs.max() + pad + 1, labels.shape[1])
+    window = (slice(y0, y1), slice(x0, x1))
+    size = (max(1, round((x1 - x0) * scale)), max(1, round((y1 - y0) * scale)))
+    # Pixel-centred nearest sampling keeps the labels on the colours they were drawn over.
+    window_labels = cv2.resize(labels[window], size, interpolation=cv2.INTER_NEAREST_EXACT)
+    window_bgr = cv2.resize(np.ascontiguousarray(image[window][..., ::-1]), size, interpolation=cv2.INTER_AREA)
+    drawn = (window_labels == hand).astype(np.uint8)
     core = cv2.erode(drawn, _disc(inner))
     if not core.any():
         return None
@@ -83,12 +87,10 @@ def _segment_hand(
     cv2.grabCut(window_bgr, seed, None, *models, settings.iterations, cv2.GC_INIT_WITH_MASK)
     hand_pixels = ((seed == cv2.GC_FGD) | (seed == cv2.GC_PR_FGD)).astype(np.float32)
     full = (x1 - x0, y1 - y0)
-    segmented = np.zeros(labels.shape, bool)
-    ring = np.zeros(labels.shape, bool)
-    segmented[y0:y1, x0:x1] = cv2.resize(hand_pixels, full, interpolation=cv2.INTER_LINEAR) >= 0.5
-    ring[y0:y1, x0:x1] = cv2.resize(near, full, interpolation=cv2.INTER_NEAREST) > 0
-    ring |= labels == hand  # the whole drawn hand is decided anew, whatever the resampling
-    return segmented, ring
+    segmented = cv2.resize(hand_pixels, full, interpolation=cv2.INTER_LINEAR) >= 0.5
+    decided = cv2.resize(near, full, interpolation=cv2.INTER_NEAREST_EXACT) > 0
+    decided |= labels[window] == hand  # the whole drawn hand, whatever the resampling
+    return segmented, decided, window
 
 
 def refine_hand_masks(
@@ -101,19 +103,20 @@ def refine_hand_masks(
         labels: the drawn labels; occluder pixels stay occluders and bound the hands.
         settings: how far a hand may move.
 
-    A hand changes only within its undecided ring; a pixel both hands claim goes to the hand
-    drawn there, else to the hand whose drawn outline is nearer.
+    A hand changes only within its drawn pixels and the ring round them; a pixel both hands
+    claim goes to the hand drawn there, else to the hand whose drawn outline is nearer.
     """
-    bgr = np.ascontiguousarray(image[..., ::-1])
     out = labels.copy()
     claims: dict[int, np.ndarray] = {}
     for hand in (MASK_LEFT, MASK_RIGHT):
-        result = _segment_hand(bgr, labels, hand, settings)
+        result = _segment_hand(image, labels, hand, settings)
         if result is None:
             continue
-        segmented, ring = result
-        out[ring & (labels == hand)] = MASK_BACKGROUND
-        claims[hand] = segmented & ring & (labels != MASK_OCCLUDER)
+        segmented, decided, window = result
+        out[window][decided & (labels[window] == hand)] = MASK_BACKGROUND
+        claim = np.zeros(labels.shape, bool)
+        claim[window] = segmented & decided & (labels[window] != MASK_OCCLUDER)
+        claims[hand] = claim
     if len(claims) == 2:
         both = claims[MASK_LEFT] & claims[MASK_RIGHT]
         if both.any():
