@@ -24,7 +24,7 @@ from PIL import Image
 
 from hand4dgs_ns.data.sequence_format import MASK_OCCLUDER, SequenceWriter, read_rgb, read_sequence
 from hand4dgs_ns.datasets.hamer import drawn_masks
-from hand4dgs_ns.datasets.mask_refine import MaskRefinement, refine_frame_masks
+from hand4dgs_ns.datasets.mask_refine import MaskRefinement, refine_hand_masks
 from hand4dgs_ns.errors import Hand4DGSError, file_error
 from hand4dgs_ns.hands import load_template
 from hand4dgs_ns.progress import progress_bar
@@ -59,9 +59,10 @@ def write_copy(src: Path, dst: Path, overwrite: bool, refinement: MaskRefinement
         for i, labels in progress.track(enumerate(drawn), total=seq.num_frames, description=f"masks of {seq.name}"):
             original = np.asarray(Image.open(seq.mask_paths[i]))
             labels[original == MASK_OCCLUDER] = MASK_OCCLUDER
+            image = read_rgb(seq.image_paths[i])
             if refinement is not None:
-                labels = refine_frame_masks(seq.image_paths[i], labels, refinement)
-            writer.add_frame(read_rgb(seq.image_paths[i]), labels)
+                labels = refine_hand_masks(image, labels, refinement)
+            writer.add_frame(image, labels)
         writer.finish(cams, hands)
     print(f"wrote {dst}")
 

@@ -167,7 +167,8 @@ def test_ns_train_and_eval_on_h2o(datasets, tmp_path):
     config = _train(datasets, "h2o", ["--data", str(datasets.h2o)], env)
     assert "H2ODataParserConfig" not in config.read_text()
     results = _evaluate(config, env, tmp_path / "eval.json")
-    assert results["nvs_num_images"] > 0 and 0 < results["nvs_ssim"] <= 1 and np.isfinite(results["nvs_psnr"])  # the static views
+    # The static views are scored (the fixture's frames are noise, so SSIM may fall below 0).
+    assert results["nvs_num_images"] > 0 and -1 <= results["nvs_ssim"] <= 1 and np.isfinite(results["nvs_psnr"])
 
 
 def test_ns_train_and_eval_on_arctic(datasets, tmp_path):
