@@ -30,7 +30,6 @@ from hand4dgs_ns.hands import load_template
 from hand4dgs_ns.progress import progress_bar
 
 
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("src", type=Path)

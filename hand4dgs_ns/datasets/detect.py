@@ -429,6 +429,7 @@ def load_sequences(
     mano_dir = options.resolved_mano_dir(path)
     name, readers = _video_readers(path, kind, options, mano_dir)
     mask_cache = options.resolved_cache_dir() / "masks"
+    refinement = MaskRefinement() if options.refine_masks else None
     sequences = []
     with _videos_progress() as progress:
         task = progress.add_task(f"Reading {name} videos with their HaMeR pseudo-labels", total=len(readers))
@@ -436,7 +437,6 @@ def load_sequences(
             video = read()
             if check_frames:
                 verify_frames(video.image_paths, video.cameras.width, video.cameras.height, f"Checking frames of {video.name}")
-            refinement = MaskRefinement() if options.refine_masks else None
             sequences.append(attach_pseudo_labels(video, mano_dir, mask_cache, refinement))
             progress.advance(task)
     return sequences
