@@ -3,7 +3,8 @@
 Reads the evaluation images `ns-eval --render-output-path DIR` writes (target | render, side by
 side; the target is the frame's hands on black, so a black target pixel is off the hands) and
 splits the squared error into pixels of the frame's hands and pixels off them. A large off-hand
-share means the drawn silhouette, not the colours, costs the PSNR. With --picture, also writes one
+share means the drawn silhouette, not the colours, costs the PSNR; drawn off-hand pixels much
+above the undrawn hand pixels mean hands drawn too large, the two alike mean hands misplaced. With --picture, also writes one
 frame's map: the hands' own pixels dimmed, drawn off-hand pixels red, missed hand pixels blue.
 
     python scripts/error_split.py DIR [--picture map.png --frame eval_img_0010.png]
@@ -38,15 +39,18 @@ def main() -> None:
     if not files:
         raise SystemExit(f"{args.renders} holds no eval_img_*.png: pass the folder given to ns-eval --render-output-path.")
     on = off = 0.0
-    drawn_off = hand = 0
+    drawn_off = missed = hand = 0
     for f in files:
         target, render, off_hand = split(iio.imread(f))
         err = ((target - render) ** 2).sum(-1)
         on, off = on + err[~off_hand].sum(), off + err[off_hand].sum()
-        drawn_off += int((off_hand & (render.sum(-1) > DRAWN)).sum())
+        drawn = render.sum(-1) > DRAWN
+        drawn_off += int((off_hand & drawn).sum())
+        missed += int((~off_hand & ~drawn).sum())
         hand += int((~off_hand).sum())
     print(f"{len(files)} images: squared error on the hands {on:.0f}, off them {off:.0f} "
-          f"(off-hand share {off / max(on + off, 1e-12):.2f}); drawn off-hand pixels per hand pixel {drawn_off / max(hand, 1):.2f}")
+          f"(off-hand share {off / max(on + off, 1e-12):.2f}); drawn off-hand pixels per hand pixel {drawn_off / max(hand, 1):.2f}, "
+          f"hand pixels left undrawn per hand pixel {missed / max(hand, 1):.2f}")
     if args.picture is not None:
         target, render, off_hand = split(iio.imread(args.renders / args.frame))
         drawn = render.sum(-1) > DRAWN

@@ -295,7 +295,7 @@ def test_masks_labels_cache_and_rebuild(seq, mano_dir: Path, tmp_path: Path):
     cols = np.arange(seq.cameras.width)[None, None, :]
     assert np.broadcast_to(cols, masks.shape)[masks == 1].mean() < np.broadcast_to(cols, masks.shape)[masks == 2].mean()
     assert not (masks[1] == 2).any()  # the right box of frame 1 is unusable: no right hand there
-    assert all(p.parent == cache / seq.dataset / seq.name for p in out.mask_paths)
+    assert all(p.parent == cache / seq.dataset / "drawn" / seq.name for p in out.mask_paths)
 
     stamps = [(p.stat().st_mtime_ns, p.stat().st_ino) for p in out.mask_paths]
     again = attach_pseudo_labels(seq, mano_dir, cache)
@@ -313,7 +313,7 @@ def test_masks_labels_cache_and_rebuild(seq, mano_dir: Path, tmp_path: Path):
     new_mask = np.asarray(Image.open(rebuilt.mask_paths[0]))
     assert (new_mask != masks[0]).any()
     np.testing.assert_array_equal(np.asarray(Image.open(rebuilt.mask_paths[1])), masks[1])
-    assert sorted(p.name for p in (cache / seq.dataset).iterdir()) == [seq.name]  # nothing left behind
+    assert sorted(p.name for p in (cache / seq.dataset / "drawn").iterdir()) == [seq.name]  # nothing left behind
 
 
 def test_refined_masks_are_the_drawn_ones_moved_onto_each_frame(seq, mano_dir: Path, tmp_path: Path):
@@ -324,7 +324,7 @@ def test_refined_masks_are_the_drawn_ones_moved_onto_each_frame(seq, mano_dir: P
 
     write_hamer_fixture(seq, mano_dir)
     cache = tmp_path / "cache"
-    drawn = attach_pseudo_labels(seq, mano_dir, tmp_path / "drawn")
+    drawn = attach_pseudo_labels(seq, mano_dir, cache)
     refined = attach_pseudo_labels(seq, mano_dir, cache, MaskRefinement())
     changed = 0
     for image_path, drawn_path, refined_path in zip(seq.image_paths, drawn.mask_paths, refined.mask_paths):
@@ -334,8 +334,12 @@ def test_refined_masks_are_the_drawn_ones_moved_onto_each_frame(seq, mano_dir: P
         changed += int((expected != labels).any())
     assert changed > 0  # the random frames do move the hands
     stamps = [p.stat().st_mtime_ns for p in refined.mask_paths]
+    drawn_stamps = [p.stat().st_mtime_ns for p in drawn.mask_paths]
     wider = attach_pseudo_labels(seq, mano_dir, cache, MaskRefinement(reach=0.8))
     assert [p.stat().st_mtime_ns for p in wider.mask_paths] != stamps
+    # Drawn and refined masks have their own folders: neither kind rebuilds the other's.
+    assert attach_pseudo_labels(seq, mano_dir, cache).mask_paths == drawn.mask_paths
+    assert [p.stat().st_mtime_ns for p in drawn.mask_paths] == drawn_stamps
 
 
 
@@ -377,7 +381,7 @@ def test_static_views_get_masks_drawn_from_the_same_meshes(seq, mano_dir: Path, 
     out = attach_pseudo_labels(dataclasses.replace(seq, views={"cam0": view}), mano_dir, tmp_path / "cache")
     ego, seen = (np.stack([np.asarray(Image.open(p)) for p in paths]) for paths in (out.mask_paths, out.views["cam0"].mask_paths))
     assert {1, 2} <= set(np.unique(seen)) and (ego != seen).mean() < 1e-3
-    assert all(p.parent == tmp_path / "cache" / seq.dataset / "views" / seq.name / "cam0" for p in out.views["cam0"].mask_paths)
+    assert all(p.parent == tmp_path / "cache" / seq.dataset / "drawn" / "views" / seq.name / "cam0" for p in out.views["cam0"].mask_paths)
     assert out.views["cam0"].image_paths == view.image_paths and out.views["cam0"].cameras is view.cameras
     # The egocentric cameras place the hands in the world: when they change, the view's masks are redrawn.
     stamps = [p.stat().st_mtime_ns for p in out.views["cam0"].mask_paths]

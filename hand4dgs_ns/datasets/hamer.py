@@ -490,7 +490,8 @@ def attach_pseudo_labels(
         objects=seq.objects,
         digest=_scene_digest(stacked, valid, faces, seq.objects, cameras),
     )
-    folder = Path(cache_dir) / seq.dataset
+    # Drawn and refined masks live apart, so switching --no-refine-masks back and forth reuses both.
+    folder = Path(cache_dir) / seq.dataset / ("drawn" if refinement is None else "refined")
     mask_paths = _cached_masks(scene, cameras, seq.frame_ids, seq.image_paths, refinement, folder / seq.name, seq.name)
     # The static views' masks, drawn from the same meshes, let ns-eval score novel views.
     views = {
