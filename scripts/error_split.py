@@ -7,7 +7,7 @@ share means the drawn silhouette, not the colours, costs the PSNR; drawn off-han
 above the undrawn hand pixels mean hands drawn too large, the two alike mean hands misplaced. With --picture, also writes one
 frame's map: the hands' own pixels dimmed, drawn off-hand pixels red, missed hand pixels blue.
 
-    python scripts/error_split.py DIR [--picture map.png --frame eval_img_0010.png]
+    python scripts/error_split.py DIR [--picture map.png [--frame eval_img_0010.png]]
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("renders", type=Path)
     parser.add_argument("--picture", type=Path, default=None)
-    parser.add_argument("--frame", default="eval_img_0010.png")
+    parser.add_argument("--frame", default=None, help="which image the picture shows (default: the middle one)")
     args = parser.parse_args()
     files = sorted(args.renders.glob("eval_img_*.png"))
     if not files:
@@ -52,7 +52,10 @@ def main() -> None:
           f"(off-hand share {off / max(on + off, 1e-12):.2f}); drawn off-hand pixels per hand pixel {drawn_off / max(hand, 1):.2f}, "
           f"hand pixels left undrawn per hand pixel {missed / max(hand, 1):.2f}")
     if args.picture is not None:
-        target, render, off_hand = split(iio.imread(args.renders / args.frame))
+        frame = args.renders / args.frame if args.frame else files[len(files) // 2]
+        if not frame.is_file():
+            raise SystemExit(f"{frame} does not exist: pass --frame one of the eval_img_*.png files of {args.renders}.")
+        target, render, off_hand = split(iio.imread(frame))
         drawn = render.sum(-1) > DRAWN
         out = np.where(off_hand[..., None], 0.0, target * 0.6)
         out[off_hand & drawn] = (1.0, 0.0, 0.0)
