@@ -38,6 +38,10 @@ class HandNetworkConfig:
     """Hidden width of the 2-layer colour and scale MLPs (paper: 64)."""
     gaussians_per_face: int = 10
     """Gaussians sampled in each face, besides one per vertex (paper: 10)."""
+    normal_offset_mm: float = 0.0
+    """Largest offset of a Gaussian along the surface normal (millimetres), decoded from its
+    embedding by a zero-initialised MLP: detail the template's shape space lacks, such as thinner
+    fingers or a hand's outline drawn inside its antialiased edge. 0: Gaussians stay on the mesh."""
     per_gaussian_embeddings: bool = False
     """Ablation: predict every Gaussian's embedding directly instead of interpolating vertex embeddings."""
     color_gain: bool = False

@@ -98,6 +98,7 @@ class HandBranch(nn.Module):
         # With pixel colours the decoder also reads the crop cue (colour under the Gaussian, facing).
         self.color_mlp = mlp(sizes.embed_dim + (CROP_CUE_DIM if sizes.pixel_colors else 0), sizes.appearance_width, 3, 2)
         self.scale_mlp = mlp(sizes.embed_dim, sizes.appearance_width, 3, 2)
+        self.offset_mlp = mlp(sizes.embed_dim, sizes.appearance_width, 1, 2) if sizes.normal_offset_mm > 0 else None
         # Zero-initialised last layer (as every head): gain 1 until the image loss trains it.
         self.gain_head = mlp(feat, sizes.appearance_width, 3, 2) if sizes.color_gain else None
         self.mirrored = False
@@ -130,8 +131,8 @@ class HandBranch(nn.Module):
         return (self.tc, self.shape_head, self.pose_head, self.transl_head)
 
     def appearance_parameters(self) -> list[nn.Parameter]:
-        """What decides how the mesh looks once posed: embeddings, colour, gain and scale decoders, base scales, opacities."""
-        modules = [m for m in (self.embed, self.color_mlp, self.gain_head, self.scale_mlp) if m is not None]
+        """What decides how the mesh looks once posed: embeddings, colour, gain, scale and offset decoders, base scales, opacities."""
+        modules = [m for m in (self.embed, self.color_mlp, self.gain_head, self.scale_mlp, self.offset_mlp) if m is not None]
         return [p for m in modules for p in m.parameters()] + [self.log_scale_base, self.opacity_logit]
 
     @property
@@ -206,8 +207,12 @@ class HandBranch(nn.Module):
         else:  # zero-initialised decoder: the crop's colours until the image loss teaches corrections
             base = torch.logit(crop_cue[..., :3].clamp(0.02, 0.98))
             colors = torch.sigmoid(base + self.color_mlp(torch.cat([embeddings, crop_cue], dim=-1)))
+        means = gaussian_means(vertices_world, faces, layout)
+        if self.offset_mlp is not None:  # along the normal, within +-normal_offset_mm
+            offset = 1e-3 * self.sizes.normal_offset_mm * torch.tanh(self.offset_mlp(embeddings))
+            means = means + offset * self.gaussian_normals(vertices_world)
         return HandGaussians(
-            means=gaussian_means(vertices_world, faces, layout),
+            means=means,
             quats=gaussian_quats(vertices_world, faces, layout),
             scales=log_scales.exp(),
             opacities=opac,
