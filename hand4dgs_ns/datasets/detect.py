@@ -114,7 +114,8 @@ class DatasetOptions:
     refine_masks: bool = True
     """Move each hand mask drawn from HaMeR's meshes onto the hand the frame shows (GrabCut seeded
     by the drawn hand, hand4dgs_ns.datasets.mask_refine); off, the masks show the hands where
-    HaMeR put them and the image losses pull the model's hands there."""
+    HaMeR put them and the image losses pull the model's hands there. Read by training and
+    `hand4dgs convert`; `hand4dgs preprocess` draws no masks."""
 
     def resolved_mano_dir(self, data: Path) -> Path:
         """The MANO folder (option, else ``$HAND4DGS_MANO_DIR``), checked to hold both files.
