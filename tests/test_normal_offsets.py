@@ -3,14 +3,16 @@ mesh, move along the normal only, within the bound, and are appearance parameter
 
 from __future__ import annotations
 
+import pytest
 import torch
 import torch.nn.functional as F
 
 from tiny_network import tiny_inputs, twin_networks
 
 
-def test_offsets_start_at_zero_and_move_gaussians_along_the_normal_within_the_bound():
-    plain, offset = twin_networks(normal_offset_mm=2.0)
+@pytest.mark.parametrize("shading", [False, True])  # with shading the light's normals are passed on
+def test_offsets_start_at_zero_and_move_gaussians_along_the_normal_within_the_bound(shading: bool):
+    plain, offset = twin_networks(normal_offset_mm=2.0, shading=shading)
     x = tiny_inputs(torch.randn(3, 2, 4, 8))
     with torch.no_grad():
         torch.testing.assert_close(offset(x).means, plain(x).means)  # zero-initialised: on the mesh

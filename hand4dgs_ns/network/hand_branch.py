@@ -195,9 +195,11 @@ class HandBranch(nn.Module):
         embeddings: Float[Tensor, "b g d"],
         log_gain: Optional[Float[Tensor, "b 3"]],
         crop_cue: Optional[Float[Tensor, "b g 4"]] = None,
+        normals: Optional[Float[Tensor, "b g 3"]] = None,
     ) -> HandGaussians:
         """Mesh-guided Gaussians on world-frame vertices (paper, section 3.2), colours times the frame's
-        gain if any; with a :meth:`crop_cue`, colours are the crop's corrected by the colour decoder."""
+        gain if any; with a :meth:`crop_cue`, colours are the crop's corrected by the colour decoder.
+        ``normals``: the :meth:`gaussian_normals` of these vertices when the caller has them already."""
         layout = self.layout
         faces = self.hand.faces
         log_scales = self.log_scale_base + torch.tanh(self.scale_mlp(embeddings))
@@ -210,7 +212,7 @@ class HandBranch(nn.Module):
         means = gaussian_means(vertices_world, faces, layout)
         if self.offset_mlp is not None:  # along the normal, within +-normal_offset_mm
             offset = 1e-3 * self.sizes.normal_offset_mm * torch.tanh(self.offset_mlp(embeddings))
-            means = means + offset * self.gaussian_normals(vertices_world)
+            means = means + offset * (self.gaussian_normals(vertices_world) if normals is None else normals)
         return HandGaussians(
             means=means,
             quats=gaussian_quats(vertices_world, faces, layout),

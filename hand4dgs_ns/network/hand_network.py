@@ -222,8 +222,10 @@ class HandNetwork(nn.Module):
             for slot, (branch, mesh, v_world) in enumerate(zip(self.branches, meshes, vertices)):
                 # slot 0's (left) crops are cut mirrored
                 cue = None if crops is None else branch.crop_cue(mesh.vertices, K, bbox[:, slot], crops[:, slot], flip=slot == 0)
-                g = branch.gaussians(v_world, mesh.embeddings, mesh.log_gain, cue)
-                colors = g.colors if self.light is None else g.colors * self.light(branch.gaussian_normals(v_world), c2w)
+                # Computed once for the light and the normal offsets alike.
+                normals = None if self.light is None else branch.gaussian_normals(v_world)
+                g = branch.gaussians(v_world, mesh.embeddings, mesh.log_gain, cue, normals)
+                colors = g.colors if normals is None else g.colors * self.light(normals, c2w)
                 parts.append((g.means, g.quats, g.scales, g.opacities * valid[:, slot, None].float(), colors))
             gaussians = {name: torch.cat(p, dim=1) for name, p in zip(GAUSSIAN_FIELDS, zip(*parts))}
 
