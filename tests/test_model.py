@@ -216,9 +216,12 @@ def test_network_names_its_pose_and_appearance_parameters(pipeline):
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 @pytest.mark.parametrize("compile_graphs", [False, True])
 @pytest.mark.parametrize(
-    "mirrored_pose,estimate_input,pixel_colors", [(False, False, False), (True, False, False), (True, True, False), (False, False, True)]
+    "mirrored_pose,estimate_input,pixel_colors,pixel_feedback",
+    [(False, False, False, False), (True, False, False, False), (True, True, False, False), (False, False, True, False), (True, False, False, True)],
 )
-def test_cuda_graphs_match_eager_outputs_and_gradients(tmp_path, monkeypatch, compile_graphs, mirrored_pose, estimate_input, pixel_colors):
+def test_cuda_graphs_match_eager_outputs_and_gradients(
+    tmp_path, monkeypatch, compile_graphs, mirrored_pose, estimate_input, pixel_colors, pixel_feedback
+):
     from conftest import tiny_trainer_config
 
     config = tiny_trainer_config(tmp_path, monkeypatch, num_frames=9)
@@ -228,6 +231,7 @@ def test_cuda_graphs_match_eager_outputs_and_gradients(tmp_path, monkeypatch, co
     config.pipeline.model.mirrored_pose = mirrored_pose  # the mirror's constants must not copy from the host
     config.pipeline.model.estimate_input = estimate_input  # the estimates are one more graph input
     config.pipeline.model.pixel_colors = pixel_colors  # the crops are sampled inside the graph
+    config.pipeline.model.pixel_feedback = pixel_feedback  # so are the feature maps, at the joints
     pipe = config.pipeline.setup(device="cuda", test_mode="val")
     model = pipe.model
     generator = torch.Generator(device="cuda").manual_seed(0)

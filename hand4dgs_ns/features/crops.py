@@ -175,13 +175,14 @@ def crop_hands(
 
 
 def sample_crop(
-    crops: Float[Tensor, "b 3 h w"],
+    crops: Float[Tensor, "b c h w"],
     points_image: Float[Tensor, "b g 2"],
     bbox_xyxy: Float[Tensor, "b 4"],
     flip: bool,
-) -> Float[Tensor, "b g 3"]:
+) -> Float[Tensor, "b g c"]:
     """The crop's colour (bilinear; black outside the crop) under image points: ``crops`` are those
-    :func:`crop_params` cuts from each ``bbox_xyxy`` (default rescale; mirrored when ``flip``)."""
+    :func:`crop_params` cuts from each ``bbox_xyxy`` (default rescale; mirrored when ``flip``), or
+    any map aligned with them (a backbone's feature map: its channels, zero outside)."""
     b, _, h, w = crops.shape
     centre, size = crop_params(bbox_xyxy)
     flips = torch.full((b,), flip, dtype=torch.bool, device=crops.device)

@@ -30,7 +30,7 @@ from hand4dgs_ns.gaussians import (
 from hand4dgs_ns.geometry.cameras import box_prior, project_points
 from hand4dgs_ns.geometry.mirror import mirror_boxes, mirror_normalized_boxes, mirror_points, mirror_rotations
 from hand4dgs_ns.geometry.rotations import matrix_to_rotation_6d, rotation_6d_to_matrix
-from hand4dgs_ns.hands.lbs import HandLayer, hand_forward
+from hand4dgs_ns.hands.lbs import HandLayer, HandOutput, hand_forward
 from hand4dgs_ns.hands.template import HandTemplate
 from hand4dgs_ns.network.config import HandNetworkConfig
 from hand4dgs_ns.network.layers import TemporalConv, mlp
@@ -38,6 +38,8 @@ from hand4dgs_ns.network.layers import TemporalConv, mlp
 _IDENTITY_6D = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
 CROP_CUE_DIM = 4
 """Per-Gaussian crop cue of ``pixel_colors``: RGB under the Gaussian and the cosine of its facing."""
+FEEDBACK_DIM = 8
+"""Channels of the feature map kept at each projected joint (``pixel_feedback``), as PyMAF's 5."""
 _MAX_LOG_GAIN = 0.7  # gains 0.5-2: a camera's auto-exposure range, and room for a shaded or lit hand
 
 
@@ -75,7 +77,7 @@ class HandGaussians:
 class HandBranch(nn.Module):
     """TC layer, MANO-style heads, vertex embeddings and the Gaussian decoders for one hand."""
 
-    def __init__(self, template: HandTemplate, num_tokens: int, token_dim: int, sizes: HandNetworkConfig):
+    def __init__(self, template: HandTemplate, num_tokens: int, token_dim: int, sizes: HandNetworkConfig, map_channels: int = 0):
         super().__init__()
         self.sizes = sizes
         self.hand = HandLayer(template)  # template tensors as buffers: they follow .to(device)
@@ -91,6 +93,14 @@ class HandBranch(nn.Module):
         self.shape_head = mlp(feat, sizes.head_width, template.num_betas, sizes.head_layers)
         self.pose_head = mlp(feat, sizes.head_width, template.num_joints * 6, sizes.head_layers)
         self.transl_head = mlp(feat + 4, sizes.head_width, 3, sizes.head_layers)
+        # Pixel-aligned feedback: the feature map under each projected joint, reduced to a few
+        # channels, and a zero-initialised head that corrects the pose and translation outputs.
+        self.point_reduce: Optional[nn.Module] = None
+        self.refine_head: Optional[nn.Module] = None
+        if sizes.pixel_feedback and map_channels > 0:
+            self.point_reduce = nn.Conv2d(map_channels, FEEDBACK_DIM, 1)
+            refine_in = feat + int(template.openpose_map.shape[0]) * FEEDBACK_DIM + template.num_joints * 6 + 3
+            self.refine_head = mlp(refine_in, sizes.head_width, template.num_joints * 6 + 3, 3)
         embed_count = self.num_gaussians if sizes.per_gaussian_embeddings else template.num_vertices
         # "A 1-layer MLP gives a per-vertex embedding": one linear map, factorised through a
         # low rank so its V*D outputs do not need a (features x V*D) weight.
@@ -124,11 +134,13 @@ class HandBranch(nn.Module):
         its prediction is mirrored back (:mod:`hand4dgs_ns.geometry.mirror`). Exact for templates
         whose two sides are mirror images (the open hand); MANO's are so up to its shape basis."""
         self.tc, self.shape_head, self.pose_head, self.transl_head = other.tc, other.shape_head, other.pose_head, other.transl_head
+        self.point_reduce, self.refine_head = other.point_reduce, other.refine_head
         self.mirrored = True
 
     def pose_modules(self) -> tuple[nn.Module, ...]:
         """The layers between the tokens and the hand mesh (the pose path)."""
-        return (self.tc, self.shape_head, self.pose_head, self.transl_head)
+        heads = (self.point_reduce, self.refine_head)
+        return (self.tc, self.shape_head, self.pose_head, self.transl_head) + tuple(m for m in heads if m is not None)
 
     def appearance_parameters(self) -> list[nn.Parameter]:
         """What decides how the mesh looks once posed: embeddings, colour, gain, scale and offset decoders, base scales, opacities."""
@@ -146,24 +158,30 @@ class HandBranch(nn.Module):
         box_xyxy: Float[Tensor, "b 4"],
         K: Float[Tensor, "b 3 3"],
         with_embeddings: bool = True,
+        feature_map: Optional[Float[Tensor, "b m h w"]] = None,
     ) -> HandMesh:
         """Predicts the hand mesh in the camera frame from a window of backbone tokens (and, with
-        ``with_embeddings``, the per-Gaussian embeddings the Gaussians are decoded from)."""
+        ``with_embeddings``, the per-Gaussian embeddings the Gaussians are decoded from). With
+        ``pixel_feedback``, ``feature_map`` is the backbone's map of the centre frame's crop, cut
+        from ``box_xyxy`` (mirrored for a left hand, as every left crop is), and corrects the first prediction."""
         b = tokens.shape[0]
+        box_image = box_xyxy
         if self.mirrored:  # the pose path sees the mirrored scene, as in the (mirrored) crops
             box_norm, box_xyxy = mirror_normalized_boxes(box_norm), mirror_boxes(box_xyxy, K[:, 0, 2])
         feat = self.tc(tokens).reshape(b, -1)
         template = self.hand.template
         betas = self.shape_head(feat)
-        d6 = self.pose_head(feat).reshape(b, template.num_joints, 6) + constant(_IDENTITY_6D, feat.device, feat.dtype)
-        rot = rotation_6d_to_matrix(d6)
-        box_point = box_translation(self.transl_head(torch.cat([feat, box_norm], dim=-1)), box_xyxy, K, self.sizes.hand_extent_m)
-        if self.mirrored:  # back to the real scene: this side's template parameters
-            rot, box_point = mirror_rotations(rot), mirror_points(box_point)
-        # The box prior locates the hand's centre; the template is skinned about its wrist.
-        centre = rot[:, 0] @ self.rest_centre
-        translation = box_point - centre
-        out = hand_forward(template, rot[:, 0], rot[:, 1:], betas, translation)
+        d6 = self.pose_head(feat).reshape(b, -1) + constant(_IDENTITY_6D * template.num_joints, feat.device, feat.dtype)
+        residual = self.transl_head(torch.cat([feat, box_norm], dim=-1))
+        rot, translation, out = self._posed(d6, residual, betas, box_xyxy, K)
+        if self.refine_head is not None and feature_map is not None:
+            # Where the first prediction's joints land in the crop, and what the crop holds there;
+            # the positions are detached: the head learns to read them, not to move them.
+            joints_image = project_points(K, out.joints.detach())
+            points = sample_crop(self.point_reduce(feature_map), joints_image, box_image, flip=self.hand.template.side == "left")
+            delta = self.refine_head(torch.cat([feat, points.flatten(1), d6, residual], dim=-1))
+            d6, residual = d6 + delta[:, :-3], residual + delta[:, -3:]
+            rot, translation, out = self._posed(d6, residual, betas, box_xyxy, K)
         emb = None
         if with_embeddings:  # the pose-only passes (vertex phase, neighbour frames) skip them
             emb = self.embed(feat).reshape(b, -1, self.sizes.embed_dim)
@@ -174,6 +192,20 @@ class HandBranch(nn.Module):
             vertices=out.vertices, joints=out.joints, embeddings=emb,
             betas=betas, global_orient=rot[:, 0], hand_pose=rot[:, 1:], translation=translation, log_gain=log_gain,
         )
+
+    def _posed(
+        self, d6: Float[Tensor, "b j6"], residual: Float[Tensor, "b 3"], betas: Float[Tensor, "b k"],
+        box_xyxy: Float[Tensor, "b 4"], K: Float[Tensor, "b 3 3"],
+    ) -> tuple[Float[Tensor, "b j 3 3"], Float[Tensor, "b 3"], HandOutput]:
+        """The pose path's outputs (in its own, possibly mirrored, scene) -> this side's rotations,
+        template translation and skinned hand, camera frame."""
+        rot = rotation_6d_to_matrix(d6.reshape(d6.shape[0], -1, 6))
+        box_point = box_translation(residual, box_xyxy, K, self.sizes.hand_extent_m)
+        if self.mirrored:  # back to the real scene: this side's template parameters
+            rot, box_point = mirror_rotations(rot), mirror_points(box_point)
+        # The box prior locates the hand's centre; the template is skinned about its wrist.
+        translation = box_point - rot[:, 0] @ self.rest_centre
+        return rot, translation, hand_forward(self.hand.template, rot[:, 0], rot[:, 1:], betas, translation)
 
     def crop_cue(
         self, vertices_cam: Float[Tensor, "b v 3"], K: Float[Tensor, "b 3 3"], box_xyxy: Float[Tensor, "b 4"],

@@ -116,8 +116,8 @@ class HandNetwork(nn.Module):
     def __init__(self, config: HandNetworkConfig, inputs: InputSpec):
         super().__init__()
         config.check()
-        if config.pixel_colors and inputs.kind != "crops":  # cached tokens come without crops to sample
-            config = dataclasses.replace(config, pixel_colors=False)
+        if inputs.kind != "crops":  # cached tokens come without crops or feature maps to sample
+            config = dataclasses.replace(config, pixel_colors=False, pixel_feedback=False)
         self.config = config
         self.input_spec = inputs
         if inputs.kind == "crops":
@@ -133,8 +133,9 @@ class HandNetwork(nn.Module):
                 embeds[0] = embeds[1]
             self.estimate_embed = nn.ModuleList(embeds)
             self.token_shape = (self.token_shape[0] + 1, self.token_shape[1])
+        map_channels = self.backbone.map_channels if self.backbone is not None else 0
         self.branches = nn.ModuleList(
-            HandBranch(load_template(config.template, side, config.mano_dir), *self.token_shape, config) for side in SIDES
+            HandBranch(load_template(config.template, side, config.mano_dir), *self.token_shape, config, map_channels) for side in SIDES
         )
         if config.mirrored_pose:
             self.branches[0].share_pose_path(self.branches[1])
@@ -161,19 +162,24 @@ class HandNetwork(nn.Module):
         return list(self.light.parameters()) if self.light is not None else []
 
     # ---- prediction -----------------------------------------------------------------------
-    def tokens(self, frames: Tensor) -> Float[Tensor, "U N C"]:
-        """Squashed backbone tokens of one hand's inputs (U, 3, h, w) or (U, N, C)."""
-        if self.backbone is not None:
-            tokens = self.backbone(normalize_imagenet(uint8_crops_to_input(frames)))
-        else:
+    def tokens(self, frames: Tensor) -> tuple[Float[Tensor, "U N C"], Optional[Float[Tensor, "U M h w"]]]:
+        """Squashed backbone tokens of one hand's inputs (U, 3, h, w) or (U, N, C), and with
+        ``pixel_feedback`` the backbone's feature map of each crop (else None)."""
+        feature_map = None
+        if self.backbone is None:
             tokens = frames.float()
-        return squash_tokens(tokens, self.config.token_scale)
+        elif self.config.pixel_feedback:
+            tokens, feature_map = self.backbone.forward_with_map(normalize_imagenet(uint8_crops_to_input(frames)))
+        else:
+            tokens = self.backbone(normalize_imagenet(uint8_crops_to_input(frames)))
+        return squash_tokens(tokens, self.config.token_scale), feature_map
 
-    def hand_tokens(self, x: NetworkInputs, slot: int) -> Float[Tensor, "U N C"]:
-        """One hand's tokens of the U input frames: the backbone's, then its estimate's when the network reads it."""
-        tokens = self.tokens(x.frames[:, slot])
+    def hand_tokens(self, x: NetworkInputs, slot: int) -> tuple[Float[Tensor, "U N C"], Optional[Float[Tensor, "U M h w"]]]:
+        """One hand's tokens of the U input frames (the backbone's, then its estimate's when the network
+        reads it) and the crops' feature maps (:meth:`tokens`)."""
+        tokens, feature_map = self.tokens(x.frames[:, slot])
         if self.estimate_embed is None:
-            return tokens
+            return tokens, feature_map
         if x.estimates is None:
             raise Hand4DGSError(
                 "This network reads each frame's hand estimate (it was trained with --pipeline.model.estimate-input True), "
@@ -182,20 +188,24 @@ class HandNetwork(nn.Module):
         estimate = x.estimates[:, slot]
         if slot == 0 and self.config.mirrored_pose:
             estimate = estimate * constant(MIRROR_SIGNS, estimate.device, estimate.dtype)
-        return torch.cat([tokens, torch.tanh(self.estimate_embed[slot](estimate))[:, None]], dim=1)
+        return torch.cat([tokens, torch.tanh(self.estimate_embed[slot](estimate))[:, None]], dim=1), feature_map
 
     def forward(self, x: NetworkInputs, with_gaussians: bool = True, decoder: Optional[Decoder] = None) -> HandsPrediction:
         """Both hands of every frame of ``x``; ``decoder`` may be a compiled :meth:`decode`."""
         b, w = x.window.shape
-        flat = x.window.reshape(-1)
-        windows = tuple(self.hand_tokens(x, slot).index_select(0, flat).reshape(b, w, *self.token_shape) for slot in range(2))
+        flat, centre = x.window.reshape(-1), x.window[:, w // 2]
+        inputs = [self.hand_tokens(x, slot) for slot in range(2)]
+        windows = tuple(tokens.index_select(0, flat).reshape(b, w, *self.token_shape) for tokens, _ in inputs)
+        feature_maps = None
+        if inputs[0][1] is not None:  # pixel_feedback: each predicted frame's own maps
+            feature_maps = torch.stack([fmap.index_select(0, centre) for _, fmap in inputs], dim=1)
         box_norm = normalized_frame_boxes(x.bbox, x.image_hw)
         crops = None
         if self.config.pixel_colors and with_gaussians:  # each predicted frame's own crops, [0, 1]
-            source = x.color_crops if x.color_crops is not None else x.frames.index_select(0, x.window[:, w // 2])
+            source = x.color_crops if x.color_crops is not None else x.frames.index_select(0, centre)
             crops = source.float() / 255.0
         decode = decoder if decoder is not None else self.decode
-        return decode(windows[0], windows[1], box_norm, x.bbox, x.valid, x.K, x.c2w, with_gaussians, crops)
+        return decode(windows[0], windows[1], box_norm, x.bbox, x.valid, x.K, x.c2w, with_gaussians, crops, feature_maps)
 
     def decode(
         self,
@@ -208,11 +218,14 @@ class HandNetwork(nn.Module):
         c2w: Float[Tensor, "B 4 4"],
         with_gaussians: bool,
         crops: Optional[Float[Tensor, "B 2 3 h w"]] = None,
+        feature_maps: Optional[Float[Tensor, "B 2 M h w"]] = None,
     ) -> HandsPrediction:
         """The static-shape part of :meth:`forward` (what ``torch.compile`` compiles): both branches, world frame,
-        Gaussians (``crops``: each frame's hand crops in [0, 1], read with ``pixel_colors``)."""
+        Gaussians (``crops``: each frame's hand crops in [0, 1], read with ``pixel_colors``; ``feature_maps``:
+        the backbone's maps of each frame's crops, read with ``pixel_feedback``)."""
         meshes = [
-            branch(tokens, box_norm[:, slot], bbox[:, slot], K, with_embeddings=with_gaussians)
+            branch(tokens, box_norm[:, slot], bbox[:, slot], K, with_embeddings=with_gaussians,
+                   feature_map=None if feature_maps is None else feature_maps[:, slot])
             for slot, (branch, tokens) in enumerate(zip(self.branches, (left, right)))
         ]
         vertices = [transform_points(c2w, mesh.vertices) for mesh in meshes]

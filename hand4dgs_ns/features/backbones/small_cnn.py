@@ -73,8 +73,18 @@ class SmallCNN(HandBackbone):
             layers += _conv_gn(cout, cout, 1, config.groups, relu=not last)
             cin = cout
         self.net = nn.Sequential(*layers)
+        # The feature map two stages before the tokens (16 x 12, four times the token grid):
+        # fine enough to say where on the hand a projected joint lands.
+        self._map_end = 6 * (len(channels) - 2)  # each stage: conv, norm, ReLU, conv, norm, ReLU
+        self.map_channels = channels[-3]
 
     def forward(self, crops: Float[Tensor, "n 3 h w"]) -> Float[Tensor, "n t c"]:
+        return self.forward_with_map(crops)[0]
+
+    def forward_with_map(self, crops: Float[Tensor, "n 3 h w"]) -> tuple[Float[Tensor, "n t c"], Float[Tensor, "n m h4 w4"]]:
+        """The tokens and the feature map two stages before them (``map_channels`` channels, four
+        times the token grid's height and width), which pixel-aligned feedback samples."""
         if tuple(crops.shape[-2:]) != self.input_hw:
             raise ValueError(f"expected crops of {self.input_hw}, got {tuple(crops.shape[-2:])}")
-        return self.net(crops).flatten(2).transpose(1, 2)
+        feature_map = self.net[: self._map_end](crops)
+        return self.net[self._map_end :](feature_map).flatten(2).transpose(1, 2), feature_map
