@@ -87,7 +87,8 @@ class HandDataManagerConfig(FullImageDatamanagerConfig):
     """With --pipeline.model.pixel-colors: the hands' colours are read from crops this many times the
     small-cnn crops' height and width, cut from the frame the same way (a second cached set; 1 reads
     the small-cnn crops themselves). The default 64 x 48 crops span the hand box enlarged 2x, so
-    they hold a 50-pixel hand at about half the frame's resolution (2.1 frame pixels a crop pixel)."""
+    they hold a 50-pixel hand at about half the frame's resolution (2.1 frame pixels a crop pixel).
+    Without pixel colours, or with another backbone's cached tokens, nothing reads them: none are cut."""
     cache_dir: Optional[Path] = None
     """Where crops and tokens are cached (default: the user cache folder, see hand4dgs_ns.paths)."""
     pseudo_label_smoothing: float = 0.05

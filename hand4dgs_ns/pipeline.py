@@ -40,27 +40,27 @@ class Hand4DGSPipelineConfig(VanillaPipelineConfig):
     model: Hand4DGSModelConfig = field(default_factory=Hand4DGSModelConfig)
 
 
-def check_color_crops(config: Hand4DGSPipelineConfig) -> None:
-    """Refuses colour crops the model would not read, or read against moved boxes."""
-    scale, model = config.datamanager.color_crop_scale, config.model
+def color_crops_read(config: Hand4DGSPipelineConfig) -> bool:
+    """Whether the model reads colour crops larger than the backbone's: only ``pixel_colors`` on the
+    small-cnn crops does (cached tokens come without crops), so with anything else none are cut."""
+    return config.datamanager.color_crop_scale > 1 and config.datamanager.backbone == "small-cnn" and config.model.pixel_colors
+
+
+def settle_color_crops(config: Hand4DGSPipelineConfig) -> None:
+    """Refuses colour crops the model would read against moved boxes, and sets the scale to 1 where
+    nothing would read them (so the generalised default needs no flag with other backbones or colours)."""
+    scale = config.datamanager.color_crop_scale
     if scale < 1:
         raise Hand4DGSError(f"--pipeline.datamanager.color-crop-scale must be 1 or more, not {scale}.")
-    if scale == 1:  # the small CNN's own crops: nothing more is cut
+    if not color_crops_read(config):
+        # The run's saved config keeps the scale asked for (written before the pipeline is built);
+        # the crops it builds and reads are those of scale 1, as are `hand4dgs infer`'s.
+        config.datamanager.color_crop_scale = 1
         return
-    if config.datamanager.backbone != "small-cnn":
-        raise Hand4DGSError(
-            f"--pipeline.datamanager.color-crop-scale needs the small-cnn backbone's crops (the {config.datamanager.backbone} "
-            "backbone's cached tokens draw colours from the network alone): leave the scale at 1."
-        )
-    if not model.pixel_colors:
-        raise Hand4DGSError(
-            "--pipeline.datamanager.color-crop-scale cuts crops that only --pipeline.model.pixel-colors reads: "
-            "pass --pipeline.model.pixel-colors True or leave the scale at 1."
-        )
-    if model.box_jitter:
+    if config.model.box_jitter:
         raise Hand4DGSError(
             "--pipeline.model.box-jitter moves the boxes but not the colour crops of --pipeline.datamanager.color-crop-scale: "
-            "pass --pipeline.model.box-jitter False or leave the scale at 1."
+            "pass --pipeline.model.box-jitter False or --pipeline.datamanager.color-crop-scale 1."
         )
 
 
@@ -72,7 +72,7 @@ class Hand4DGSPipeline(VanillaPipeline):
 
     def __init__(self, config: Hand4DGSPipelineConfig, *args, **kwargs) -> None:
         config.model.check()  # before the datamanager spends minutes building caches
-        check_color_crops(config)
+        settle_color_crops(config)
         super().__init__(config, *args, **kwargs)
 
     def reseed(self, offset: int) -> None:

@@ -43,7 +43,7 @@ def test_sampling_a_crop_gives_the_image_colour_under_the_point(flip):
 def _crop_network(**option: object) -> HandNetwork:
     sizes = dict(window=1, gaussians_per_face=1, head_width=16, head_layers=2, embed_rank=8, embed_dim=8, appearance_width=8)
     torch.manual_seed(0)
-    return HandNetwork(HandNetworkConfig(**sizes, **option), InputSpec("crops", (3, 64, 48)))
+    return HandNetwork(HandNetworkConfig(**{**sizes, **option}), InputSpec("crops", (3, 64, 48)))
 
 
 def _crop_inputs(b: int = 2) -> NetworkInputs:
@@ -122,22 +122,22 @@ def test_colour_crops_are_cached_larger_and_read_only_with_pixel_colors(tmp_path
     from conftest import tiny_trainer_config
 
     from hand4dgs_ns.features.staging import PinnedStager
+    from hand4dgs_ns.pipeline import settle_color_crops
 
     config = tiny_trainer_config(tmp_path, monkeypatch, num_frames=6)
     config.pipeline.datamanager.color_crop_scale = 2
-    with pytest.raises(Hand4DGSError, match="pixel-colors"):
-        config.pipeline.setup(device="cpu", test_mode="val")
-    assert not (tmp_path / "cache").exists()  # refused before any cache was built
+    pipe = config.pipeline.setup(device="cpu", test_mode="val")  # without pixel colours nothing reads them
+    assert pipe.datamanager.frame_inputs.color_crops is None
     config.pipeline.model.pixel_colors = True
     config.pipeline.model.box_jitter = True
+    config.pipeline.datamanager.color_crop_scale = 2
     with pytest.raises(Hand4DGSError, match="box-jitter"):
         config.pipeline.setup(device="cpu", test_mode="val")
     config.pipeline.model.box_jitter = False
-    from hand4dgs_ns.pipeline import check_color_crops
-
     config.pipeline.datamanager.backbone = "hamer-vit-h"  # cached tokens: no crops to read colours from
-    with pytest.raises(Hand4DGSError, match="small-cnn"):
-        check_color_crops(config.pipeline)
+    settle_color_crops(config.pipeline)
+    assert config.pipeline.datamanager.color_crop_scale == 1
+    config.pipeline.datamanager.color_crop_scale = 2
     config.pipeline.datamanager.backbone = "small-cnn"
     pipe = config.pipeline.setup(device="cpu", test_mode="val")
     inputs = pipe.datamanager.frame_inputs

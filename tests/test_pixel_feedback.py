@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 from torch import nn
@@ -19,7 +21,7 @@ def test_untrained_feedback_keeps_the_first_prediction_and_reads_the_map_under_e
     plain = _crop_network(mirrored_pose=mirrored_pose)
     network = _crop_network(mirrored_pose=mirrored_pose, pixel_feedback=True)
     missing, _ = network.load_state_dict(plain.state_dict(), strict=False)
-    assert missing and all(".point_reduce." in k or ".refine_head." in k for k in missing)  # nothing else is new
+    assert missing and all(k.split(".")[2] in ("point_reduce", "point_tc", "refine_head") for k in missing)  # nothing else is new
     x = _crop_inputs()
     read = {}
     for slot, branch in enumerate(network.branches):
@@ -41,8 +43,9 @@ def test_untrained_feedback_keeps_the_first_prediction_and_reads_the_map_under_e
             branch = network.branches[slot]
             joints_cam = transform_points(invert_rigid(x.c2w), out.joints[:, slot])
             points = sample_crop(branch.point_reduce(fmap), project_points(x.K, joints_cam), x.bbox[:, slot], flip=slot == 0)
-            feat_dim = branch.tc.conv.out_channels * network.token_shape[0]
             assert points.abs().sum() > 0  # the joints land on the crop, so the check has teeth
+            points = branch.point_tc(points[:, None])  # a window of one frame
+            feat_dim = branch.tc.conv.out_channels * network.token_shape[0]
             torch.testing.assert_close(read[slot][:, feat_dim : feat_dim + points[0].numel()], points.flatten(1), atol=1e-5, rtol=1e-5)
 
 
@@ -56,12 +59,34 @@ def test_trained_feedback_moves_the_hands_and_trains_with_the_pose_path():
     assert (after.joints - before).abs().max() > 1e-3  # both hands corrected, through the one shared head
     assert (after.joints[:, 0] - before[:, 0]).abs().max() > 1e-3
     after.joints.sum().backward()
-    feedback = [p for m in (network.branches[1].point_reduce, network.branches[1].refine_head) for p in m.parameters()]
+    right = network.branches[1]
+    feedback = [p for m in (right.point_reduce, right.point_tc, right.refine_head) for p in m.parameters()]
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in feedback)
     pose = {id(p) for p in network.pose_parameters()}
     assert all(id(p) in pose for p in feedback)  # placing parameters: test-time optimisation leaves them be
     assert not pose & {id(p) for p in network.appearance_parameters()}
     assert network.branches[0].refine_head is network.branches[1].refine_head  # one pose path, read in the mirror
+
+
+def test_feedback_reads_each_window_frame_where_the_centre_frame_s_joints_sit_in_its_crop():
+    network = _crop_network(pixel_feedback=True, window=3)
+    x = _crop_inputs(b=3)
+    one = slice(0, 1)  # one predicted frame, its window the three input frames
+    x = dataclasses.replace(
+        x, window=torch.tensor([[0, 1, 2]]), bbox=x.bbox[one], valid=x.valid[one], K=x.K[one], c2w=x.c2w[one], image_hw=x.image_hw[one]
+    )
+    branch = network.branches[1]
+    read = {}
+    branch.point_tc.register_forward_hook(lambda m, args, out: read.update(points=args[0]))
+    with torch.no_grad():
+        out = network(x, with_gaussians=False)  # untrained head: its joints are the first prediction's
+        assert read["points"].shape == (1, 3, 21, 8)
+        joints = project_points(x.K, transform_points(invert_rigid(x.c2w), out.joints[:, 1]))
+        maps = branch.point_reduce(network.tokens(x.frames[:, 1])[1])
+        for t in range(3):  # each window frame's map, at the centre frame's joints in the crop of the centre box
+            expected = sample_crop(maps[t : t + 1], joints, x.bbox[:, 1], flip=False)
+            torch.testing.assert_close(read["points"][:, t], expected, atol=1e-5, rtol=1e-5)
+        assert (read["points"][:, 0] - read["points"][:, 2]).abs().max() > 0  # distinct frames, distinct readings
 
 
 def test_feedback_is_off_for_cached_tokens():

@@ -16,6 +16,7 @@ from hand4dgs_ns.errors import Hand4DGSError, file_error
 from hand4dgs_ns.features.frame_inputs import FrameInputs
 from hand4dgs_ns.features.video_inputs import VideoFrames, build_frame_inputs
 from hand4dgs_ns.network.hand_network import HandNetwork
+from hand4dgs_ns.pipeline import color_crops_read
 
 HAND_METHODS = ("hand4dgs", "hand4dgs-generalized")
 _PREFIX = "_model.network."
@@ -85,7 +86,8 @@ def run_frame_inputs(run: TrainedRun, videos: Sequence[VideoFrames], cache_dir: 
     """``videos``' backbone inputs as the run's datamanager made them (backbone, weights, crop size),
     from the feature cache in ``cache_dir`` or the run's own."""
     dm = run.config.pipeline.datamanager
-    return build_frame_inputs(videos, dm.backbone, dm.hamer_checkpoint, cache_dir or dm.cache_dir, dm.crop_size, dm.color_crop_scale)
+    color_crop_scale = dm.color_crop_scale if color_crops_read(run.config.pipeline) else 1
+    return build_frame_inputs(videos, dm.backbone, dm.hamer_checkpoint, cache_dir or dm.cache_dir, dm.crop_size, color_crop_scale)
 
 
 def load_network(run: TrainedRun, inputs: FrameInputs, device: torch.device | str) -> HandNetwork:

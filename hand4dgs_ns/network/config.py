@@ -71,10 +71,12 @@ class HandNetworkConfig:
     clip's pseudo_joints (format v1 always has them). Off: frames, cameras and boxes only."""
     pixel_feedback: bool = False
     """Pixel-aligned feedback (as PyMAF): after the first prediction, the hand's 21 joints are
-    projected into the centre frame's crop, the backbone's feature map (four times finer than its
-    tokens) is read there, and a zero-initialised head corrects the pose and translation from what
-    it finds, so the hand is placed by what lies under it rather than by the pooled tokens alone.
-    Crop inputs only (the small CNN trained with the network), as ``pixel_colors``."""
+    projected into the centre frame's crop, each window frame's backbone feature map (four times
+    finer than its tokens) is read there and the readings convolved over the window, and a
+    zero-initialised head corrects the pose and translation from them, so the hand is placed by
+    what lies under it rather than by the pooled tokens alone. Crop inputs only (the small CNN
+    trained with the network), as ``pixel_colors``. Measured: finger pose better, crop PSNR lower
+    (docs/benchmarks.md)."""
     hand_extent_m: float = 0.18
     """Typical extent of a hand (metres): the translation prior puts a hand of this size in its box."""
     seed: int = 0

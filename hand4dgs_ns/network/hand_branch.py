@@ -93,12 +93,15 @@ class HandBranch(nn.Module):
         self.shape_head = mlp(feat, sizes.head_width, template.num_betas, sizes.head_layers)
         self.pose_head = mlp(feat, sizes.head_width, template.num_joints * 6, sizes.head_layers)
         self.transl_head = mlp(feat + 4, sizes.head_width, 3, sizes.head_layers)
-        # Pixel-aligned feedback: the feature map under each projected joint, reduced to a few
-        # channels, and a zero-initialised head that corrects the pose and translation outputs.
+        # Pixel-aligned feedback: the feature maps under each projected joint, reduced to a few
+        # channels and convolved over the window as the tokens are, and a zero-initialised head
+        # that corrects the pose and translation outputs.
         self.point_reduce: Optional[nn.Module] = None
+        self.point_tc: Optional[nn.Module] = None
         self.refine_head: Optional[nn.Module] = None
         if sizes.pixel_feedback and map_channels > 0:
             self.point_reduce = nn.Conv2d(map_channels, FEEDBACK_DIM, 1)
+            self.point_tc = TemporalConv(FEEDBACK_DIM, FEEDBACK_DIM, sizes.window)
             refine_in = feat + int(template.openpose_map.shape[0]) * FEEDBACK_DIM + template.num_joints * 6 + 3
             self.refine_head = mlp(refine_in, sizes.head_width, template.num_joints * 6 + 3, 3)
         embed_count = self.num_gaussians if sizes.per_gaussian_embeddings else template.num_vertices
@@ -134,12 +137,12 @@ class HandBranch(nn.Module):
         its prediction is mirrored back (:mod:`hand4dgs_ns.geometry.mirror`). Exact for templates
         whose two sides are mirror images (the open hand); MANO's are so up to its shape basis."""
         self.tc, self.shape_head, self.pose_head, self.transl_head = other.tc, other.shape_head, other.pose_head, other.transl_head
-        self.point_reduce, self.refine_head = other.point_reduce, other.refine_head
+        self.point_reduce, self.point_tc, self.refine_head = other.point_reduce, other.point_tc, other.refine_head
         self.mirrored = True
 
     def pose_modules(self) -> tuple[nn.Module, ...]:
         """The layers between the tokens and the hand mesh (the pose path)."""
-        heads = (self.point_reduce, self.refine_head)
+        heads = (self.point_reduce, self.point_tc, self.refine_head)
         return (self.tc, self.shape_head, self.pose_head, self.transl_head) + tuple(m for m in heads if m is not None)
 
     def appearance_parameters(self) -> list[nn.Parameter]:
@@ -158,12 +161,12 @@ class HandBranch(nn.Module):
         box_xyxy: Float[Tensor, "b 4"],
         K: Float[Tensor, "b 3 3"],
         with_embeddings: bool = True,
-        feature_map: Optional[Float[Tensor, "b m h w"]] = None,
+        feature_maps: Optional[Float[Tensor, "b window m h w"]] = None,
     ) -> HandMesh:
         """Predicts the hand mesh in the camera frame from a window of backbone tokens (and, with
         ``with_embeddings``, the per-Gaussian embeddings the Gaussians are decoded from). With
-        ``pixel_feedback``, ``feature_map`` is the backbone's map of the centre frame's crop, cut
-        from ``box_xyxy`` (mirrored for a left hand, as every left crop is), and corrects the first prediction."""
+        ``pixel_feedback``, ``feature_maps`` are the backbone's maps of the window's crops (mirrored for
+        a left hand, as every left crop is), read to correct the first prediction."""
         b = tokens.shape[0]
         box_image = box_xyxy
         if self.mirrored:  # the pose path sees the mirrored scene, as in the (mirrored) crops
@@ -174,11 +177,16 @@ class HandBranch(nn.Module):
         d6 = self.pose_head(feat).reshape(b, -1) + constant(_IDENTITY_6D * template.num_joints, feat.device, feat.dtype)
         residual = self.transl_head(torch.cat([feat, box_norm], dim=-1))
         rot, translation, out = self._posed(d6, residual, betas, box_xyxy, K)
-        if self.refine_head is not None and feature_map is not None:
-            # Where the first prediction's joints land in the crop, and what the crop holds there;
-            # the positions are detached: the head learns to read them, not to move them.
-            joints_image = project_points(K, out.joints.detach())
-            points = sample_crop(self.point_reduce(feature_map), joints_image, box_image, flip=self.hand.template.side == "left")
+        if self.refine_head is not None and feature_maps is not None:
+            # Where the first prediction's joints land in the centre frame's crop, and what each
+            # window frame's crop holds there (boxes follow the hand, so a joint keeps its place in
+            # the crop over a few frames); the positions are detached: the head learns to read
+            # them, not to move them.
+            w = feature_maps.shape[1]
+            joints_image = project_points(K, out.joints.detach()).repeat_interleave(w, dim=0)
+            reduced = self.point_reduce(feature_maps.flatten(0, 1))
+            points = sample_crop(reduced, joints_image, box_image.repeat_interleave(w, dim=0), flip=self.hand.template.side == "left")
+            points = self.point_tc(points.reshape(b, w, *points.shape[1:]))
             delta = self.refine_head(torch.cat([feat, points.flatten(1), d6, residual], dim=-1))
             d6, residual = d6 + delta[:, :-3], residual + delta[:, -3:]
             rot, translation, out = self._posed(d6, residual, betas, box_xyxy, K)

@@ -197,8 +197,8 @@ class HandNetwork(nn.Module):
         inputs = [self.hand_tokens(x, slot) for slot in range(2)]
         windows = tuple(tokens.index_select(0, flat).reshape(b, w, *self.token_shape) for tokens, _ in inputs)
         feature_maps = None
-        if inputs[0][1] is not None:  # pixel_feedback: each predicted frame's own maps
-            feature_maps = torch.stack([fmap.index_select(0, centre) for _, fmap in inputs], dim=1)
+        if inputs[0][1] is not None:  # pixel_feedback: the maps of each predicted frame's window
+            feature_maps = torch.stack([fmap.index_select(0, flat).reshape(b, w, *fmap.shape[1:]) for _, fmap in inputs], dim=1)
         box_norm = normalized_frame_boxes(x.bbox, x.image_hw)
         crops = None
         if self.config.pixel_colors and with_gaussians:  # each predicted frame's own crops, [0, 1]
@@ -218,14 +218,14 @@ class HandNetwork(nn.Module):
         c2w: Float[Tensor, "B 4 4"],
         with_gaussians: bool,
         crops: Optional[Float[Tensor, "B 2 3 h w"]] = None,
-        feature_maps: Optional[Float[Tensor, "B 2 M h w"]] = None,
+        feature_maps: Optional[Float[Tensor, "B 2 W M h w"]] = None,
     ) -> HandsPrediction:
         """The static-shape part of :meth:`forward` (what ``torch.compile`` compiles): both branches, world frame,
         Gaussians (``crops``: each frame's hand crops in [0, 1], read with ``pixel_colors``; ``feature_maps``:
-        the backbone's maps of each frame's crops, read with ``pixel_feedback``)."""
+        the backbone's maps of each frame's window's crops, read with ``pixel_feedback``)."""
         meshes = [
             branch(tokens, box_norm[:, slot], bbox[:, slot], K, with_embeddings=with_gaussians,
-                   feature_map=None if feature_maps is None else feature_maps[:, slot])
+                   feature_maps=None if feature_maps is None else feature_maps[:, slot])
             for slot, (branch, tokens) in enumerate(zip(self.branches, (left, right)))
         ]
         vertices = [transform_points(c2w, mesh.vertices) for mesh in meshes]
