@@ -151,6 +151,12 @@ class HandBranch(nn.Module):
         return [p for m in modules for p in m.parameters()] + [self.log_scale_base, self.opacity_logit]
 
     @property
+    def crops_mirrored(self) -> bool:
+        """Whether this hand's crops (and feature maps) are cut mirrored: a left hand's always are
+        (:mod:`hand4dgs_ns.features.crops`), whether or not its pose path is shared."""
+        return self.hand.template.side == "left"
+
+    @property
     def layout(self) -> MeshGaussianLayout:
         return MeshGaussianLayout(face_ids=self.face_ids, barycentrics=self.barycentrics)
 
@@ -185,7 +191,7 @@ class HandBranch(nn.Module):
             w = feature_maps.shape[1]
             joints_image = project_points(K, out.joints.detach()).repeat_interleave(w, dim=0)
             reduced = self.point_reduce(feature_maps.flatten(0, 1))
-            points = sample_crop(reduced, joints_image, box_image.repeat_interleave(w, dim=0), flip=self.hand.template.side == "left")
+            points = sample_crop(reduced, joints_image, box_image.repeat_interleave(w, dim=0), flip=self.crops_mirrored)
             points = self.point_tc(points.reshape(b, w, *points.shape[1:]))
             delta = self.refine_head(torch.cat([feat, points.flatten(1), d6, residual], dim=-1))
             d6, residual = d6 + delta[:, :-3], residual + delta[:, -3:]
@@ -217,7 +223,7 @@ class HandBranch(nn.Module):
 
     def crop_cue(
         self, vertices_cam: Float[Tensor, "b v 3"], K: Float[Tensor, "b 3 3"], box_xyxy: Float[Tensor, "b 4"],
-        crops: Float[Tensor, "b 3 h w"], flip: bool,
+        crops: Float[Tensor, "b 3 h w"],
     ) -> Float[Tensor, "b g 4"]:
         """What the frame shows where each Gaussian lands (``pixel_colors``): the crop's RGB under
         its projected centre and the cosine between its normal and the direction to the camera
@@ -225,7 +231,7 @@ class HandBranch(nn.Module):
         is detached: the image loss moves the hand by where it draws it, not by what it samples."""
         vertices = vertices_cam.detach()
         means = gaussian_means(vertices, self.hand.faces, self.layout)
-        rgb = sample_crop(crops, project_points(K, means), box_xyxy, flip)
+        rgb = sample_crop(crops, project_points(K, means), box_xyxy, self.crops_mirrored)
         facing = -(self.gaussian_normals(vertices) * F.normalize(means, dim=-1)).sum(dim=-1, keepdim=True)
         return torch.cat([rgb, facing], dim=-1)
 

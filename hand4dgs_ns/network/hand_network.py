@@ -165,14 +165,10 @@ class HandNetwork(nn.Module):
     def tokens(self, frames: Tensor) -> tuple[Float[Tensor, "U N C"], Optional[Float[Tensor, "U M h w"]]]:
         """Squashed backbone tokens of one hand's inputs (U, 3, h, w) or (U, N, C), and with
         ``pixel_feedback`` the backbone's feature map of each crop (else None)."""
-        feature_map = None
         if self.backbone is None:
-            tokens = frames.float()
-        elif self.config.pixel_feedback:
-            tokens, feature_map = self.backbone.forward_with_map(normalize_imagenet(uint8_crops_to_input(frames)))
-        else:
-            tokens = self.backbone(normalize_imagenet(uint8_crops_to_input(frames)))
-        return squash_tokens(tokens, self.config.token_scale), feature_map
+            return squash_tokens(frames.float(), self.config.token_scale), None
+        tokens, feature_map = self.backbone.forward_with_map(normalize_imagenet(uint8_crops_to_input(frames)))
+        return squash_tokens(tokens, self.config.token_scale), feature_map if self.config.pixel_feedback else None
 
     def hand_tokens(self, x: NetworkInputs, slot: int) -> tuple[Float[Tensor, "U N C"], Optional[Float[Tensor, "U M h w"]]]:
         """One hand's tokens of the U input frames (the backbone's, then its estimate's when the network
@@ -233,8 +229,7 @@ class HandNetwork(nn.Module):
         if with_gaussians:
             parts = []
             for slot, (branch, mesh, v_world) in enumerate(zip(self.branches, meshes, vertices)):
-                # slot 0's (left) crops are cut mirrored
-                cue = None if crops is None else branch.crop_cue(mesh.vertices, K, bbox[:, slot], crops[:, slot], flip=slot == 0)
+                cue = None if crops is None else branch.crop_cue(mesh.vertices, K, bbox[:, slot], crops[:, slot])
                 # Computed once for the light and the normal offsets alike.
                 normals = None if self.light is None else branch.gaussian_normals(v_world)
                 g = branch.gaussians(v_world, mesh.embeddings, mesh.log_gain, cue, normals)
