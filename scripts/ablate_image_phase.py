@@ -47,8 +47,8 @@ class AblateImagePhase:
     extra: str = ""
     """More ns-train options for every run (vertex phase included)."""
     jobs: int = 1
-    """Runs at once. Several fit in one GPU's memory, but on an H200 runs sharing the GPU each ran
-    about 8x slower than alone: keep 1 there."""
+    """Runs at once, each on its own share of the cores: on an H100 four per-video runs so held
+    finished their full schedules together in 852 s (docs/benchmarks.md, "Runs sharing one GPU")."""
 
 
 def base_command(args: AblateImagePhase, clip: Path, name: str, steps_to: int) -> list[str]:

@@ -6,8 +6,9 @@ training on each held-out video, and the generalised model zero-shot on those vi
     python scripts/bench_generalized.py --out /tmp/gen --train 16 --test 4 --frames 300 \\
         --generalized-steps 12000 --per-video-steps 6000
 
-Runs go in parallel (one process per run, sharing the GPU); speed figures of training are
-therefore not comparable with single runs: only quality is read from them. Host memory is
+Runs go in parallel (one process per run, sharing the GPU, each on its own share of the cores);
+speed figures of training are therefore not comparable with single runs: only quality is read
+from them. Host memory is
 the peak resident size of each training process (from /proc); GPU memory is polled per process
 with nvidia-smi.
 """
@@ -25,7 +26,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Optional
 
 import tyro
 
@@ -129,14 +130,45 @@ def train_command(method: str, data: Path, out: Path, steps: int, args: BenchGen
     ]
 
 
-def run_logged(command: list[str], log: Path) -> subprocess.Popen:
-    """Starts a command with its output in ``log``."""
-    return subprocess.Popen(command, stdout=open(log, "w"), stderr=subprocess.STDOUT)
+def core_shares(jobs: int) -> list[Optional[list[int]]]:
+    """The cores of each of ``jobs`` runs started together: this process's cores split into equal
+    shares, or None (every core) for a single run or too few cores. On an H100, four full per-video
+    schedules each held to 4 of the 16 cores ran together in 852 s; left to share every core, runs
+    sharing a GPU were slower together than one after another (docs/benchmarks.md, "Runs sharing
+    one GPU")."""
+    cores = sorted(os.sched_getaffinity(0))
+    if jobs <= 1 or len(cores) < jobs:
+        return [None] * jobs
+    size = len(cores) // jobs
+    return [cores[i * size : (i + 1) * size] for i in range(jobs)]
+
+
+def pinned(command: list[str], cores: Optional[list[int]]) -> list[str]:
+    """``command`` run on ``cores`` alone, with as many CPU threads: the interpreter sets its own
+    affinity and execs the command, which keeps it (no taskset needed on the machine)."""
+    if not cores:
+        return command
+    threads = str(len(cores))
+    start = (
+        "import os, sys; os.sched_setaffinity(0, {cores}); "
+        "os.environ.update(OMP_NUM_THREADS='{t}', MKL_NUM_THREADS='{t}'); os.execvp(sys.argv[1], sys.argv[1:])"
+    ).format(cores=cores, t=threads)
+    return [sys.executable, "-c", start, *command]
+
+
+def run_logged(command: list[str], log: Path, cores: Optional[list[int]] = None) -> subprocess.Popen:
+    """Starts a command with its output in ``log`` (on ``cores`` alone when given)."""
+    return subprocess.Popen(pinned(command, cores), stdout=open(log, "w"), stderr=subprocess.STDOUT)
 
 
 def run_all(commands: dict[str, list[str]], logs: Path) -> None:
-    """Runs commands in parallel, each with its output in ``logs/<name>.log``; stops on the first failure."""
-    jobs = {name: run_logged(command, logs / f"{name}.log") for name, command in commands.items()}
+    """Runs commands in parallel, each on its own share of the cores with its output in
+    ``logs/<name>.log``; stops on the first failure."""
+    shares = core_shares(len(commands))
+    jobs = {
+        name: run_logged(command, logs / f"{name}.log", cores)
+        for (name, command), cores in zip(commands.items(), shares)
+    }
     for name, job in jobs.items():
         if job.wait() != 0:
             raise SystemExit(f"{name} failed: see {logs / (name + '.log')}")
@@ -183,8 +215,8 @@ def main(args: BenchGeneralized) -> None:
     walls = {}
     for group in ([[n] for n in commands] if args.sequential else [list(commands)]):
         started_group = time.perf_counter()
-        for name in group:
-            jobs[name] = run_logged(commands[name], logs / f"{name}.log")
+        for name, cores in zip(group, core_shares(len(group))):
+            jobs[name] = run_logged(commands[name], logs / f"{name}.log", cores)
         poller.pids = [job.pid for job in jobs.values()]
         for name in group:
             if jobs[name].wait() != 0:
