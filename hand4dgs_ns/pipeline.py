@@ -53,8 +53,6 @@ def settle_color_crops(config: Hand4DGSPipelineConfig) -> None:
     if scale < 1:
         raise Hand4DGSError(f"--pipeline.datamanager.color-crop-scale must be 1 or more, not {scale}.")
     if not color_crops_read(config):
-        # The run's saved config keeps the scale asked for (written before the pipeline is built);
-        # the crops it builds and reads are those of scale 1, as are `hand4dgs infer`'s.
         config.datamanager.color_crop_scale = 1
         return
     if config.model.box_jitter:

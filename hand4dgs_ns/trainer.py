@@ -32,6 +32,15 @@ class Hand4DGSTrainerConfig(TrainerConfig):
 
     _target: Type = field(default_factory=lambda: Hand4DGSTrainer)
 
+    def save_config(self) -> None:
+        # ns-train writes the config before the pipeline is built: the colour-crop scale is settled
+        # first, so the saved config holds the crops the run cuts and a refused setting writes nothing.
+        from hand4dgs_ns.pipeline import Hand4DGSPipelineConfig, settle_color_crops
+
+        if isinstance(self.pipeline, Hand4DGSPipelineConfig):
+            settle_color_crops(self.pipeline)
+        super().save_config()
+
 
 class Hand4DGSTrainer(Trainer):
     """nerfstudio's :class:`Trainer` whose checkpoints are written under a temporary name, then renamed."""

@@ -156,3 +156,23 @@ def test_colour_crops_are_cached_larger_and_read_only_with_pixel_colors(tmp_path
     pipe.model.step = config.pipeline.model.image_loss_from
     losses = pipe.get_train_loss_dict(pipe.model.step)[1]
     assert "image_loss" in losses and all(torch.isfinite(v) for v in losses.values())
+
+
+def test_saved_config_holds_the_settled_colour_crop_scale(tmp_path, monkeypatch):
+    import yaml
+    from conftest import tiny_trainer_config
+
+    config = tiny_trainer_config(tmp_path, monkeypatch, num_frames=6)
+    config.output_dir, config.timestamp = tmp_path / "runs", "a"
+    config.pipeline.datamanager.color_crop_scale = 3  # nothing reads colour crops without pixel colours
+    config.save_config()
+    saved = yaml.load((config.get_base_dir() / "config.yml").read_text(), Loader=yaml.Loader)
+    assert saved.pipeline.datamanager.color_crop_scale == 1
+    # A refused setting ends before anything is written.
+    config.timestamp = "b"
+    config.pipeline.model.pixel_colors, config.pipeline.model.box_jitter = True, True
+    config.pipeline.datamanager.color_crop_scale = 2
+    with pytest.raises(Hand4DGSError, match="box-jitter"):
+        config.save_config()
+    assert not config.get_base_dir().exists()
+
