@@ -20,6 +20,7 @@ as in HaMeR), and the network reads each frame's per-frame estimate beside its c
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Optional
 
 import torch
 from nerfstudio.configs.base_config import MachineConfig, ViewerConfig
@@ -57,6 +58,40 @@ def generalized_schedule(max_steps: int) -> tuple[int, int]:
     """The generalised run's image-loss start and vertex-decay steps for ``max_steps`` in all."""
     return round(max_steps * GENERALIZED_IMAGE_FROM), round(max_steps * GENERALIZED_VERTEX_DECAY)
 
+
+def method_schedule(method_name: str, max_steps: int) -> tuple[int, int]:
+    """A method's image-loss start and vertex-decay steps for a run of ``max_steps``: the
+    generalised proportions for ``hand4dgs-generalized``, the paper's (two thirds, one third) else."""
+    if method_name == "hand4dgs-generalized":
+        return generalized_schedule(max_steps)
+    return max_steps * 2 // 3, max_steps // 3
+
+
+def schedule_flags(method_name: str, max_steps: int) -> list[str]:
+    """The ns-train flags that lay the method's loss schedule and learning-rate decay over ``max_steps``."""
+    image_loss_from, vertex_decay_steps = method_schedule(method_name, max_steps)
+    return [
+        "--pipeline.model.image-loss-from", str(image_loss_from), "--pipeline.model.vertex-decay-steps", str(vertex_decay_steps),
+        "--optimizers.network.scheduler.max-steps", str(max_steps), "--optimizers.gaussians.scheduler.max-steps", str(max_steps),
+    ]
+
+
+def schedule_warning(config: Hand4DGSTrainerConfig, start_step: int = 0) -> Optional[str]:
+    """A sentence when the run ends before its image loss starts, which trains the pose and no
+    appearance: the loss schedule is laid out for the method's 30,000 steps and does not follow
+    --max-num-iterations (as nerfstudio's schedules do not), so a shorter run needs the flags named."""
+    last_step = start_step + config.max_num_iterations - 1
+    image_loss_from = config.pipeline.model.image_loss_from
+    if image_loss_from <= last_step:
+        return None
+    advice = ""
+    if start_step == 0:
+        advice = f" For the method's schedule over {config.max_num_iterations} steps pass {' '.join(schedule_flags(config.method_name, config.max_num_iterations))}."
+    return (
+        f"This run ends at step {last_step} but its image loss starts at step {image_loss_from} "
+        f"(--pipeline.model.image-loss-from): it trains the hands' pose only, with no appearance.{advice}"
+    )
+
 install_excepthook()  # user errors inside ns-train/ns-eval print one sentence, not a traceback
 ffmpeg_on_path()  # ns-render needs an `ffmpeg` program; the imageio-ffmpeg wheel provides one
 install_viewer_setup()  # the browser viewer opens on the hands, frustums without photos
@@ -81,7 +116,7 @@ def _adam(lr: float, lr_final: float, max_steps: int) -> dict:
 
 def hand4dgs_trainer(max_steps: int = PER_VIDEO_STEPS) -> Hand4DGSTrainerConfig:
     """The per-video training configuration; ``max_steps`` rescales the whole schedule."""
-    config = _trainer("hand4dgs", max_steps, image_loss_from=max_steps * 2 // 3, vertex_decay_steps=max_steps // 3)
+    config = _trainer("hand4dgs", max_steps, *method_schedule("hand4dgs", max_steps))
     # The finger pose fitted apart from the placement (wrist-relative vertex term), fingers drawn
     # beyond their width pulled back (colour and silhouette losses on images pooled 8x and 32x),
     # at half the paper's network learning rate: at the full schedule on the GPU, MPJPE 18.5 ->
@@ -103,8 +138,7 @@ def hand4dgs_trainer(max_steps: int = PER_VIDEO_STEPS) -> Hand4DGSTrainerConfig:
 def hand4dgs_generalized_trainer(max_steps: int = GENERALIZED_STEPS) -> Hand4DGSTrainerConfig:
     """The generalised configuration (many videos, zero-shot evaluation on held-out ones);
     ``max_steps`` rescales the whole schedule (:func:`generalized_schedule`)."""
-    image_loss_from, vertex_decay_steps = generalized_schedule(max_steps)
-    config = _trainer("hand4dgs-generalized", max_steps, image_loss_from=image_loss_from, vertex_decay_steps=vertex_decay_steps)
+    config = _trainer("hand4dgs-generalized", max_steps, *method_schedule("hand4dgs-generalized", max_steps))
     config.pipeline.datamanager.dataparser = SequenceDataParserConfig(eval_mode="split-file")
     # Each frame's per-frame estimate (the clip's pseudo-labels: HaMeR's output on real video) read
     # beside the crops, as the paper's network reads HaMeR's tokens, and the labels smoothed along

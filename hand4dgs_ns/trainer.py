@@ -22,6 +22,7 @@ import torch
 from nerfstudio.engine.trainer import Trainer, TrainerConfig
 from nerfstudio.utils import comms, writer
 from nerfstudio.utils.decorators import check_main_thread
+from nerfstudio.utils.rich_utils import CONSOLE
 
 from hand4dgs_ns.output_folder import atomic_file
 
@@ -55,6 +56,11 @@ class Hand4DGSTrainer(Trainer):
 
     def setup(self, test_mode: Literal["test", "val", "inference"] = "val") -> None:
         super().setup(test_mode)
+        from hand4dgs_ns.method_configs import schedule_warning  # the method configs import this module
+
+        warning = schedule_warning(self.config, self._start_step)
+        if warning and comms.is_main_process():
+            CONSOLE.print(f"[bold yellow]Warning:[/] {warning}", soft_wrap=True, highlight=False)
         if self._start_step > 0 and "max_iter" in writer.GLOBAL_BUFFER:
             # A resumed run ends at this step; nerfstudio's progress line and ETA count to
             # max-num-iterations from step 0, so they showed over 100% and a negative ETA.

@@ -165,8 +165,10 @@ def test_ns_render_dataset_renders_at_the_frames_resolution(tmp_path):
 
     data = write_random_sequence(tmp_path / "clip", num_frames=4, width=80, height=60)
     env = dict(os.environ, HAND4DGS_CACHE_DIR=str(tmp_path / "cache"), COLUMNS="200")
-    _run([str(BIN / "ns-train"), "hand4dgs", "--data", str(data), "--output-dir", str(tmp_path / "out"), *FAST,
-          "--max-num-iterations", "2", "--pipeline.datamanager.image-scale", "0.5"], env)
+    trained = _run([str(BIN / "ns-train"), "hand4dgs", "--data", str(data), "--output-dir", str(tmp_path / "out"), *FAST,
+                    "--max-num-iterations", "2", "--pipeline.datamanager.image-scale", "0.5"], env)
+    # Two steps end before the image loss of step 2: ns-train says so at the start.
+    assert "This run ends at step 1 but its image loss starts at step 2" in " ".join(trained.stdout.split())
     (config,) = sorted((tmp_path / "out").rglob("config.yml"))
     _run([str(BIN / "ns-render"), "dataset", "--load-config", str(config), "--output-path", str(tmp_path / "render"),
           "--split", "train", "--rendered-output-names", "rgb"], env)
