@@ -24,7 +24,7 @@ import tyro
 import yaml
 from bench_generalized import run_all, tool
 
-from hand4dgs_ns.method_configs import hand4dgs_trainer, scaled_factors
+from hand4dgs_ns.method_configs import hand4dgs_trainer, method_schedule, scaled_factors, schedule_flags
 
 KEYS = ("psnr", "psnr_square", "ssim", "ssim_square", "mpjpe_mm", "ra_mpjpe_mm", "acc_err_mm")
 POSE = ("mpjpe_mm", "ra_mpjpe_mm", "acc_err_mm")
@@ -52,20 +52,18 @@ class AblateImagePhase:
 
 
 def base_command(args: AblateImagePhase, clip: Path, name: str, steps_to: int) -> list[str]:
-    image_from = args.steps * 2 // 3
+    image_from, _ = method_schedule("hand4dgs", args.steps)
     return [
         tool("ns-train"), "hand4dgs", "--data", str(clip), "--output-dir", str(args.out / "runs"),
         "--experiment-name", clip.name, "--timestamp", name, "--vis", "tensorboard",
         "--machine.device-type", args.device, "--max-num-iterations", str(steps_to),
         "--steps-per-eval-all-images", str(args.steps + 1), "--steps-per-save", str(image_from),
-        "--pipeline.model.image-loss-from", str(image_from), "--pipeline.model.vertex-decay-steps", str(args.steps // 3),
+        *schedule_flags("hand4dgs", args.steps),
         "--pipeline.datamanager.frames-per-step", str(args.frames_per_step),
         "--pipeline.datamanager.image-scale", str(args.image_scale),
         # The method's coarse-loss factors count rendered pixels: scaled with the renders, as the demo does.
         "--pipeline.model.coarse-loss-factors", *map(str, scaled_factors(hand4dgs_trainer().pipeline.model.coarse_loss_factors, args.image_scale)),
         "--pipeline.model.gaussians-per-face", str(args.gaussians_per_face),
-        "--optimizers.network.scheduler.max-steps", str(args.steps),
-        "--optimizers.gaussians.scheduler.max-steps", str(args.steps),
         *shlex.split(args.extra),
     ]
 
@@ -91,7 +89,7 @@ def in_batches(commands: dict[str, list[str]], jobs: int, logs: Path) -> None:
 def main(args: AblateImagePhase) -> None:
     logs = args.out / "logs"
     logs.mkdir(parents=True, exist_ok=True)
-    image_from = args.steps * 2 // 3
+    image_from, _ = method_schedule("hand4dgs", args.steps)
     variants = dict(v.split("=", 1) for v in args.variants)
     shown: dict[str, str] = {}
 

@@ -117,15 +117,12 @@ class MemoryPoller(threading.Thread):
 
 
 def train_command(method: str, data: Path, out: Path, steps: int, args: BenchGeneralized, extra: list[str]) -> list[str]:
-    from hand4dgs_ns.method_configs import generalized_schedule
+    from hand4dgs_ns.method_configs import schedule_flags
 
-    image_from, decay = generalized_schedule(steps) if method == "hand4dgs-generalized" else (steps * 2 // 3, steps // 3)
     return [
         tool("ns-train"), method, "--data", str(data), "--output-dir", str(out), "--vis", "tensorboard",
         "--machine.device-type", args.device, "--max-num-iterations", str(steps), "--steps-per-eval-all-images", str(steps + 1),
-        "--steps-per-save", str(steps), "--pipeline.model.image-loss-from", str(image_from),
-        "--pipeline.model.vertex-decay-steps", str(decay), "--pipeline.datamanager.frames-per-step", str(args.frames_per_step),
-        "--optimizers.network.scheduler.max-steps", str(steps), "--optimizers.gaussians.scheduler.max-steps", str(steps),
+        "--steps-per-save", str(steps), *schedule_flags(method, steps), "--pipeline.datamanager.frames-per-step", str(args.frames_per_step),
         *shlex.split(args.extra), *extra,
     ]
 
