@@ -130,9 +130,9 @@ def train_command(method: str, data: Path, out: Path, steps: int, args: BenchGen
 def core_shares(jobs: int) -> list[Optional[list[int]]]:
     """The cores of each of ``jobs`` runs started together: this process's cores split into equal
     shares, or None (every core) for a single run or too few cores. On an H100, four full per-video
-    schedules each held to 4 of the 16 cores ran together in 852 s; left to share every core, runs
-    sharing a GPU were slower together than one after another (docs/benchmarks.md, "Runs sharing
-    one GPU")."""
+    schedules each held to 4 of the 16 cores ran together in 852 s; earlier runs left to share every
+    core were slower together than one after another (docs/benchmarks.md, "Runs sharing one GPU";
+    what the pinning alone changes was not measured apart)."""
     cores = sorted(os.sched_getaffinity(0))
     if jobs <= 1 or len(cores) < jobs:
         return [None] * jobs

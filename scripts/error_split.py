@@ -4,8 +4,11 @@ Reads the evaluation images `ns-eval --render-output-path DIR` writes (target | 
 side; the target is the frame's hands on black, so a black target pixel is off the hands) and
 splits the squared error into pixels of the frame's hands and pixels off them. A large off-hand
 share means the drawn silhouette, not the colours, costs the PSNR; drawn off-hand pixels much
-above the undrawn hand pixels mean hands drawn too large, the two alike mean hands misplaced. With --picture, also writes one
-frame's map: the hands' own pixels dimmed, drawn off-hand pixels red, missed hand pixels blue.
+above the undrawn hand pixels mean hands drawn too large, the two alike mean hands misplaced.
+Pixels an occluder covers (the eval_occluders_*.png beside each image: forearms, sleeves, held
+objects) are left out, as the crop metrics leave them out; what is drawn there is counted apart.
+With --picture, also writes one frame's map: the hands' own pixels dimmed, drawn off-hand pixels
+red, missed hand pixels blue, occluder pixels grey.
 
     python scripts/error_split.py DIR [--picture map.png [--frame eval_img_0010.png]]
 """
@@ -29,6 +32,23 @@ def split(image: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return target, render, target.sum(-1) == 0
 
 
+def occluders(image_file: Path, shape: tuple[int, int]) -> np.ndarray:
+    """The occluder pixels of one evaluation image (none when its eval_occluders_*.png is absent:
+    renders of runs from before it was written)."""
+    path = image_file.with_name(image_file.name.replace("eval_img_", "eval_occluders_"))
+    if not path.is_file():
+        return np.zeros(shape, dtype=bool)
+    mask = iio.imread(path)
+    return (mask if mask.ndim == 2 else mask[..., 0]) > 127
+
+
+def read(image_file: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Target, render, off-hand mask (occluders excluded) and occluder mask of one evaluation image."""
+    target, render, off_hand = split(iio.imread(image_file))
+    occluded = occluders(image_file, off_hand.shape)
+    return target, render, off_hand & ~occluded, occluded
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("renders", type=Path)
@@ -39,28 +59,33 @@ def main() -> None:
     if not files:
         raise SystemExit(f"{args.renders} holds no eval_img_*.png: pass the folder given to ns-eval --render-output-path.")
     on = off = 0.0
-    drawn_off = missed = hand = 0
+    drawn_off = drawn_occluded = missed = hand = 0
     for f in files:
-        target, render, off_hand = split(iio.imread(f))
+        target, render, off_hand, occluded = read(f)
+        on_hand = ~off_hand & ~occluded
         err = ((target - render) ** 2).sum(-1)
-        on, off = on + err[~off_hand].sum(), off + err[off_hand].sum()
+        on, off = on + err[on_hand].sum(), off + err[off_hand].sum()
         drawn = render.sum(-1) > DRAWN
         drawn_off += int((off_hand & drawn).sum())
-        missed += int((~off_hand & ~drawn).sum())
-        hand += int((~off_hand).sum())
+        drawn_occluded += int((occluded & drawn).sum())
+        missed += int((on_hand & ~drawn).sum())
+        hand += int(on_hand.sum())
     print(f"{len(files)} images: squared error on the hands {on:.0f}, off them {off:.0f} "
           f"(off-hand share {off / max(on + off, 1e-12):.2f}); drawn off-hand pixels per hand pixel {drawn_off / max(hand, 1):.2f}, "
-          f"hand pixels left undrawn per hand pixel {missed / max(hand, 1):.2f}")
+          f"hand pixels left undrawn per hand pixel {missed / max(hand, 1):.2f}; "
+          f"drawn under occluders (not scored) per hand pixel {drawn_occluded / max(hand, 1):.2f}")
     if args.picture is not None:
         frame = args.renders / args.frame if args.frame else files[len(files) // 2]
         if not frame.is_file():
             raise SystemExit(f"{frame} does not exist: pass --frame one of the eval_img_*.png files of {args.renders}.")
-        target, render, off_hand = split(iio.imread(frame))
+        target, render, off_hand, occluded = read(frame)
+        on_hand = ~off_hand & ~occluded
         drawn = render.sum(-1) > DRAWN
-        out = np.where(off_hand[..., None], 0.0, target * 0.6)
+        out = np.where(on_hand[..., None], target * 0.6, 0.0)
+        out[occluded] = (0.3, 0.3, 0.3)
         out[off_hand & drawn] = (1.0, 0.0, 0.0)
-        out[~off_hand & ~drawn] = (0.0, 0.4, 1.0)
-        ys, xs = np.nonzero(~off_hand | drawn)
+        out[on_hand & ~drawn] = (0.0, 0.4, 1.0)
+        ys, xs = np.nonzero(on_hand | drawn)
         if len(ys):
             y0, y1, x0, x1 = max(ys.min() - 5, 0), ys.max() + 6, max(xs.min() - 5, 0), xs.max() + 6
             panels = [p[y0:y1, x0:x1] for p in (target, render, out)]

@@ -22,6 +22,7 @@ from torch import Tensor
 from torch.nn import Parameter
 from typing_extensions import assert_never
 
+from hand4dgs_ns.data.sequence_format import occluder_pixels
 from hand4dgs_ns.errors import Hand4DGSError
 from hand4dgs_ns.features.frame_inputs import INPUTS_KEY, FrameInputs
 from hand4dgs_ns.features.augment import Augment, BoxJitter, CropJitter
@@ -391,7 +392,13 @@ class Hand4DGSModel(Model):
             if psnrs:
                 metrics["psnr" + suffix] = float(sum(psnrs) / len(psnrs))
                 metrics["ssim" + suffix] = float(sum(ssims) / len(ssims))
-        images = {"img": torch.cat([target, rgb.clamp(0, 1)], dim=1), "accumulation": outputs["accumulation"]}
+        # The occluder pixels too (1 where something else is in front of the hands): the metrics count
+        # the render right there, and scripts/error_split.py leaves them out as they do.
+        images = {
+            "img": torch.cat([target, rgb.clamp(0, 1)], dim=1),
+            "accumulation": outputs["accumulation"],
+            "occluders": occluder_pixels(labels)[..., None].float(),
+        }
         return metrics, images
 
 
