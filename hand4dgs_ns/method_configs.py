@@ -86,7 +86,10 @@ def schedule_warning(config: Hand4DGSTrainerConfig, start_step: int = 0) -> Opti
         return None
     advice = ""
     if start_step == 0:
-        advice = f" For the method's schedule over {config.max_num_iterations} steps pass {' '.join(schedule_flags(config.method_name, config.max_num_iterations))}."
+        advice = (
+            f" If the run is meant to end there, pass {' '.join(schedule_flags(config.method_name, config.max_num_iterations))} "
+            f"for the method's schedule over {config.max_num_iterations} steps."
+        )
     return (
         f"This run ends at step {last_step} but its image loss starts at step {image_loss_from} "
         f"(--pipeline.model.image-loss-from): it trains the hands' pose only, with no appearance.{advice}"

@@ -6,7 +6,8 @@ splits the squared error into pixels of the frame's hands and pixels off them. A
 share means the drawn silhouette, not the colours, costs the PSNR; drawn off-hand pixels much
 above the undrawn hand pixels mean hands drawn too large, the two alike mean hands misplaced.
 Pixels an occluder covers (the eval_occluders_*.png beside each image: forearms, sleeves, held
-objects) are left out, as the crop metrics leave them out; what is drawn there is counted apart.
+objects) add no error, as in the crop metrics, and count neither as hand nor as off-hand pixels;
+what is drawn there is counted apart.
 With --picture, also writes one frame's map: the hands' own pixels dimmed, drawn off-hand pixels
 red, missed hand pixels blue, occluder pixels grey.
 

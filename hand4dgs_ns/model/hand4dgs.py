@@ -393,7 +393,7 @@ class Hand4DGSModel(Model):
                 metrics["psnr" + suffix] = float(sum(psnrs) / len(psnrs))
                 metrics["ssim" + suffix] = float(sum(ssims) / len(ssims))
         # The occluder pixels too (1 where something else is in front of the hands): the metrics count
-        # the render right there, and scripts/error_split.py leaves them out as they do.
+        # the render as right there, and scripts/error_split.py scores them so too.
         images = {
             "img": torch.cat([target, rgb.clamp(0, 1)], dim=1),
             "accumulation": outputs["accumulation"],
