@@ -25,6 +25,7 @@ from nerfstudio.utils.decorators import check_main_thread
 from nerfstudio.utils.rich_utils import CONSOLE
 
 from hand4dgs_ns.output_folder import atomic_file
+from hand4dgs_ns.pipeline import Hand4DGSPipelineConfig, settle_color_crops
 
 
 @dataclass
@@ -36,8 +37,6 @@ class Hand4DGSTrainerConfig(TrainerConfig):
     def save_config(self) -> None:
         # ns-train writes the config before the pipeline is built: the colour-crop scale is settled
         # first, so the saved config holds the crops the run cuts and a refused setting writes nothing.
-        from hand4dgs_ns.pipeline import Hand4DGSPipelineConfig, settle_color_crops
-
         if isinstance(self.pipeline, Hand4DGSPipelineConfig):
             settle_color_crops(self.pipeline)
         super().save_config()

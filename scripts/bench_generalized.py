@@ -158,14 +158,15 @@ def run_logged(command: list[str], log: Path, cores: Optional[list[int]] = None)
     return subprocess.Popen(pinned(command, cores), stdout=open(log, "w"), stderr=subprocess.STDOUT)
 
 
-def run_all(commands: dict[str, list[str]], logs: Path) -> None:
-    """Runs commands in parallel, each on its own share of the cores with its output in
-    ``logs/<name>.log``; stops on the first failure."""
+def start_all(commands: dict[str, list[str]], logs: Path) -> dict[str, subprocess.Popen]:
+    """Starts commands in parallel, each on its own share of the cores with its output in ``logs/<name>.log``."""
     shares = core_shares(len(commands))
-    jobs = {
-        name: run_logged(command, logs / f"{name}.log", cores)
-        for (name, command), cores in zip(commands.items(), shares)
-    }
+    return {name: run_logged(command, logs / f"{name}.log", cores) for (name, command), cores in zip(commands.items(), shares)}
+
+
+def run_all(commands: dict[str, list[str]], logs: Path) -> None:
+    """Runs commands in parallel (:func:`start_all`); stops on the first failure."""
+    jobs = start_all(commands, logs)
     for name, job in jobs.items():
         if job.wait() != 0:
             raise SystemExit(f"{name} failed: see {logs / (name + '.log')}")
@@ -212,8 +213,7 @@ def main(args: BenchGeneralized) -> None:
     walls = {}
     for group in ([[n] for n in commands] if args.sequential else [list(commands)]):
         started_group = time.perf_counter()
-        for name, cores in zip(group, core_shares(len(group))):
-            jobs[name] = run_logged(commands[name], logs / f"{name}.log", cores)
+        jobs.update(start_all({name: commands[name] for name in group}, logs))
         poller.pids = [job.pid for job in jobs.values()]
         for name in group:
             if jobs[name].wait() != 0:

@@ -43,11 +43,12 @@ def occluders(image_file: Path, shape: tuple[int, int]) -> np.ndarray:
     return (mask if mask.ndim == 2 else mask[..., 0]) > 127
 
 
-def read(image_file: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Target, render, off-hand mask (occluders excluded) and occluder mask of one evaluation image."""
+def read(image_file: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Target, render, and the masks of the hands, of off-hand pixels and of occluder pixels (three
+    that do not overlap) of one evaluation image."""
     target, render, off_hand = split(iio.imread(image_file))
     occluded = occluders(image_file, off_hand.shape)
-    return target, render, off_hand & ~occluded, occluded
+    return target, render, ~off_hand & ~occluded, off_hand & ~occluded, occluded
 
 
 def main() -> None:
@@ -62,8 +63,7 @@ def main() -> None:
     on = off = 0.0
     drawn_off = drawn_occluded = missed = hand = 0
     for f in files:
-        target, render, off_hand, occluded = read(f)
-        on_hand = ~off_hand & ~occluded
+        target, render, on_hand, off_hand, occluded = read(f)
         err = ((target - render) ** 2).sum(-1)
         on, off = on + err[on_hand].sum(), off + err[off_hand].sum()
         drawn = render.sum(-1) > DRAWN
@@ -79,8 +79,7 @@ def main() -> None:
         frame = args.renders / args.frame if args.frame else files[len(files) // 2]
         if not frame.is_file():
             raise SystemExit(f"{frame} does not exist: pass --frame one of the eval_img_*.png files of {args.renders}.")
-        target, render, off_hand, occluded = read(frame)
-        on_hand = ~off_hand & ~occluded
+        target, render, on_hand, off_hand, occluded = read(frame)
         drawn = render.sum(-1) > DRAWN
         out = np.where(on_hand[..., None], target * 0.6, 0.0)
         out[occluded] = (0.3, 0.3, 0.3)
