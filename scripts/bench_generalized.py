@@ -128,16 +128,21 @@ def train_command(method: str, data: Path, out: Path, steps: int, args: BenchGen
 
 
 def core_shares(jobs: int) -> list[Optional[list[int]]]:
-    """The cores of each of ``jobs`` runs started together: this process's cores split into equal
-    shares, or None (every core) for a single run or too few cores. On an H100, four full per-video
-    schedules each held to 4 of the 16 cores ran together in 852 s; earlier runs left to share every
-    core were slower together than one after another (docs/benchmarks.md, "Runs sharing one GPU";
-    what the pinning alone changes was not measured apart)."""
+    """The cores of each of ``jobs`` runs started together: this process's cores split into shares
+    as even as can be, or None (every core) for a single run or too few cores. The first core is
+    left to the launching process while every run still gets two or more: on an H100, four full
+    per-video schedules held to 4 of the 16 cores each ran together in 852 s, but the one given
+    core 0 (beside the launching shell) ran its vertex steps at 23.5 ms against 6.6 for the others;
+    runs kept off core 0 have not straggled. Earlier runs left to share every core were slower
+    together than one after another (docs/benchmarks.md, "Runs sharing one GPU")."""
     cores = sorted(os.sched_getaffinity(0))
     if jobs <= 1 or len(cores) < jobs:
         return [None] * jobs
-    size = len(cores) // jobs
-    return [cores[i * size : (i + 1) * size] for i in range(jobs)]
+    if len(cores) - 1 >= 2 * jobs:
+        cores = cores[1:]
+    size, extra = divmod(len(cores), jobs)  # the first runs take one core more where it does not divide
+    bounds = [i * size + min(i, extra) for i in range(jobs + 1)]
+    return [cores[bounds[i] : bounds[i + 1]] for i in range(jobs)]
 
 
 def pinned(command: list[str], cores: Optional[list[int]]) -> list[str]:

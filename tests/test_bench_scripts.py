@@ -14,10 +14,12 @@ sys.path.insert(0, str(Path(__file__).parents[1] / "scripts"))
 bench_generalized = importlib.import_module("bench_generalized")
 
 
-def test_core_shares_split_the_cores_evenly(monkeypatch):
+def test_core_shares_split_the_cores_as_evenly_as_they_can(monkeypatch):
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(16)))
-    assert bench_generalized.core_shares(4) == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9, 10, 11], [12, 13, 14, 15]]
-    assert bench_generalized.core_shares(3) == [[0, 1, 2, 3, 4], [5, 6, 7, 8, 9], [10, 11, 12, 13, 14]]
+    # Core 0 is left to the launching process while every run still gets two cores or more.
+    assert bench_generalized.core_shares(4) == [[1, 2, 3, 4], [5, 6, 7, 8], [9, 10, 11, 12], [13, 14, 15]]
+    assert bench_generalized.core_shares(3) == [[1, 2, 3, 4, 5], [6, 7, 8, 9, 10], [11, 12, 13, 14, 15]]
+    assert bench_generalized.core_shares(8) == [[2 * i, 2 * i + 1] for i in range(8)]
     # One run, or more runs than cores: nothing is pinned.
     assert bench_generalized.core_shares(1) == [None]
     assert bench_generalized.core_shares(17) == [None] * 17
