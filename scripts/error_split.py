@@ -8,6 +8,10 @@ above the undrawn hand pixels mean hands drawn too large, the two alike mean han
 Pixels an occluder covers (the eval_occluders_*.png beside each image: forearms, sleeves, held
 objects) add no error, as in the crop metrics, and count neither as hand nor as off-hand pixels;
 what is drawn there is counted apart.
+It also gives where the drawn hands sit against the frame's: the offset of the drawn pixels'
+centroid from the hand pixels' (occluders left out), in pixels of the evaluation images, its mean
+over the images and its spread. A mean as large as the spread is a shift in one direction, frame
+after frame; a mean near zero with a large spread is a placement error without a direction.
 With --picture, also writes one frame's map: the hands' own pixels dimmed, drawn off-hand pixels
 red, missed hand pixels blue, occluder pixels grey.
 
@@ -18,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Optional
 
 import imageio.v3 as iio
 import numpy as np
@@ -51,6 +56,18 @@ def read(image_file: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarr
     return target, render, ~off_hand & ~occluded, off_hand & ~occluded, occluded
 
 
+def silhouette_offset(drawn: np.ndarray, hand: np.ndarray) -> Optional[np.ndarray]:
+    """(x, y) of the drawn pixels' centroid minus the hand pixels' (x right, y down), or None when
+    either set is empty."""
+    if not drawn.any() or not hand.any():
+        return None
+    return _centroid_xy(drawn) - _centroid_xy(hand)
+
+
+def _centroid_xy(mask: np.ndarray) -> np.ndarray:
+    return np.argwhere(mask).mean(axis=0)[::-1]  # (row, column) -> (x, y)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("renders", type=Path)
@@ -62,6 +79,7 @@ def main() -> None:
         raise SystemExit(f"{args.renders} holds no eval_img_*.png: pass the folder given to ns-eval --render-output-path.")
     on = off = 0.0
     drawn_off = drawn_occluded = missed = hand = 0
+    offsets = []
     for f in files:
         target, render, on_hand, off_hand, occluded = read(f)
         err = ((target - render) ** 2).sum(-1)
@@ -71,10 +89,17 @@ def main() -> None:
         drawn_occluded += int((occluded & drawn).sum())
         missed += int((on_hand & ~drawn).sum())
         hand += int(on_hand.sum())
+        offset = silhouette_offset(drawn & ~occluded, on_hand)
+        if offset is not None:
+            offsets.append(offset)
     print(f"{len(files)} images: squared error on the hands {on:.0f}, off them {off:.0f} "
           f"(off-hand share {off / max(on + off, 1e-12):.2f}); drawn off-hand pixels per hand pixel {drawn_off / max(hand, 1):.2f}, "
           f"hand pixels left undrawn per hand pixel {missed / max(hand, 1):.2f}; "
           f"drawn under occluders (not scored) per hand pixel {drawn_occluded / max(hand, 1):.2f}")
+    if offsets:
+        mean, spread = np.mean(offsets, axis=0), np.std(offsets, axis=0)
+        print(f"drawn hands' centroid minus the frame's (px, x right, y down), over {len(offsets)} images: "
+              f"mean {mean[0]:+.2f}, {mean[1]:+.2f}; spread {spread[0]:.2f}, {spread[1]:.2f}")
     if args.picture is not None:
         frame = args.renders / args.frame if args.frame else files[len(files) // 2]
         if not frame.is_file():

@@ -54,3 +54,16 @@ def test_pixels_drawn_under_occluders_are_counted_apart(tmp_path):
     occluders[3, 3] = 255
     iio.imwrite(tmp_path / "eval_occluders_0000.png", occluders)
     assert _error_split(tmp_path) == {"share": 1.0, "drawn_off": 0.25, "missed": 0.0, "drawn_occluded": 0.25}
+
+
+def test_the_drawn_hands_offset_from_the_frames_is_reported(tmp_path):
+    """Hands drawn two pixels right of the frame's in one image and one pixel down in another:
+    the mean offset and its spread over the two."""
+    for i, (dx, dy) in enumerate([(2, 0), (0, 1)]):
+        target = np.zeros((12, 12, 3), np.uint8)
+        target[3:7, 3:7] = 200
+        render = np.zeros_like(target)
+        render[3 + dy : 7 + dy, 3 + dx : 7 + dx] = 200
+        iio.imwrite(tmp_path / f"eval_img_{i:04d}.png", np.concatenate([target, render], axis=1))
+    out = subprocess.run([sys.executable, str(SCRIPT), str(tmp_path)], capture_output=True, text=True, check=True).stdout
+    assert "over 2 images: mean +1.00, +0.50; spread 1.00, 0.50" in out, out
