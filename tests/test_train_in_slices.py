@@ -29,7 +29,7 @@ def slice_call(total: int, out: Path, data: Path, **env_vars: str) -> subprocess
     return subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
 
 
-@pytest.mark.slow  # a GPU-session helper script (80 s together on a 2-core CI machine): run with -m slow
+@pytest.mark.slow  # a helper for long GPU runs (80 s together on a 2-core machine): run with -m slow
 def test_a_run_goes_on_from_its_latest_checkpoint(tmp_path, monkeypatch):
     from conftest import write_random_sequence
 
@@ -51,7 +51,7 @@ def test_a_run_goes_on_from_its_latest_checkpoint(tmp_path, monkeypatch):
     assert "Done loading Nerfstudio checkpoint from" in log and "step-000000003.ckpt" in log
 
 
-@pytest.mark.slow  # a GPU-session helper script (80 s together on a 2-core CI machine): run with -m slow
+@pytest.mark.slow  # a helper for long GPU runs (80 s together on a 2-core machine): run with -m slow
 def test_keep_every_keeps_those_steps_and_the_newest(tmp_path, monkeypatch):
     from conftest import write_random_sequence
 
