@@ -34,12 +34,19 @@ class Hand4DGSTrainerConfig(TrainerConfig):
 
     _target: Type = field(default_factory=lambda: Hand4DGSTrainer)
 
+    # ns-train prints and writes the config before the pipeline is built: the colour-crop scale is
+    # settled first, so both show the crops the run cuts and a refused setting prints or writes nothing.
+    def print_to_terminal(self) -> None:
+        self._settle()
+        super().print_to_terminal()
+
     def save_config(self) -> None:
-        # ns-train writes the config before the pipeline is built: the colour-crop scale is settled
-        # first, so the saved config holds the crops the run cuts and a refused setting writes nothing.
+        self._settle()
+        super().save_config()
+
+    def _settle(self) -> None:
         if isinstance(self.pipeline, Hand4DGSPipelineConfig):
             settle_color_crops(self.pipeline)
-        super().save_config()
 
 
 class Hand4DGSTrainer(Trainer):

@@ -158,13 +158,16 @@ def test_colour_crops_are_cached_larger_and_read_only_with_pixel_colors(tmp_path
     assert "image_loss" in losses and all(torch.isfinite(v) for v in losses.values())
 
 
-def test_saved_config_holds_the_settled_colour_crop_scale(tmp_path, monkeypatch):
+def test_printed_and_saved_config_hold_the_settled_colour_crop_scale(tmp_path, monkeypatch, capsys):
     import yaml
     from conftest import tiny_trainer_config
 
     config = tiny_trainer_config(tmp_path, monkeypatch, num_frames=6)
     config.output_dir, config.timestamp = tmp_path / "runs", "a"
     config.pipeline.datamanager.color_crop_scale = 3  # nothing reads colour crops without pixel colours
+    config.print_to_terminal()  # what ns-train prints first shows the settled scale too
+    assert "color_crop_scale=1," in "".join(capsys.readouterr().out.split())
+    config.pipeline.datamanager.color_crop_scale = 3
     config.save_config()
     saved = yaml.load((config.get_base_dir() / "config.yml").read_text(), Loader=yaml.Loader)
     assert saved.pipeline.datamanager.color_crop_scale == 1
@@ -172,6 +175,8 @@ def test_saved_config_holds_the_settled_colour_crop_scale(tmp_path, monkeypatch)
     config.timestamp = "b"
     config.pipeline.model.pixel_colors, config.pipeline.model.box_jitter = True, True
     config.pipeline.datamanager.color_crop_scale = 2
+    with pytest.raises(Hand4DGSError, match="box-jitter"):
+        config.print_to_terminal()
     with pytest.raises(Hand4DGSError, match="box-jitter"):
         config.save_config()
     assert not config.get_base_dir().exists()
