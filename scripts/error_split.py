@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Optional
+from typing import NamedTuple, Optional
 
 import imageio.v3 as iio
 import numpy as np
@@ -48,12 +48,23 @@ def occluders(image_file: Path, shape: tuple[int, int]) -> np.ndarray:
     return (mask if mask.ndim == 2 else mask[..., 0]) > 127
 
 
-def read(image_file: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Target, render, and the masks of the hands, of off-hand pixels and of occluder pixels (three
-    that do not overlap) of one evaluation image."""
+class EvalImage(NamedTuple):
+    """One evaluation image: target and render (float RGB in [0, 1]) and its pixel masks. The hand,
+    off-hand and occluder masks do not overlap; ``drawn`` is where the render shows a hand."""
+
+    target: np.ndarray
+    render: np.ndarray
+    on_hand: np.ndarray
+    off_hand: np.ndarray
+    occluded: np.ndarray
+    drawn: np.ndarray
+
+
+def read(image_file: Path) -> EvalImage:
+    """The target, render and pixel masks of one evaluation image."""
     target, render, off_hand = split(iio.imread(image_file))
     occluded = occluders(image_file, off_hand.shape)
-    return target, render, ~off_hand & ~occluded, off_hand & ~occluded, occluded
+    return EvalImage(target, render, ~off_hand & ~occluded, off_hand & ~occluded, occluded, render.sum(-1) > DRAWN)
 
 
 def silhouette_offset(drawn: np.ndarray, hand: np.ndarray) -> Optional[np.ndarray]:
@@ -81,10 +92,9 @@ def main() -> None:
     drawn_off = drawn_occluded = missed = hand = 0
     offsets = []
     for f in files:
-        target, render, on_hand, off_hand, occluded = read(f)
+        target, render, on_hand, off_hand, occluded, drawn = read(f)
         err = ((target - render) ** 2).sum(-1)
         on, off = on + err[on_hand].sum(), off + err[off_hand].sum()
-        drawn = render.sum(-1) > DRAWN
         drawn_off += int((off_hand & drawn).sum())
         drawn_occluded += int((occluded & drawn).sum())
         missed += int((on_hand & ~drawn).sum())
@@ -104,8 +114,7 @@ def main() -> None:
         frame = args.renders / args.frame if args.frame else files[len(files) // 2]
         if not frame.is_file():
             raise SystemExit(f"{frame} does not exist: pass --frame one of the eval_img_*.png files of {args.renders}.")
-        target, render, on_hand, off_hand, occluded = read(frame)
-        drawn = render.sum(-1) > DRAWN
+        target, render, on_hand, off_hand, occluded, drawn = read(frame)
         out = np.where(on_hand[..., None], target * 0.6, 0.0)
         out[occluded] = (0.3, 0.3, 0.3)
         out[off_hand & drawn] = (1.0, 0.0, 0.0)

@@ -32,8 +32,12 @@ def test_evaluation_images_carry_the_occluder_pixels():
     torch.testing.assert_close(images["occluders"][..., 0], (labels == 3).float())
 
 
+def _output(folder: Path) -> str:
+    return subprocess.run([sys.executable, str(SCRIPT), str(folder)], capture_output=True, text=True, check=True).stdout
+
+
 def _error_split(folder: Path) -> dict[str, float]:
-    out = subprocess.run([sys.executable, str(SCRIPT), str(folder)], capture_output=True, text=True, check=True).stdout
+    out = _output(folder)
     numbers = re.search(
         r"off-hand share ([\d.]+)\); drawn off-hand pixels per hand pixel ([\d.]+), hand pixels left undrawn per hand pixel "
         r"([\d.]+); drawn under occluders \(not scored\) per hand pixel ([\d.]+)", out,
@@ -65,5 +69,5 @@ def test_the_drawn_hands_offset_from_the_frames_is_reported(tmp_path):
         render = np.zeros_like(target)
         render[3 + dy : 7 + dy, 3 + dx : 7 + dx] = 200
         iio.imwrite(tmp_path / f"eval_img_{i:04d}.png", np.concatenate([target, render], axis=1))
-    out = subprocess.run([sys.executable, str(SCRIPT), str(tmp_path)], capture_output=True, text=True, check=True).stdout
+    out = _output(tmp_path)
     assert "over 2 images: mean +1.00, +0.50; spread 1.00, 0.50" in out, out
