@@ -35,8 +35,8 @@ class BenchTrain:
     """Sequence folder to train on."""
     steps: int = 30000
     """Training steps (the whole schedule scales with it)."""
-    window: int = 5
-    """Temporal window (1 = no TC)."""
+    window: Optional[int] = None
+    """Temporal window (1 = no TC); None keeps the method's."""
     per_gaussian_embeddings: bool = False
     """The per-Gaussian embedding ablation."""
     frames_per_step: int = 8
@@ -107,7 +107,8 @@ class BenchTrain:
         dm.data = self.data
         dm.frames_per_step = self.frames_per_step
         set_image_scale(config, self.image_scale)
-        model.window = self.window
+        if self.window is not None:
+            model.window = self.window
         model.per_gaussian_embeddings = self.per_gaussian_embeddings
         model.gaussians_per_face = self.gaussians_per_face
         model.compile = self.compile
@@ -146,7 +147,7 @@ class BenchTrain:
         result = {
             "steps": self.steps,
             "ran_steps": [start, end],
-            "window": self.window,
+            "window": trainer.pipeline.model.config.window,
             "per_gaussian_embeddings": self.per_gaussian_embeddings,
             "frames_per_step": self.frames_per_step,
             "gaussians_per_face": self.gaussians_per_face,

@@ -59,3 +59,15 @@ def test_the_printed_ns_train_command_trains_the_demo_config(tmp_path):
     parsed.pipeline.datamanager.data, parsed.data = parsed.data, None  # what ns-train's main() does with --data
     assert parsed == config
     assert config.pipeline.model.coarse_loss_factors == (4, 16)  # the method's 8 32 at half-size renders
+
+
+def test_the_per_video_method_reads_nine_frames_and_the_cpu_demo_five():
+    from hand4dgs_ns.cli.demo import CPU_SETTINGS, CUDA_SETTINGS, demo_config, ns_train_command
+    from hand4dgs_ns.method_configs import hand4dgs_generalized_trainer, hand4dgs_trainer
+
+    assert hand4dgs_trainer().pipeline.model.window == 9
+    assert hand4dgs_generalized_trainer().pipeline.model.window == 5  # 9 not measured there
+    cpu = demo_config(Path("clip"), Path("runs"), "cpu", CPU_SETTINGS, 4000, viewer=False)
+    cuda = demo_config(Path("clip"), Path("runs"), "cuda", CUDA_SETTINGS, 30000, viewer=False)
+    assert cpu.pipeline.model.window == 5 and cuda.pipeline.model.window == 9
+    assert "--pipeline.model.window 5" in ns_train_command(cpu)
