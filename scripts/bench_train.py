@@ -39,6 +39,8 @@ class BenchTrain:
     """Temporal window (1 = no TC); None keeps the method's."""
     per_gaussian_embeddings: bool = False
     """The per-Gaussian embedding ablation."""
+    context_gradient: bool = True
+    """--no-context-gradient: neighbour frames' crops encoded without gradient (the model's option)."""
     frames_per_step: int = 8
     """Frames per step."""
     gaussians_per_face: int = 10
@@ -110,6 +112,7 @@ class BenchTrain:
         if self.window is not None:
             model.window = self.window
         model.per_gaussian_embeddings = self.per_gaussian_embeddings
+        model.context_gradient = self.context_gradient
         model.gaussians_per_face = self.gaussians_per_face
         model.compile = self.compile
         model.compile_mode = self.compile_mode  # type: ignore[assignment]
@@ -149,6 +152,7 @@ class BenchTrain:
             "ran_steps": [start, end],
             "window": trainer.pipeline.model.config.window,
             "per_gaussian_embeddings": self.per_gaussian_embeddings,
+            "context_gradient": self.context_gradient,
             "frames_per_step": self.frames_per_step,
             "gaussians_per_face": self.gaussians_per_face,
             "compile": self.compile,

@@ -68,7 +68,8 @@ def test_stale_key_rebuilds(tmp_path, field):
     assert rebuild.calls == 1
     np.testing.assert_array_equal(out, _data(1))
     assert cache.load(KEY, total=7, name="entry")[0] is None  # rebuilt in place: the old entry is gone
-    assert len(list(cache.root.iterdir())) == 2
+    # the entry's two files, and the lock file processes take turns with
+    assert sorted(p.name for p in cache.root.iterdir()) == [".entry.lock", "entry.json", "entry.npy"]
 
 
 def _truncate(data, manifest):
@@ -126,7 +127,8 @@ def test_interrupted_build_leaves_nothing_that_looks_valid(tmp_path):
     changed = dataclasses.replace(KEY, boxes="new")
     with pytest.raises(KeyboardInterrupt):
         cache.get_or_build(changed, Builder(_data(1), fail_after=1), total=7)
-    assert not [p for p in cache.root.iterdir() if p.name.startswith(".")], "temporary files were left behind"
+    temporaries = [p for p in cache.root.iterdir() if p.name.startswith(".") and p.suffix != ".lock"]
+    assert not temporaries, "temporary files were left behind"
     assert cache.load(KEY, total=7)[0] is None and cache.load(changed, total=7)[0] is None
     with pytest.raises(RuntimeError, match="yielded 6 rows"):
         cache.get_or_build(changed, Builder(_data(1)[:6]), total=7)
@@ -379,3 +381,35 @@ def test_threads_asking_for_one_entry_build_it_once(tmp_path):
     assert build.calls == 1
     for array in arrays:
         np.testing.assert_array_equal(array, _data())
+
+
+def test_processes_asking_for_one_entry_build_it_once(tmp_path):
+    """Two runs started together on the same data (two ns-train commands) share the cache folder:
+    the second waits for the first's build and loads it, instead of removing its files mid-build."""
+    script = textwrap.dedent(
+        f"""
+        import io, sys, time
+        import numpy as np
+        from rich.console import Console
+        from hand4dgs_ns.features.cache import CacheKey, FeatureCache
+
+        key = CacheKey(**{dataclasses.asdict(KEY)!r})
+        data = np.random.default_rng(0).standard_normal((7, 2, 12, 64)).astype(np.float16)
+
+        def build():
+            with open(sys.argv[1], "a") as log:
+                log.write("build\\n")
+            for start in range(0, 7, 2):
+                time.sleep(0.3)  # slow enough for the other process to arrive mid-build
+                yield data[start : start + 2]
+
+        cache = FeatureCache(sys.argv[2], console=Console(file=io.StringIO()))
+        array = cache.get_or_build(key, build, total=7, name="video-x/tokens")
+        assert np.array_equal(array, data)
+        """
+    )
+    log = tmp_path / "builds.txt"
+    runs = [subprocess.Popen([sys.executable, "-c", script, str(log), str(tmp_path / "cache")], stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    errors = [run.communicate(timeout=120)[1] for run in runs]
+    assert [run.returncode for run in runs] == [0, 0], errors
+    assert log.read_text().count("build") == 1

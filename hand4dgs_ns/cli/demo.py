@@ -42,17 +42,23 @@ class DemoSettings:
     """Frames per forward pass and render when writing the pictures (hand4dgs infer's --batch-frames)."""
     window: Optional[int] = None
     """Frames the temporal convolution reads; None keeps the method's."""
+    context_gradient: bool = True
+    """Train the crop backbone through every window frame (off: the predicted frames' crops only)."""
 
 
 CPU_SETTINGS = DemoSettings(
-    steps=4000, vertex_share=0.75, frames_per_step=4, gaussians_per_face=1, image_scale=0.5, picture_batch_frames=8, window=5)
+    steps=4000, vertex_share=0.75, frames_per_step=4, gaussians_per_face=1, image_scale=0.5, picture_batch_frames=8, window=5,
+    context_gradient=False)
 """Under ten minutes on a 2-core CPU: fewer Gaussians, half-resolution renders; small picture
 batches, as the CPU rasteriser's tensors for 256 frames cost more in page faults than they save.
 Vertex steps cost a third of image steps on a CPU, so the finger poses get 3000 of them (with
 2000, RA-MPJPE ended 3.6 mm higher) and the image loss 1000 (with 700, PSNR ended 2.4 dB lower).
 The method's coarse-loss factors, counted in rendered pixels, are halved with the renders. A
 5-frame window: the method's 9 costs 1.7x per step here, and at this size it lowered Acc Err by
-4-22% for 0.1 dB of PSNR (docs/benchmarks.md)."""
+4-22% for 0.1 dB of PSNR (docs/benchmarks.md). The crop CNN trains on the predicted frames' crops
+only (context_gradient off): its backward pass, most of a CPU step, shrinks five times, and the
+demo took 9 min 32 s instead of 11 min 38 s on a 2-core CPU, for PSNR -0.3 dB, RA-MPJPE +0.5 mm
+and Acc Err 2.5 instead of 2.0 (the pseudo-labels': 17.7)."""
 CUDA_SETTINGS = DemoSettings(steps=30000, vertex_share=2 / 3, frames_per_step=8, gaussians_per_face=10, image_scale=1.0, picture_batch_frames=256)
 """The paper's per-video schedule at full resolution."""
 
@@ -123,6 +129,7 @@ def demo_config(data: Path, output_dir: Path, device: str, settings: DemoSetting
     config.pipeline.model.gaussians_per_face = settings.gaussians_per_face
     if settings.window is not None:
         config.pipeline.model.window = settings.window
+    config.pipeline.model.context_gradient = settings.context_gradient
     config.pipeline.model.image_loss_from = round(steps * settings.vertex_share)
     config.pipeline.model.vertex_decay_steps = steps - config.pipeline.model.image_loss_from
     set_image_scale(config, settings.image_scale)
@@ -141,6 +148,7 @@ def ns_train_command(config) -> str:
         "--pipeline.datamanager.image-scale", str(dm.image_scale),
         "--pipeline.model.gaussians-per-face", str(model.gaussians_per_face),
         "--pipeline.model.window", str(model.window),
+        "--pipeline.model.context-gradient", str(model.context_gradient),
         "--pipeline.model.image-loss-from", str(model.image_loss_from),
         "--pipeline.model.vertex-decay-steps", str(model.vertex_decay_steps),
         "--pipeline.model.relative-vertex-weight", str(model.relative_vertex_weight),

@@ -10,7 +10,8 @@ Each entry is one ``.npy`` file (memory-mapped on load) and a JSON manifest hold
 checksum of the manifest itself. An entry is reused only if all of that matches; anything
 else (no entry, another key, a truncated or damaged file) rebuilds it. Files are written
 under a temporary name and renamed, and the old manifest is removed first, so an interrupted
-build never leaves an entry that looks valid.
+build never leaves an entry that looks valid. Processes sharing the folder build an entry one at
+a time (a lock file beside it).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from typing import Literal
 
 import numpy as np
 import torch
+from filelock import FileLock
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
@@ -172,9 +174,14 @@ class FeatureCache:
         name = name or default_name(key)
         # Threads building several videos at once (build_pool) share one temporary file name per
         # entry and process; one lock per entry makes a second thread wait for the first's build.
+        # Runs started together on the same data (two ns-train commands) share the cache folder:
+        # a file lock per entry makes the second process wait too, then load what the first built,
+        # instead of removing the first's files while it writes or reads them.
         with self._lock:
             entry_lock = self._entry_locks.setdefault(name, threading.Lock())
-        with entry_lock:
+        data_path = self.paths(name)[0]
+        data_path.parent.mkdir(parents=True, exist_ok=True)
+        with entry_lock, FileLock(data_path.with_name(f".{data_path.stem}.lock")):
             array, reason = self.load(key, total, name)
             if array is not None:
                 return array

@@ -22,6 +22,13 @@ class HandNetworkConfig:
     default: the folder in the environment variable HAND4DGS_MANO_DIR."""
     window: int = 5
     """Frames in the temporal window (2k+1, odd). 1 is the paper's 'no TC' ablation."""
+    context_gradient: bool = True
+    """Train the crop backbone through every frame of each window. False encodes a window's
+    neighbour frames without gradient: only the predicted (centre) frames' crops train the
+    backbone, each frame in its turn, and the temporal convolution still trains on all of them.
+    With a 5-frame window this cuts the backbone's backward pass five times, which a CPU notices
+    (the backbone is most of a step there); values are unchanged, only the gradient differs. Steps
+    with it off are not recorded as CUDA graphs (the split's sizes change from step to step)."""
     tc_dim: int = 32
     """Channels per token after the temporal convolution."""
     token_scale: float = 3.0

@@ -170,10 +170,16 @@ class HandNetwork(nn.Module):
         tokens, feature_map = self.backbone.forward_with_map(normalize_imagenet(uint8_crops_to_input(frames)))
         return squash_tokens(tokens, self.config.token_scale), feature_map if self.config.pixel_feedback else None
 
-    def hand_tokens(self, x: NetworkInputs, slot: int) -> tuple[Float[Tensor, "U N C"], Optional[Float[Tensor, "U M h w"]]]:
+    def hand_tokens(
+        self, x: NetworkInputs, slot: int, centre: Optional[Tensor] = None
+    ) -> tuple[Float[Tensor, "U N C"], Optional[Float[Tensor, "U M h w"]]]:
         """One hand's tokens of the U input frames (the backbone's, then its estimate's when the network
-        reads it) and the crops' feature maps (:meth:`tokens`)."""
-        tokens, feature_map = self.tokens(x.frames[:, slot])
+        reads it) and the crops' feature maps (:meth:`tokens`). With ``centre`` (indices into U), only
+        those frames are encoded with gradient (``context_gradient`` off)."""
+        if centre is None:
+            tokens, feature_map = self.tokens(x.frames[:, slot])
+        else:
+            tokens, feature_map = self._tokens_centre_gradient(x.frames[:, slot], centre)
         if self.estimate_embed is None:
             return tokens, feature_map
         if x.estimates is None:
@@ -186,11 +192,28 @@ class HandNetwork(nn.Module):
             estimate = estimate * constant(MIRROR_SIGNS, estimate.device, estimate.dtype)
         return torch.cat([tokens, torch.tanh(self.estimate_embed[slot](estimate))[:, None]], dim=1), feature_map
 
+    def _tokens_centre_gradient(self, frames: Tensor, centre: Tensor) -> tuple[Tensor, Optional[Tensor]]:
+        """:meth:`tokens` of every frame, with gradient through the ``centre`` ones only. The backbone
+        normalises each crop on its own (GroupNorm), so splitting the batch leaves the values as they are."""
+        is_centre = torch.zeros(frames.shape[0], dtype=torch.bool, device=frames.device)
+        is_centre[centre] = True
+        inner, outer = is_centre.nonzero()[:, 0], (~is_centre).nonzero()[:, 0]
+        tokens, feature_map = self.tokens(frames.index_select(0, inner))
+        with torch.no_grad():
+            context, context_map = self.tokens(frames.index_select(0, outer))
+        merged = tokens.new_empty((frames.shape[0], *tokens.shape[1:]))
+        merged = merged.index_copy(0, inner, tokens).index_copy(0, outer, context)
+        if feature_map is None:
+            return merged, None
+        merged_map = feature_map.new_empty((frames.shape[0], *feature_map.shape[1:]))
+        return merged, merged_map.index_copy(0, inner, feature_map).index_copy(0, outer, context_map)
+
     def forward(self, x: NetworkInputs, with_gaussians: bool = True, decoder: Optional[Decoder] = None) -> HandsPrediction:
         """Both hands of every frame of ``x``; ``decoder`` may be a compiled :meth:`decode`."""
         b, w = x.window.shape
         flat, centre = x.window.reshape(-1), x.window[:, w // 2]
-        inputs = [self.hand_tokens(x, slot) for slot in range(2)]
+        split = not self.config.context_gradient and self.backbone is not None and w > 1 and torch.is_grad_enabled()
+        inputs = [self.hand_tokens(x, slot, centre if split else None) for slot in range(2)]
         windows = tuple(tokens.index_select(0, flat).reshape(b, w, *self.token_shape) for tokens, _ in inputs)
         feature_maps = None
         if inputs[0][1] is not None:  # pixel_feedback: the maps of each predicted frame's window

@@ -1,0 +1,51 @@
+"""``--pipeline.model.context-gradient False``: a window's neighbour crops encoded without gradient."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+from tiny_network import TINY_SIZES, tiny_inputs
+
+from hand4dgs_ns.network.config import HandNetworkConfig
+from hand4dgs_ns.network.hand_network import HandNetwork, InputSpec
+
+SPEC = InputSpec("crops", (3, 64, 48))
+
+
+def _inputs():
+    """Three predicted frames (centres 1, 2, 3) reading 3-frame windows of five crops."""
+    torch.manual_seed(0)
+    crops = torch.randint(0, 256, (5, 2, 3, 64, 48), dtype=torch.uint8)
+    x = tiny_inputs(crops[:3])
+    return dataclasses.replace(x, frames=crops, window=torch.tensor([[0, 1, 2], [1, 2, 3], [2, 3, 4]]))
+
+
+def _grads(context_gradient: bool, pixel_feedback: bool):
+    torch.manual_seed(0)
+    sizes = dict(TINY_SIZES, window=3)
+    network = HandNetwork(HandNetworkConfig(context_gradient=context_gradient, pixel_feedback=pixel_feedback, **sizes), SPEC)
+    with torch.no_grad():  # away from the zero-initialised heads, so every output depends on the input
+        for p in network.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    out = network(_inputs(), with_gaussians=False)
+    out.joints.square().sum().backward()
+    backbone = {id(p) for p in network.backbone.parameters()}
+    return (
+        out.joints.detach(),
+        torch.cat([p.grad.flatten() for p in network.backbone.parameters()]),
+        torch.cat([p.grad.flatten() for p in network.parameters() if id(p) not in backbone and p.grad is not None]),
+    )
+
+
+@pytest.mark.parametrize("pixel_feedback", [False, True])
+def test_only_the_backbones_gradient_changes(pixel_feedback):
+    joints, backbone, rest = _grads(True, pixel_feedback)
+    joints_split, backbone_split, rest_split = _grads(False, pixel_feedback)
+    # The same values (GroupNorm normalises each crop alone) and so the same gradient after the backbone.
+    torch.testing.assert_close(joints_split, joints)
+    torch.testing.assert_close(rest_split, rest)
+    # The backbone trains on the centre crops only: a different, still non-zero gradient.
+    assert backbone_split.abs().sum() > 0
+    assert (backbone_split - backbone).abs().sum() > 1e-3 * backbone.abs().sum()
