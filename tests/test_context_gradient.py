@@ -14,22 +14,27 @@ from hand4dgs_ns.network.hand_network import HandNetwork, InputSpec
 SPEC = InputSpec("crops", (3, 64, 48))
 
 
-def _inputs():
-    """Three predicted frames (centres 1, 2, 3) reading 3-frame windows of five crops."""
+WINDOWS = {
+    "neighbours": [[0, 1, 2], [1, 2, 3], [2, 3, 4]],  # three predicted frames (1, 2, 3) of five read
+    "clamped": [[0, 0, 1], [0, 1, 2], [1, 2, 2]],  # a clip's only three frames: every frame read is predicted
+}
+
+
+def _inputs(window):
     torch.manual_seed(0)
-    crops = torch.randint(0, 256, (5, 2, 3, 64, 48), dtype=torch.uint8)
-    x = tiny_inputs(crops[:3])
-    return dataclasses.replace(x, frames=crops, window=torch.tensor([[0, 1, 2], [1, 2, 3], [2, 3, 4]]))
+    rows = torch.tensor(window)
+    crops = torch.randint(0, 256, (int(rows.max()) + 1, 2, 3, 64, 48), dtype=torch.uint8)
+    return dataclasses.replace(tiny_inputs(crops[:3]), frames=crops, window=rows)
 
 
-def _grads(context_gradient: bool, pixel_feedback: bool):
+def _grads(context_gradient: bool, pixel_feedback: bool, window=WINDOWS["neighbours"]):
     torch.manual_seed(0)
     sizes = dict(TINY_SIZES, window=3)
     network = HandNetwork(HandNetworkConfig(context_gradient=context_gradient, pixel_feedback=pixel_feedback, **sizes), SPEC)
     with torch.no_grad():  # away from the zero-initialised heads, so every output depends on the input
         for p in network.parameters():
             p.add_(0.05 * torch.randn_like(p))
-    out = network(_inputs(), with_gaussians=False)
+    out = network(_inputs(window), with_gaussians=False)
     out.joints.square().sum().backward()
     backbone = {id(p) for p in network.backbone.parameters()}
     return (
@@ -49,3 +54,11 @@ def test_only_the_backbones_gradient_changes(pixel_feedback):
     # The backbone trains on the centre crops only: a different, still non-zero gradient.
     assert backbone_split.abs().sum() > 0
     assert (backbone_split - backbone).abs().sum() > 1e-3 * backbone.abs().sum()
+
+
+def test_windows_of_predicted_frames_only_keep_the_whole_gradient():
+    joints, backbone, rest = _grads(True, False, WINDOWS["clamped"])
+    joints_split, backbone_split, rest_split = _grads(False, False, WINDOWS["clamped"])
+    torch.testing.assert_close(joints_split, joints)
+    torch.testing.assert_close(backbone_split, backbone)
+    torch.testing.assert_close(rest_split, rest)

@@ -13,6 +13,7 @@ import tyro
 from rich.console import Console
 from typing_extensions import Annotated
 
+from hand4dgs_ns.cli.cache import Cache
 from hand4dgs_ns.cli.convert import Convert
 from hand4dgs_ns.cli.demo import Demo
 from hand4dgs_ns.cli.export import Export
@@ -45,6 +46,10 @@ Commands = Union[
     Annotated[
         Convert,
         tyro.conf.subcommand("convert", description="Write H2O or ARCTIC videos out as sequence folders."),
+    ],
+    Annotated[
+        Cache,
+        tyro.conf.subcommand("cache", description="List the feature cache per video; remove unused entries or those of deleted videos."),
     ],
 ]
 

@@ -156,6 +156,10 @@ class FeatureCache:
         as_recorded = list(array.shape) == manifest.get("shape") and array.dtype.str == manifest.get("dtype")
         if not as_recorded or array.shape[0] != total:
             return None, "data file has the wrong shape or dtype"
+        try:  # the manifest's time is the entry's last use (hand4dgs cache --prune-unused-days)
+            os.utime(manifest_path)
+        except OSError:
+            pass  # a read-only cache still serves its entries
         return array, "valid"
 
     def get_or_build(
@@ -164,12 +168,14 @@ class FeatureCache:
         build_fn: Callable[[], Iterable[np.ndarray]],
         total: int,
         name: str | None = None,
+        source: Path | None = None,
     ) -> np.ndarray:
         """The cached array for ``key``, building it first unless a valid entry exists.
 
         ``build_fn()`` yields consecutive chunks along the first axis (e.g. batches of
         frames) adding up to ``total`` rows; they are written straight to disk, so the array
-        never has to fit in memory. Returns a read-only memory map.
+        never has to fit in memory. ``source`` (the video's folder) is recorded in the manifest,
+        so ``hand4dgs cache`` can tell entries whose video is gone. Returns a read-only memory map.
         """
         name = name or default_name(key)
         # Threads building several videos at once (build_pool) share one temporary file name per
@@ -187,13 +193,15 @@ class FeatureCache:
                 return array
             if reason != "no cached entry":
                 self.console.print(f"Rebuilding feature cache {self.paths(name)[0]}: {reason}.")
-            self._build(key, build_fn, total, name)
+            self._build(key, build_fn, total, name, source)
             array, reason = self.load(key, total, name)
             if array is None:
                 raise RuntimeError(f"feature cache {self.paths(name)[0]} is invalid right after building it: {reason}")
             return array
 
-    def _build(self, key: CacheKey, build_fn: Callable[[], Iterable[np.ndarray]], total: int, name: str) -> None:
+    def _build(
+        self, key: CacheKey, build_fn: Callable[[], Iterable[np.ndarray]], total: int, name: str, source: Path | None
+    ) -> None:
         if total <= 0:
             raise ValueError(f"nothing to cache for {name}: total is {total}")
         data_path, manifest_path = self.paths(name)
@@ -213,6 +221,8 @@ class FeatureCache:
                 "nbytes": tmp_data.stat().st_size,
                 "sha256": _file_sha256(tmp_data),
             }
+            if source is not None:
+                manifest["source"] = str(source)
             manifest["checksum"] = _manifest_checksum(manifest)
             tmp_manifest.write_text(json.dumps(manifest, indent=1, sort_keys=True))
             os.replace(tmp_data, data_path)
@@ -379,7 +389,15 @@ def hand_features_for_sequence(
 
     h, w = backbone.input_hw
     name = f"crops-{h}x{w}" if backbone.trainable else f"{backbone.name}-tokens"
-    return cache.get_or_build(key, build, total=len(paths), name=f"{video_folder_name(paths)}/{name}")
+    name = f"{video_folder_name(paths)}/{name}"
+    return cache.get_or_build(key, build, total=len(paths), name=name, source=video_source(paths))
+
+
+def video_source(image_paths: Sequence[Path]) -> Path:
+    """The folder a video's cache entries are built from: its frames' folder, or the sequence
+    folder holding it when the frames sit in ``images/`` or ``rgb/``."""
+    folder = Path(image_paths[0]).resolve().parent
+    return folder.parent if folder.name in ("images", "rgb") else folder
 
 
 def video_folder_name(image_paths: Sequence[Path]) -> str:
@@ -389,5 +407,4 @@ def video_folder_name(image_paths: Sequence[Path]) -> str:
     frames' contents) names it, so a changed video is found stale and rebuilt in place.
     """
     folder = Path(image_paths[0]).resolve().parent
-    readable = folder.parent.name if folder.name in ("images", "rgb") else folder.name
-    return f"{readable or 'video'}-{hashlib.sha256(str(folder).encode()).hexdigest()[:10]}"
+    return f"{video_source(image_paths).name or 'video'}-{hashlib.sha256(str(folder).encode()).hexdigest()[:10]}"

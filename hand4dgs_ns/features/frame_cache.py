@@ -15,7 +15,7 @@ import numpy as np
 from PIL import Image
 
 from hand4dgs_ns.errors import Hand4DGSError
-from hand4dgs_ns.features.cache import CacheKey, FeatureCache, files_identity, video_folder_name
+from hand4dgs_ns.features.cache import CacheKey, FeatureCache, files_identity, video_folder_name, video_source
 
 _CHUNK = 32
 
@@ -65,5 +65,5 @@ def decoded_video(
                 yield np.stack([read_resized(p, what, size, resample, mode) for p in paths[start : start + _CHUNK]])
 
         name = f"{folder}/{key.content}-{size[0]}x{size[1]}"
-        arrays.append(cache.get_or_build(key, build, total=len(paths), name=name))
+        arrays.append(cache.get_or_build(key, build, total=len(paths), name=name, source=video_source(image_paths)))
     return arrays[0], arrays[1]

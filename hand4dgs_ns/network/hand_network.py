@@ -198,6 +198,8 @@ class HandNetwork(nn.Module):
         is_centre = torch.zeros(frames.shape[0], dtype=torch.bool, device=frames.device)
         is_centre[centre] = True
         inner, outer = is_centre.nonzero()[:, 0], (~is_centre).nonzero()[:, 0]
+        if outer.numel() == 0:  # every frame read is also predicted (clamped windows of a short run)
+            return self.tokens(frames)
         tokens, feature_map = self.tokens(frames.index_select(0, inner))
         with torch.no_grad():
             context, context_map = self.tokens(frames.index_select(0, outer))
