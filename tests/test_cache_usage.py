@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import os
+import subprocess
+import sys
 import time
 
 import numpy as np
@@ -71,7 +73,9 @@ def test_prune_removes_the_entries_of_deleted_and_of_unused_videos_only(tmp_path
 
     Cache(cache_dir=cache.root, prune_missing_sources=True, prune_unused_days=30).main()
     assert [e.name.split("-")[0] for e in scan_cache(cache.root)] == ["kept"]
-    assert sorted(p.name.split("-")[0] for p in cache.root.iterdir() if not p.name.startswith(".")) == ["kept"]
+    for folder in cache.root.iterdir():  # the removed videos' folders keep only their (empty) lock files
+        if not folder.name.startswith("kept-"):
+            assert all(p.name.endswith(".lock") and p.stat().st_size == 0 for p in folder.iterdir())
     assert "Removed 2 entries" in quiet.getvalue() and "(missing)" in quiet.getvalue()
     # what was removed is rebuilt on the next use
     np.testing.assert_array_equal(_cache_entry(cache, old), np.arange(24, dtype=np.uint8).reshape(4, 2, 3))
@@ -83,3 +87,42 @@ def test_a_missing_cache_folder_is_one_sentence(tmp_path, capsys):
     assert exit_info.value.code == 1
     err = capsys.readouterr().err
     assert "nowhere is not a folder" in err and "Traceback" not in err
+
+
+def test_prune_keeps_an_entry_being_built_or_used_since_the_scan(tmp_path):
+    from filelock import FileLock
+
+    from hand4dgs_ns.features.cache_usage import remove_entries
+
+    cache = FeatureCache(tmp_path / "cache", console=Console(file=io.StringIO()))
+    building, used = _video(tmp_path, "building"), _video(tmp_path, "used")
+    for paths in (building, used):
+        _cache_entry(cache, paths)
+    entries = scan_cache(cache.root)
+    busy = next(e for e in entries if e.name.startswith("building-"))
+    later = time.time() + 5
+    os.utime(cache.root / f"{next(e for e in entries if e.name.startswith('used-')).name}.json", (later, later))
+    # another process's build holds the entry's lock
+    lock = cache.root / busy.folder / ".crops-64x48.lock"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", f"import sys, time; from filelock import FileLock\nwith FileLock({str(lock)!r}):\n print('held', flush=True); time.sleep(60)"],
+        stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        result = {"out": remove_entries(cache.root, entries)}
+    finally:
+        holder.kill()
+        holder.wait()
+    removed, skipped = result["out"]
+    assert removed == [] and sorted(why for _, why in skipped) == ["being built by another process", "used since the scan"]
+    assert len(scan_cache(cache.root)) == 2
+
+
+def test_files_that_are_not_cache_entries_are_never_listed(tmp_path):
+    root = tmp_path / "cache"
+    (root / "video-x").mkdir(parents=True)
+    np.save(root / "video-x" / "crops-64x48.npy", np.zeros(3))  # a cache entry's data left without its manifest
+    np.save(root / "video-x" / "weights.npy", np.zeros(3))  # something else
+    (root / "notes.json").write_text('{"a": 1}')
+    assert [e.name for e in scan_cache(root)] == ["video-x/crops-64x48"]

@@ -413,3 +413,20 @@ def test_processes_asking_for_one_entry_build_it_once(tmp_path):
     errors = [run.communicate(timeout=120)[1] for run in runs]
     assert [run.returncode for run in runs] == [0, 0], errors
     assert log.read_text().count("build") == 1
+
+
+@pytest.mark.parametrize("error", [PermissionError(13, "Permission denied"), OSError(30, "Read-only file system")])
+def test_a_cache_where_no_lock_file_can_be_made_still_serves_its_entries(tmp_path, monkeypatch, error):
+    """A read-only shared cache: the lock file cannot be opened (filelock opens it for writing,
+    even one that exists), and valid entries load as before."""
+    from filelock import FileLock
+
+    cache, build = _cache(tmp_path), Builder(_data())
+    cache.get_or_build(KEY, build, total=7)
+
+    def refuse(self, *args, **kwargs):
+        raise error
+
+    monkeypatch.setattr(FileLock, "acquire", refuse)
+    np.testing.assert_array_equal(cache.get_or_build(KEY, build, total=7), _data())
+    assert build.calls == 1

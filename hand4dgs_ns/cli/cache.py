@@ -50,8 +50,8 @@ class Cache:
             return
         removed, skipped = remove_entries(root, chosen)
         CONSOLE.print(f"Removed {len(removed)} entries ({_size(sum(e.nbytes for e in removed))}) from {root}.", highlight=False)
-        if skipped:
-            CONSOLE.print(f"Skipped {len(skipped)} being built by another process: {', '.join(e.name for e in skipped)}.", highlight=False)
+        for entry, why in skipped:
+            CONSOLE.print(f"  kept {entry.name}: {why}", highlight=False)
 
 
 def usage_table(entries: list[CacheEntryInfo], root: Path, now: float) -> Table:

@@ -22,6 +22,7 @@ import os
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal
@@ -90,6 +91,22 @@ def array_digest(*arrays: np.ndarray) -> str:
         digest.update(f"{array.dtype.str}{array.shape}".encode())
         digest.update(array.tobytes())
     return digest.hexdigest()
+
+
+@contextmanager
+def _process_lock(path: Path) -> Iterator[None]:
+    """Holds the lock file ``path`` against other processes; where it cannot be made (a read-only
+    cache folder: nothing can be built there either) valid entries are still served."""
+    lock = FileLock(path)
+    try:
+        lock.acquire()
+    except OSError:
+        yield
+        return
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 def _file_sha256(path: Path) -> str:
@@ -187,7 +204,7 @@ class FeatureCache:
             entry_lock = self._entry_locks.setdefault(name, threading.Lock())
         data_path = self.paths(name)[0]
         data_path.parent.mkdir(parents=True, exist_ok=True)
-        with entry_lock, FileLock(data_path.with_name(f".{data_path.stem}.lock")):
+        with entry_lock, _process_lock(data_path.with_name(f".{data_path.stem}.lock")):
             array, reason = self.load(key, total, name)
             if array is not None:
                 return array

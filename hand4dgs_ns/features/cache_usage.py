@@ -10,6 +10,7 @@ re-synthesised, so the folder grows until something here removes them.
 from __future__ import annotations
 
 import json
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,22 +45,33 @@ class CacheEntryInfo:
         return max(now - self.last_used, 0.0) / 86400.0
 
 
+_ENTRY_NAME = re.compile(r"^(crops|frames|masks|tokens)-|-tokens$")
+"""Names the cache gives its entries (``crops-64x48``, ``masks-320x240``, ``hamer-vit-h-tokens``, ...)."""
+
+
+def _manifest(path: Path) -> Optional[dict]:
+    """The cache manifest at ``path``, or None for a missing, damaged or foreign file."""
+    try:
+        manifest = json.loads(path.read_text())
+    except (ValueError, OSError):
+        return None
+    return manifest if isinstance(manifest, dict) and "format" in manifest and "key" in manifest else None
+
+
 def scan_cache(root: Path) -> list[CacheEntryInfo]:
-    """Every entry in the cache folder ``root`` (a data file, a manifest, or both), sorted by name."""
+    """Every entry in the cache folder ``root``, sorted by name: file pairs with a cache manifest,
+    and data files of a cache entry's name left without one (a rebuild that was killed). Other
+    files (a wrong --cache-dir) are never entries."""
     stems = {p.with_suffix("") for pattern in ("*.npy", "*/*.npy", "*.json", "*/*.json") for p in root.glob(pattern)}
     entries = []
     for stem in sorted(s for s in stems if not s.name.startswith(".")):
-        files = [f for f in (stem.with_suffix(".npy"), stem.with_suffix(".json")) if f.is_file()]
-        if not files:
+        manifest = _manifest(stem.with_suffix(".json"))
+        orphan = manifest is None and stem.with_suffix(".npy").is_file() and not stem.with_suffix(".json").exists()
+        if manifest is None and not (orphan and _ENTRY_NAME.search(stem.name)):
             continue
-        manifest = stem.with_suffix(".json")
-        source = None
-        if manifest.is_file():
-            try:
-                recorded = json.loads(manifest.read_text()).get("source")
-                source = Path(recorded) if isinstance(recorded, str) else None
-            except (ValueError, AttributeError, OSError):
-                source = None  # a damaged manifest: the entry is rebuilt on use, and may be removed
+        files = _files(stem)
+        recorded = manifest.get("source") if manifest is not None else None
+        source = Path(recorded) if isinstance(recorded, str) else None
         entries.append(
             CacheEntryInfo(
                 name=stem.relative_to(root).as_posix(),
@@ -83,29 +95,31 @@ def select_entries(
     ]
 
 
-def remove_entries(root: Path, entries: list[CacheEntryInfo]) -> tuple[list[CacheEntryInfo], list[CacheEntryInfo]]:
-    """Removes ``entries`` from the cache folder ``root``; returns (removed, skipped). An entry
-    another process is building (its lock is held) is skipped. Video folders left empty go too."""
+def remove_entries(root: Path, entries: list[CacheEntryInfo]) -> tuple[list[CacheEntryInfo], list[tuple[CacheEntryInfo, str]]]:
+    """Removes ``entries`` from the cache folder ``root``; returns those removed and those kept,
+    with why: one another process is building (its lock is held), used since it was scanned, or
+    whose files cannot be removed (on Windows, a file a running process has mapped).
+
+    Lock files and video folders stay: removing a lock another process is about to take would let
+    two processes build one entry at once. They are empty files.
+    """
     removed, skipped = [], []
     for entry in entries:
         stem = root / entry.name
-        lock_path = stem.with_name(f".{stem.name}.lock")
         try:
-            with FileLock(lock_path, timeout=0):
+            with FileLock(stem.with_name(f".{stem.name}.lock"), timeout=0):
+                if max((f.stat().st_mtime for f in _files(stem)), default=0.0) > entry.last_used:
+                    skipped.append((entry, "used since the scan"))
+                    continue
                 for suffix in (".json", ".npy"):  # the manifest first: a half-removed entry never looks valid
                     stem.with_suffix(suffix).unlink(missing_ok=True)
             removed.append(entry)
         except Timeout:
-            skipped.append(entry)
-    # A video folder holding only lock files goes, locks and all. (A process that opened one of
-    # those locks in the same instant would build its entry unguarded: pruning is not meant to run
-    # beside a run that starts on that video.)
-    for folder in {(root / e.name).parent for e in removed} - {root}:
-        if folder.is_dir() and not any(p for p in folder.iterdir() if not p.name.endswith(".lock")):
-            for lock in folder.glob(".*.lock"):
-                lock.unlink(missing_ok=True)
-            try:
-                folder.rmdir()
-            except OSError:
-                pass  # something arrived meanwhile: keep the folder
+            skipped.append((entry, "being built by another process"))
+        except OSError as err:
+            skipped.append((entry, f"not removable ({err.strerror or err})"))
     return removed, skipped
+
+
+def _files(stem: Path) -> list[Path]:
+    return [f for f in (stem.with_suffix(".npy"), stem.with_suffix(".json")) if f.is_file()]

@@ -27,8 +27,9 @@ class HandNetworkConfig:
     neighbour frames without gradient: only the predicted (centre) frames' crops train the
     backbone, each frame in its turn, and the temporal convolution still trains on all of them.
     With a 5-frame window this cuts the backbone's backward pass five times, which a CPU notices
-    (the backbone is most of a step there); values are unchanged, only the gradient differs. Steps
-    with it off are not recorded as CUDA graphs (the split's sizes change from step to step)."""
+    (the backbone is most of a step there); values are unchanged, only the gradient differs. A CPU
+    setting: steps with it off are not recorded as CUDA graphs (the split's sizes change from step
+    to step), and on a GPU finding the split waits for the device."""
     tc_dim: int = 32
     """Channels per token after the temporal convolution."""
     token_scale: float = 3.0
