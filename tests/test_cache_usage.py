@@ -90,8 +90,6 @@ def test_a_missing_cache_folder_is_one_sentence(tmp_path, capsys):
 
 
 def test_prune_keeps_an_entry_being_built_or_used_since_the_scan(tmp_path):
-    from filelock import FileLock
-
     from hand4dgs_ns.features.cache_usage import remove_entries
 
     cache = FeatureCache(tmp_path / "cache", console=Console(file=io.StringIO()))
