@@ -27,20 +27,22 @@ def _inputs(window):
     return dataclasses.replace(tiny_inputs(crops[:3]), frames=crops, window=rows)
 
 
-def _grads(context_gradient: bool, pixel_feedback: bool, window=WINDOWS["neighbours"]):
+def _grads(context_gradient: bool, pixel_feedback: bool, window=WINDOWS["neighbours"], device: str = "cpu"):
     torch.manual_seed(0)
     sizes = dict(TINY_SIZES, window=3)
     network = HandNetwork(HandNetworkConfig(context_gradient=context_gradient, pixel_feedback=pixel_feedback, **sizes), SPEC)
     with torch.no_grad():  # away from the zero-initialised heads, so every output depends on the input
         for p in network.parameters():
             p.add_(0.05 * torch.randn_like(p))
-    out = network(_inputs(window), with_gaussians=False)
+    x = _inputs(window)
+    x = dataclasses.replace(x, **{f.name: getattr(x, f.name).to(device) for f in dataclasses.fields(x) if getattr(x, f.name) is not None})
+    out = network.to(device)(x, with_gaussians=False)
     out.joints.square().sum().backward()
     backbone = {id(p) for p in network.backbone.parameters()}
     return (
-        out.joints.detach(),
-        torch.cat([p.grad.flatten() for p in network.backbone.parameters()]),
-        torch.cat([p.grad.flatten() for p in network.parameters() if id(p) not in backbone and p.grad is not None]),
+        out.joints.detach().cpu(),
+        torch.cat([p.grad.flatten() for p in network.backbone.parameters()]).cpu(),
+        torch.cat([p.grad.flatten() for p in network.parameters() if id(p) not in backbone and p.grad is not None]).cpu(),
     )
 
 
@@ -62,3 +64,18 @@ def test_windows_of_predicted_frames_only_keep_the_whole_gradient():
     torch.testing.assert_close(joints_split, joints)
     torch.testing.assert_close(backbone_split, backbone)
     torch.testing.assert_close(rest_split, rest)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_the_split_on_cuda_matches_the_cpu():
+    """On a GPU the split batches may pick other convolution algorithms: equal up to rounding
+    (full float32: cuDNN's TF32 off for the comparison)."""
+    tf32 = torch.backends.cudnn.allow_tf32
+    torch.backends.cudnn.allow_tf32 = False
+    try:
+        for context_gradient in (True, False):
+            for got, want in zip(_grads(context_gradient, True, device="cuda"), _grads(context_gradient, True)):
+                torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-3)
+    finally:
+        torch.backends.cudnn.allow_tf32 = tf32
