@@ -63,11 +63,11 @@ def usage_table(entries: list[CacheEntryInfo], root: Path, now: float) -> Table:
     for entry in entries:
         folders.setdefault(entry.folder, []).append(entry)
     for folder, group in sorted(folders.items()):
-        sources = {e.source for e in group if e.source is not None}
+        sources = {e.source: e.source_missing for e in group if e.source is not None}
         if not sources:
             source = "not recorded"
         else:
-            source = ", ".join(str(s) + (" (missing)" if not s.exists() else "") for s in sorted(sources))
+            source = ", ".join(str(s) + (" (missing)" if missing else "") for s, missing in sorted(sources.items()))
         days = min(e.unused_days(now) for e in group)
         table.add_row(folder or ".", str(len(group)), _size(sum(e.nbytes for e in group)), f"{days:.1f} days ago", source)
     return table

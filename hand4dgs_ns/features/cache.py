@@ -147,6 +147,11 @@ class FeatureCache:
         """Data file and manifest of entry ``name``."""
         return self.root / f"{name}.npy", self.root / f"{name}.json"
 
+    def lock_path(self, name: str) -> Path:
+        """The lock file processes take before loading or building entry ``name`` (kept beside it)."""
+        data_path = self.paths(name)[0]
+        return data_path.with_name(f".{data_path.stem}.lock")
+
     def load(self, key: CacheKey, total: int, name: str | None = None) -> tuple[np.ndarray | None, str]:
         """The entry's array (read-only memory map) if it is valid for ``key``, else ``None`` and why."""
         data_path, manifest_path = self.paths(name or default_name(key))
@@ -202,9 +207,9 @@ class FeatureCache:
         # instead of removing the first's files while it writes or reads them.
         with self._lock:
             entry_lock = self._entry_locks.setdefault(name, threading.Lock())
-        data_path = self.paths(name)[0]
-        data_path.parent.mkdir(parents=True, exist_ok=True)
-        with entry_lock, _process_lock(data_path.with_name(f".{data_path.stem}.lock")):
+        lock_path = self.lock_path(name)
+        lock_path.parent.mkdir(parents=True, exist_ok=True)
+        with entry_lock, _process_lock(lock_path):
             array, reason = self.load(key, total, name)
             if array is not None:
                 return array
@@ -221,8 +226,7 @@ class FeatureCache:
     ) -> None:
         if total <= 0:
             raise ValueError(f"nothing to cache for {name}: total is {total}")
-        data_path, manifest_path = self.paths(name)
-        data_path.parent.mkdir(parents=True, exist_ok=True)
+        data_path, manifest_path = self.paths(name)  # their folder made by get_or_build
         remove_leftovers(data_path.parent, f".{data_path.stem}.*.tmp")  # a killed build's
         manifest_path.unlink(missing_ok=True)
         tmp_data = data_path.with_name(f".{data_path.name}.{os.getpid()}.tmp")

@@ -18,6 +18,8 @@ from typing import Optional
 
 from filelock import FileLock, Timeout
 
+from hand4dgs_ns.features.cache import FeatureCache
+
 
 @dataclass(frozen=True)
 class CacheEntryInfo:
@@ -103,11 +105,12 @@ def remove_entries(root: Path, entries: list[CacheEntryInfo]) -> tuple[list[Cach
     Lock files and video folders stay: removing a lock another process is about to take would let
     two processes build one entry at once. They are empty files.
     """
+    cache = FeatureCache(root)
     removed, skipped = [], []
     for entry in entries:
         stem = root / entry.name
         try:
-            with FileLock(stem.with_name(f".{stem.name}.lock"), timeout=0):
+            with FileLock(cache.lock_path(entry.name), timeout=0):
                 if max((f.stat().st_mtime for f in _files(stem)), default=0.0) > entry.last_used:
                     skipped.append((entry, "used since the scan"))
                     continue

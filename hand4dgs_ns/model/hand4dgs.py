@@ -242,8 +242,10 @@ class Hand4DGSModel(Model):
         if self._stager is None or self._stager.device != self.device:
             self._stager = PinnedStager(self.device)
         # Graphs need fixed shapes, which splitting the window's frames by gradient (context_gradient off) has not.
-        c = self.config
-        graphed = c.cuda_graphs and c.context_gradient and self.training and torch.is_grad_enabled() and self.device.type == "cuda"
+        graphed = (
+            self.config.cuda_graphs and self.config.context_gradient
+            and self.training and torch.is_grad_enabled() and self.device.type == "cuda"
+        )
         augment = None
         if (self.config.crop_jitter or self.config.box_jitter) and self.training and torch.is_grad_enabled():
             augment = Augment(
