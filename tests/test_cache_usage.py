@@ -124,3 +124,20 @@ def test_files_that_are_not_cache_entries_are_never_listed(tmp_path):
     np.save(root / "video-x" / "weights.npy", np.zeros(3))  # something else
     (root / "notes.json").write_text('{"a": 1}')
     assert [e.name for e in scan_cache(root)] == ["video-x/crops-64x48"]
+
+
+def test_the_default_listing_also_sizes_the_cache_roots_other_folders(tmp_path, quiet, monkeypatch):
+    monkeypatch.setenv("HAND4DGS_CACHE_DIR", str(tmp_path))
+    cache = FeatureCache(tmp_path / "features", console=Console(file=io.StringIO()))
+    _cache_entry(cache, _video(tmp_path, "clip_a"))
+    clip = tmp_path / "synthetic" / "default-v2" / "images"
+    clip.mkdir(parents=True)
+    (clip / "000000.jpg").write_bytes(b"x" * 3 * 2**20)
+    Cache().main()
+    out = quiet.getvalue()
+    assert "1 entries" in out and "clip_a" in out
+    assert str(tmp_path / "synthetic") in out and "3.0 MiB" in out
+    assert "arctic_undistorted" not in out  # only folders that exist
+    quiet.truncate(0)
+    Cache(cache_dir=cache.root).main()  # an explicit feature cache folder lists that folder only
+    assert "synthetic" not in quiet.getvalue()

@@ -11,7 +11,14 @@ from rich.console import Console
 from rich.table import Table
 
 from hand4dgs_ns.errors import Hand4DGSError
-from hand4dgs_ns.features.cache_usage import CacheEntryInfo, remove_entries, scan_cache, select_entries
+from hand4dgs_ns.features.cache_usage import (
+    CacheEntryInfo,
+    CacheFolderInfo,
+    other_cache_folders,
+    remove_entries,
+    scan_cache,
+    select_entries,
+)
 from hand4dgs_ns.paths import cache_root
 
 CONSOLE = Console()
@@ -40,6 +47,10 @@ class Cache:
         entries = scan_cache(root) if root.is_dir() else []
         now = time.time()
         CONSOLE.print(usage_table(entries, root, now))
+        if self.cache_dir is None:
+            others = other_cache_folders(cache_root())
+            if others:
+                CONSOLE.print(other_folders_table(others))
         if self.prune_unused_days is None and not self.prune_missing_sources:
             return
         chosen = select_entries(entries, self.prune_unused_days, self.prune_missing_sources, now)
@@ -70,6 +81,16 @@ def usage_table(entries: list[CacheEntryInfo], root: Path, now: float) -> Table:
             source = ", ".join(str(s) + (" (missing)" if missing else "") for s, missing in sorted(sources.items()))
         days = min(e.unused_days(now) for e in group)
         table.add_row(folder or ".", str(len(group)), _size(sum(e.nbytes for e in group)), f"{days:.1f} days ago", source)
+    return table
+
+
+def other_folders_table(folders: list[CacheFolderInfo]) -> Table:
+    """The cache root's other folders; nothing here prunes them (remove a folder to free its space)."""
+    table = Table(title="Also in the cache root (remove a folder to free its space)")
+    for column, justify in (("folder", "left"), ("size", "right"), ("holds", "left")):
+        table.add_column(column, justify=justify)  # type: ignore[arg-type]
+    for folder in folders:
+        table.add_row(str(folder.path), _size(folder.nbytes), folder.holds)
     return table
 
 

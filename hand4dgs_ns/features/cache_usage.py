@@ -124,5 +124,33 @@ def remove_entries(root: Path, entries: list[CacheEntryInfo]) -> tuple[list[Cach
     return removed, skipped
 
 
+@dataclass(frozen=True)
+class CacheFolderInfo:
+    """A folder beside the feature cache under the cache root, with what it holds."""
+
+    path: Path
+    nbytes: int
+    holds: str
+
+
+OTHER_CACHE_FOLDERS = {
+    "synthetic": "the default synthetic clip of `hand4dgs demo` and of `ns-train` without --data, per version (made again on next use)",
+    "arctic_undistorted": "ARCTIC frames undistorted for training (made again on next use)",
+}
+"""The cache root's other folders (``hand4dgs_ns.paths.cache_root()``), by name."""
+
+
+def other_cache_folders(root: Path) -> list[CacheFolderInfo]:
+    """The cache root's folders other than the feature cache that exist, each with its size
+    (one folder per synthetic clip version or ARCTIC sequence, summed up per kind)."""
+    found = []
+    for name, holds in OTHER_CACHE_FOLDERS.items():
+        folder = root / name
+        if folder.is_dir():
+            nbytes = sum(f.stat().st_size for f in folder.rglob("*") if f.is_file() and not f.is_symlink())
+            found.append(CacheFolderInfo(path=folder, nbytes=nbytes, holds=holds))
+    return found
+
+
 def _files(stem: Path) -> list[Path]:
     return [f for f in (stem.with_suffix(".npy"), stem.with_suffix(".json")) if f.is_file()]
