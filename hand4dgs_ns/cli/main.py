@@ -29,7 +29,7 @@ Commands = Union[
     Annotated[Demo, tyro.conf.subcommand("demo", description="Synthesise the default clip, train on it, evaluate.")],
     Annotated[Synth, tyro.conf.subcommand("synth", description="Write a synthetic egocentric two-hand clip.")],
     Annotated[Infer, tyro.conf.subcommand("infer", description="Reconstruct new videos with a trained run, feed-forward.")],
-    Annotated[TTO, tyro.conf.subcommand("tto", description="Fine-tune a trained run's appearance on a new video (test-time optimisation).")],
+    Annotated[TTO, tyro.conf.subcommand("tto", description="Fine-tune a trained run on a new video (test-time optimisation).")],
     Annotated[
         SynthSet,
         tyro.conf.subcommand("synth-set", description="Write synthetic train and test videos for a generalised model."),
