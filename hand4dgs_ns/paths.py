@@ -7,6 +7,16 @@ import shutil
 from pathlib import Path
 
 
+FEATURES_DIR = "features"
+"""The cache root's folder of the feature cache (frames, masks, crops, backbone tokens per video)."""
+SYNTHETIC_DIR = "synthetic"
+"""Its folder of the default synthetic clip, one folder per generator version."""
+ARCTIC_UNDISTORTED_DIR = "arctic_undistorted"
+"""Its folder of ARCTIC frames undistorted for training."""
+MASKS_DIR = "masks"
+"""Its folder of hand masks drawn from H2O and ARCTIC pseudo-labels (refined to the frames)."""
+
+
 def cache_root() -> Path:
     """``$HAND4DGS_CACHE_DIR``, else ``$XDG_CACHE_HOME/hand4dgs``, else ``~/.cache/hand4dgs``."""
     explicit = os.environ.get("HAND4DGS_CACHE_DIR")

@@ -138,6 +138,7 @@ def test_the_default_listing_also_sizes_the_cache_roots_other_folders(tmp_path, 
     assert "1 entries" in out and "clip_a" in out
     assert str(tmp_path / "synthetic") in out and "3.0 MiB" in out
     assert "arctic_undistorted" not in out  # only folders that exist
-    quiet.truncate(0)
+    quiet.seek(0)
+    quiet.truncate()
     Cache(cache_dir=cache.root).main()  # an explicit feature cache folder lists that folder only
     assert "synthetic" not in quiet.getvalue()

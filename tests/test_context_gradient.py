@@ -69,9 +69,12 @@ def test_windows_of_predicted_frames_only_keep_the_whole_gradient():
 @pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 @pytest.mark.parametrize("pixel_feedback", [False, True])
-def test_the_split_on_cuda_keeps_the_values_and_the_heads_gradient(pixel_feedback):
+def test_the_split_on_cuda_keeps_the_values_and_the_heads_gradient(pixel_feedback, monkeypatch):
     """The CPU test above on a GPU, each path against the other on the same device (CPU and GPU
-    sample and reduce in other orders, so their gradients are compared to each other nowhere)."""
+    sample and reduce in other orders, so their gradients are compared to each other nowhere). The
+    split batches may pick other convolution algorithms: full float32 (cuDNN's TF32 off), so those
+    differ by rounding only."""
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
     joints, backbone, rest = _grads(True, pixel_feedback, device="cuda")
     joints_split, backbone_split, rest_split = _grads(False, pixel_feedback, device="cuda")
     torch.testing.assert_close(joints_split, joints, atol=1e-5, rtol=1e-4)

@@ -118,29 +118,6 @@ def test_infer_refuses_bad_runs_in_one_sentence(trained, tmp_path):
         assert not (tmp_path / "o").exists()
 
 
-def test_tto_keeps_the_vertex_share_the_run_ended_with(trained, tmp_path):
-    """With --free-pose the full vertex share of the vertex phase pulled the pose back to the
-    pseudo-labels and drew held-out frames worse (docs/benchmarks.md): TTO keeps the run's last share."""
-    from hand4dgs_ns.cli.tto import TTO, tto_config
-    from hand4dgs_ns.inference.run import read_run
-
-    config, _, unseen, _ = trained
-    run = read_run(config)
-    model = run.config.pipeline.model
-    # The tiny run's image phase began at step 2 and lowered the share a little over its last steps.
-    share = 1.0 - (run.step - model.image_loss_from) / model.vertex_decay_steps
-    assert model.image_loss_from == 2 and run.step == 5 and 0.1 < share < 1.0
-
-    tto = tto_config(run, TTO(load_config=config, data=unseen, output_dir=tmp_path), "cpu")
-    assert tto.pipeline.model.vertex_loss_weight == pytest.approx(model.vertex_loss_weight * share)
-    assert tto.pipeline.model.image_loss_from == 0 and tto.pipeline.model.vertex_decay_steps == 0  # fixed from step 0
-    assert all(tto.optimizers[n]["optimizer"].lr == g["optimizer"].lr for n, g in run.config.optimizers.items())
-    assert all(g["scheduler"].max_steps == 500 for g in tto.optimizers.values())
-
-    asked = tto_config(run, TTO(load_config=config, data=unseen, output_dir=tmp_path, vertex_weight=0.25), "cpu")
-    assert asked.pipeline.model.vertex_loss_weight == pytest.approx(model.vertex_loss_weight * 0.25)
-
-
 def test_tto_fine_tunes_appearance_only_and_writes_a_loadable_run(trained, tmp_path):
     from hand4dgs_ns.inference.run import network_weights, read_run
     from hand4dgs_ns.network.hand_network import HandNetwork, InputSpec

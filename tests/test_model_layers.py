@@ -73,6 +73,8 @@ def test_loss_schedule_and_losses():
 def test_vertex_weight_floor():
     s = LossSchedule(image_start=100, vertex_decay_steps=50, vertex_floor=0.1)
     assert s.vertex_weight(99) == 1 and s.vertex_weight(125) == 0.5 and s.vertex_weight(1000) == 0.1
+    at_once = LossSchedule(image_start=0, vertex_decay_steps=0, vertex_floor=0.25)  # a fixed share (TTO)
+    assert at_once.vertex_weight(0) == at_once.vertex_weight(499) == 0.25
 
 
 def test_wrist_relative_vertex_loss_ignores_placement_and_sees_articulation():

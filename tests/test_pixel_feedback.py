@@ -63,7 +63,7 @@ def test_trained_feedback_moves_the_hands_and_trains_with_the_pose_path():
     feedback = [p for m in (right.point_reduce, right.point_tc, right.refine_head) for p in m.parameters()]
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in feedback)
     pose = {id(p) for p in network.pose_parameters()}
-    assert all(id(p) in pose for p in feedback)  # placing parameters: test-time optimisation leaves them be
+    assert all(id(p) in pose for p in feedback)  # placing parameters: test-time optimisation with --no-free-pose leaves them be
     assert not pose & {id(p) for p in network.appearance_parameters()}
     assert network.branches[0].refine_head is network.branches[1].refine_head  # one pose path, read in the mirror
 

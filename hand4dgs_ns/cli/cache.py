@@ -19,16 +19,17 @@ from hand4dgs_ns.features.cache_usage import (
     scan_cache,
     select_entries,
 )
-from hand4dgs_ns.paths import cache_root
+from hand4dgs_ns.paths import FEATURES_DIR, cache_root
 
 CONSOLE = Console()
 
 
 @dataclass(frozen=True)
 class Cache:
-    """List the feature cache per video (entries, size, last use, whether the video still exists);
-    with --prune-unused-days or --prune-missing-sources, remove the entries they select. Removed
-    entries are rebuilt the next time their video is trained on or inferred."""
+    """List the feature cache per video (entries, size, last use, whether the video still exists)
+    and size the cache root's other folders; with --prune-unused-days or --prune-missing-sources,
+    remove the feature-cache entries they select. Removed entries are rebuilt the next time their
+    video is trained on or inferred."""
 
     cache_dir: Optional[Path] = None
     """The feature cache folder (default: the features/ folder of the cache root, $HAND4DGS_CACHE_DIR
@@ -41,7 +42,7 @@ class Cache:
     """Say what would be removed, and remove nothing."""
 
     def main(self) -> None:
-        root = Path(self.cache_dir) if self.cache_dir is not None else cache_root() / "features"
+        root = Path(self.cache_dir) if self.cache_dir is not None else cache_root() / FEATURES_DIR
         if self.cache_dir is not None and not root.is_dir():
             raise Hand4DGSError(f"{root} is not a folder: pass the feature cache folder (--cache-dir), or leave it out for the default.")
         entries = scan_cache(root) if root.is_dir() else []

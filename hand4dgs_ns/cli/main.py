@@ -49,7 +49,7 @@ Commands = Union[
     ],
     Annotated[
         Cache,
-        tyro.conf.subcommand("cache", description="List the feature cache per video; remove unused entries or those of deleted videos."),
+        tyro.conf.subcommand("cache", description="List the feature cache per video and size the other cached folders; remove unused entries or those of deleted videos."),
     ],
 ]
 

@@ -52,7 +52,7 @@ from hand4dgs_ns.datasets.objects import ObjectTrack, arctic_object_track
 from hand4dgs_ns.errors import file_error
 from hand4dgs_ns.geometry.cameras import invert_rigid, project_points, transform_points
 from hand4dgs_ns.hands import HandTemplate, hand_forward_axis_angle, load_template
-from hand4dgs_ns.paths import cache_root
+from hand4dgs_ns.paths import ARCTIC_UNDISTORTED_DIR, cache_root
 from hand4dgs_ns.progress import progress_bar
 
 ARCTIC_FPS = 30.0
@@ -667,7 +667,7 @@ def read_arctic_sequence(
     K = egocam.K.copy()
     if cropped:
         K[:2] *= CROPPED_SCALE
-    cache_folder = (Path(cache_dir) if cache_dir is not None else cache_root() / "arctic_undistorted") / sid / seq
+    cache_folder = (Path(cache_dir) if cache_dir is not None else cache_root() / ARCTIC_UNDISTORTED_DIR) / sid / seq
     cache_folder = cache_folder / ("cropped_images" if cropped else "images")
     image_paths = undistort_frames(
         sources, K, egocam.dist8, cache_folder, description=f"Undistorting ARCTIC {sid}/{seq}"

@@ -56,7 +56,7 @@ from hand4dgs_ns.datasets.hamer import attach_pseudo_labels
 from hand4dgs_ns.datasets.mask_refine import MaskRefinement
 from hand4dgs_ns.errors import Hand4DGSError
 from hand4dgs_ns.hands.mano import MANO_DIR_ENV, MANO_URL, mano_dir_from_env, missing_mano_error
-from hand4dgs_ns.paths import cache_root
+from hand4dgs_ns.paths import ARCTIC_UNDISTORTED_DIR, MASKS_DIR, cache_root
 from hand4dgs_ns.progress import progress_bar
 
 DatasetKind = Literal["sequence", "h2o", "arctic"]
@@ -359,7 +359,7 @@ def _video_readers(
                 cropped=options.arctic_cropped,
                 trim=options.arctic_trim,
                 hamer_root=options.hamer_root,
-                cache_dir=options.resolved_cache_dir() / "arctic_undistorted",
+                cache_dir=options.resolved_cache_dir() / ARCTIC_UNDISTORTED_DIR,
                 box_margin=options.box_margin,
             )
             for sid, seq in pairs
@@ -429,7 +429,7 @@ def load_sequences(
             ]
     mano_dir = options.resolved_mano_dir(path)
     name, readers = _video_readers(path, kind, options, mano_dir)
-    mask_cache = options.resolved_cache_dir() / "masks"
+    mask_cache = options.resolved_cache_dir() / MASKS_DIR
     refinement = MaskRefinement() if options.refine_masks else None
     sequences = []
     with _videos_progress() as progress:

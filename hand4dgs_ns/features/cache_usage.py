@@ -19,6 +19,7 @@ from typing import Optional
 from filelock import FileLock, Timeout
 
 from hand4dgs_ns.features.cache import FeatureCache
+from hand4dgs_ns.paths import ARCTIC_UNDISTORTED_DIR, MASKS_DIR, SYNTHETIC_DIR
 
 
 @dataclass(frozen=True)
@@ -134,8 +135,9 @@ class CacheFolderInfo:
 
 
 OTHER_CACHE_FOLDERS = {
-    "synthetic": "the default synthetic clip of `hand4dgs demo` and of `ns-train` without --data, per version (made again on next use)",
-    "arctic_undistorted": "ARCTIC frames undistorted for training (made again on next use)",
+    SYNTHETIC_DIR: "the default synthetic clip of `hand4dgs demo` and of `ns-train` without --data, per version (made again on next use)",
+    ARCTIC_UNDISTORTED_DIR: "ARCTIC frames undistorted for training (made again on next use)",
+    MASKS_DIR: "H2O and ARCTIC hand masks drawn from the pseudo-labels (made again on next use)",
 }
 """The cache root's other folders (``hand4dgs_ns.paths.cache_root()``), by name."""
 

@@ -20,7 +20,7 @@ from hand4dgs_ns.features.build_pool import map_videos
 from hand4dgs_ns.features.cache import FeatureCache, hand_features_for_sequence
 from hand4dgs_ns.features.estimates import encode_estimates
 from hand4dgs_ns.features.frame_inputs import FrameInputs
-from hand4dgs_ns.paths import cache_root
+from hand4dgs_ns.paths import FEATURES_DIR, cache_root
 
 
 class VideoFrames(Protocol):
@@ -38,7 +38,7 @@ class VideoFrames(Protocol):
 
 def feature_cache(cache_dir: Optional[Path]) -> FeatureCache:
     """The feature cache in ``cache_dir``, or in the user cache folder (see :mod:`hand4dgs_ns.paths`)."""
-    return FeatureCache(Path(cache_dir) if cache_dir is not None else cache_root() / "features")
+    return FeatureCache(Path(cache_dir) if cache_dir is not None else cache_root() / FEATURES_DIR)
 
 
 def frozen_backbone_device(backbone: HandBackbone) -> HandBackbone:

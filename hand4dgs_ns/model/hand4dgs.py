@@ -68,7 +68,8 @@ class Hand4DGSModelConfig(HandNetworkConfig, ModelConfig):
     image_loss_from: int = 20000
     """First step with the image loss (paper, per-video: 20K of 30K)."""
     vertex_decay_steps: int = 10000
-    """Steps over which the vertex weight decays linearly to zero once the image loss is on."""
+    """Steps over which the vertex weight decays linearly to its floor once the image loss is on
+    (0: the floor from the image loss's first step)."""
     vertex_weight_floor: float = 0.0
     """The vertex weight decays to this instead of zero (a fraction of vertex-loss-weight)."""
     relative_vertex_weight: float = 0.0

@@ -33,7 +33,8 @@ class LossSchedule:
     """Step-dependent loss weights.
 
     ``image_start``: first step with the image loss. ``vertex_decay_steps``: the vertex weight
-    falls linearly from 1 to 0 over this many steps after ``image_start`` (0: no decay).
+    falls linearly from 1 to the floor over this many steps after ``image_start`` (0: it is the
+    floor from ``image_start`` on).
     """
 
     image_start: int
@@ -42,8 +43,10 @@ class LossSchedule:
     """The vertex weight never falls below this."""
 
     def vertex_weight(self, step: int) -> float:
-        if step < self.image_start or self.vertex_decay_steps <= 0:
+        if step < self.image_start:
             return 1.0
+        if self.vertex_decay_steps <= 0:
+            return self.vertex_floor
         return max(self.vertex_floor, 1.0 - (step - self.image_start) / self.vertex_decay_steps)
 
     def image_weight(self, step: int) -> float:

@@ -142,7 +142,7 @@ class HandNetwork(nn.Module):
         # One light for both hands: they are lit by the same room.
         self.light = SphericalHarmonicLight() if config.shading else None
 
-    # ---- parameter groups (test-time optimisation fine-tunes the appearance ones) -------
+    # ---- parameter groups (test-time optimisation with --no-free-pose fine-tunes the appearance ones)
     def appearance_parameters(self) -> list[nn.Parameter]:
         """Parameters that change how the hands look, not where they are."""
         return [p for branch in self.branches for p in branch.appearance_parameters()] + self._light_parameters()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from hand4dgs_ns.data.sequence_format import is_sequence_folder
-from hand4dgs_ns.paths import cache_root
+from hand4dgs_ns.paths import SYNTHETIC_DIR, cache_root
 from hand4dgs_ns.synthetic.clip import SynthConfig, synthesize_clip
 
 DEFAULT_CLIP_VERSION = "default-v2"
@@ -16,7 +16,7 @@ DEFAULT_CLIP_CONFIG = SynthConfig(num_frames=300, seed=0, width=320, height=240,
 
 def default_clip_path() -> Path:
     """Where the default synthetic clip lives (it may not exist yet)."""
-    return cache_root() / "synthetic" / DEFAULT_CLIP_VERSION
+    return cache_root() / SYNTHETIC_DIR / DEFAULT_CLIP_VERSION
 
 
 def ensure_default_clip(progress: bool = True) -> Path:
