@@ -87,7 +87,7 @@ def usage_table(entries: list[CacheEntryInfo], root: Path, now: float) -> Table:
 
 def other_folders_table(folders: list[CacheFolderInfo]) -> Table:
     """The cache root's other folders; nothing here prunes them (remove a folder to free its space)."""
-    table = Table(title="Also in the cache root (remove a folder to free its space)")
+    table = Table(title="Also in the cache root (remove a folder to free its space; it is made again on next use)")
     for column, justify in (("folder", "left"), ("size", "right"), ("holds", "left")):
         table.add_column(column, justify=justify)  # type: ignore[arg-type]
     for folder in folders:

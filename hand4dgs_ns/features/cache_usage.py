@@ -135,9 +135,9 @@ class CacheFolderInfo:
 
 
 OTHER_CACHE_FOLDERS = {
-    SYNTHETIC_DIR: "the default synthetic clip of `hand4dgs demo` and of `ns-train` without --data, per version (made again on next use)",
-    ARCTIC_UNDISTORTED_DIR: "ARCTIC frames undistorted for training (made again on next use)",
-    MASKS_DIR: "H2O and ARCTIC hand masks drawn from the pseudo-labels (made again on next use)",
+    SYNTHETIC_DIR: "the default synthetic clip (hand4dgs demo), per version",
+    ARCTIC_UNDISTORTED_DIR: "ARCTIC frames undistorted for training",
+    MASKS_DIR: "H2O and ARCTIC hand masks drawn from the pseudo-labels",
 }
 """The cache root's other folders (``hand4dgs_ns.paths.cache_root()``), by name."""
 
