@@ -333,7 +333,7 @@ def print_table(results: dict, test_names: list[str]) -> None:
         rows["generalised, zero-shot (image metrics on the per-video runs' held-out frames)"] = {
             k: mean([t["summary"]["before"] for t in tto.values()], k) if k in ("psnr", "ssim") else general.get(k, nan) for k in KEYS
         }
-        free = all(t["summary"].get("free_pose", False) for t in tto.values())  # summaries before the key: appearance only
+        free = all(t["summary"]["free_pose"] for t in tto.values())
         rows["generalised + TTO" + (" (pose free)" if free else " (appearance only)")] = {
             k: mean([t["eval"] for t in tto.values()], k) for k in KEYS
         }

@@ -27,7 +27,6 @@ from rich.console import Console
 from hand4dgs_ns.cli.demo import setup_trainer
 from hand4dgs_ns.errors import Hand4DGSError
 from hand4dgs_ns.inference.run import TrainedRun, network_weights, read_run
-from hand4dgs_ns.model.losses import LossSchedule
 
 
 @dataclass(frozen=True)
@@ -144,8 +143,7 @@ def vertex_share(run: TrainedRun) -> float:
     only reports; with --free-pose the full share of the vertex phase would pull a pose the image
     phase moved off the pseudo-labels back to them (held-out PSNR -0.4 dB instead of +5.0 at CPU
     size, docs/benchmarks.md)."""
-    model = run.config.pipeline.model
-    return LossSchedule(model.image_loss_from, model.vertex_decay_steps, model.vertex_weight_floor).vertex_weight(run.step)
+    return run.config.pipeline.model.loss_schedule().vertex_weight(run.step)
 
 
 def _image_metrics(pipeline) -> dict:

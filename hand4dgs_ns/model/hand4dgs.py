@@ -136,6 +136,10 @@ class Hand4DGSModelConfig(HandNetworkConfig, ModelConfig):
     fewer, fused kernels (about 20% faster steps). Each loss phase's first step then compiles:
     ~25-45 s on a fresh machine, 3-5 s once torch's on-disk compile cache holds it (docs/benchmarks.md)."""
 
+    def loss_schedule(self) -> LossSchedule:
+        """The step-dependent loss weights these options set (training and test-time optimisation)."""
+        return LossSchedule(self.image_loss_from, self.vertex_decay_steps, self.vertex_weight_floor)
+
     def check(self) -> None:
         """Refuses option combinations the model cannot train with (the pipeline calls this before
         any cache is built; the network again when it is built from this config)."""
@@ -168,7 +172,7 @@ class Hand4DGSModel(Model):
         self._jitter_generator = torch.Generator().manual_seed(self.config.seed)
         self.step = 0
         self._metrics_every = 1  # training steps between training metrics: nerfstudio's logging interval once training starts
-        self.schedule = LossSchedule(self.config.image_loss_from, self.config.vertex_decay_steps, self.config.vertex_weight_floor)
+        self.schedule = self.config.loss_schedule()
         self.network = HandNetwork(self.config, inputs.spec)
         # A checkbox in the browser viewer's panel (nerfstudio finds ViewerElements on the model).
         self.viewer_skeletons = ViewerCheckbox(
