@@ -52,3 +52,37 @@ def box_prior(
     size = (box_xyxy[..., 2:] - box_xyxy[..., :2]).amax(dim=-1).clamp(min=4.0)
     focal_xy = torch.stack([K[..., 0, 0], K[..., 1, 1]], dim=-1)
     return (centre - K[..., :2, 2]) / focal_xy, focal_xy.mean(dim=-1) * hand_extent_m / size
+
+
+def box_discrepancy(
+    points_image: Float[Tensor, "*b n 2"], box_xyxy: Float[Tensor, "*b 4"], K: Float[Tensor, "*b 3 3"],
+    image_wh: Float[Tensor, "*b 2"],
+) -> Float[Tensor, "*b 4"]:
+    """How the box around projected points differs from a hand box, both clipped to the image: the
+    centre offset as a ray ``(dx/fx, dy/fy)`` and the log ratio of the sizes per axis (positive: the
+    points' box is the larger). Clipping both alike keeps a hand that leaves the frame comparable."""
+    zero = torch.zeros_like(image_wh)
+    lo = torch.minimum(torch.maximum(points_image.amin(dim=-2), zero), image_wh)
+    hi = torch.minimum(torch.maximum(points_image.amax(dim=-2), zero), image_wh)
+    box_lo = torch.minimum(torch.maximum(box_xyxy[..., :2], zero), image_wh)
+    box_hi = torch.minimum(torch.maximum(box_xyxy[..., 2:], zero), image_wh)
+    focal_xy = torch.stack([K[..., 0, 0], K[..., 1, 1]], dim=-1)
+    offset = 0.5 * ((lo + hi) - (box_lo + box_hi)) / focal_xy
+    ratio = torch.log((hi - lo).clamp(min=1.0) / (box_hi - box_lo).clamp(min=1.0))
+    return torch.cat([offset, ratio], dim=-1)
+
+
+def centre_on_box(
+    points_cam: Float[Tensor, "b n 3"], box_xyxy: Float[Tensor, "b 4"], K: Float[Tensor, "b 3 3"],
+    image_wh: Float[Tensor, "b 2"], iterations: int = 2,
+) -> Float[Tensor, "b 3"]:
+    """The camera-frame shift, across the view at the points' mean depth, that centres the box around
+    the projected points on a hand box (both clipped to the image). Exact for points at one depth;
+    the iterations settle the rest. Rows whose box is empty (all zeros: no hand) get no shift."""
+    shift = torch.zeros_like(points_cam[:, 0])
+    depth = points_cam[..., 2].mean(dim=1, keepdim=True)
+    for _ in range(iterations):
+        gap = box_discrepancy(project_points(K, points_cam + shift[:, None]), box_xyxy, K, image_wh)
+        shift = shift - torch.cat([gap[:, :2] * depth, torch.zeros_like(depth)], dim=-1)
+    has_box = ((box_xyxy[:, 2:] - box_xyxy[:, :2]) > 0).all(dim=-1, keepdim=True)
+    return shift * has_box.to(shift.dtype)

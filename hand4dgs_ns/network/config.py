@@ -85,6 +85,13 @@ class HandNetworkConfig:
     what lies under it rather than by the pooled tokens alone. Crop inputs only (the small CNN
     trained with the network), as ``pixel_colors``. Measured: finger pose better, crop PSNR lower
     (docs/benchmarks.md)."""
+    box_fit: bool = False
+    """Centre each predicted hand on its box: after the pose is predicted, move the hand across the
+    view (:func:`~hand4dgs_ns.geometry.cameras.centre_on_box`) so that the box around its projected
+    mesh is centred on the frame's hand box. The box, cut around the frame's own hand, says to a
+    pixel where the hand is drawn, which the pooled tokens of an unseen hand's crop do not. Meant
+    for boxes that follow the hand's outline with the same margin on each side (format v1's
+    synthetic, H2O and ARCTIC boxes). Depth and pose stay the network's."""
     hand_extent_m: float = 0.18
     """Typical extent of a hand (metres): the translation prior puts a hand of this size in its box."""
     seed: int = 0

@@ -27,7 +27,7 @@ from hand4dgs_ns.gaussians import (
     make_layout,
     vertex_normals,
 )
-from hand4dgs_ns.geometry.cameras import box_prior, project_points
+from hand4dgs_ns.geometry.cameras import box_prior, centre_on_box, project_points
 from hand4dgs_ns.geometry.mirror import mirror_boxes, mirror_normalized_boxes, mirror_points, mirror_rotations
 from hand4dgs_ns.geometry.rotations import matrix_to_rotation_6d, rotation_6d_to_matrix
 from hand4dgs_ns.hands.lbs import HandLayer, HandOutput, hand_forward
@@ -168,11 +168,13 @@ class HandBranch(nn.Module):
         K: Float[Tensor, "b 3 3"],
         with_embeddings: bool = True,
         feature_maps: Optional[Float[Tensor, "b window m h w"]] = None,
+        image_wh: Optional[Float[Tensor, "b 2"]] = None,
     ) -> HandMesh:
         """Predicts the hand mesh in the camera frame from a window of backbone tokens (and, with
         ``with_embeddings``, the per-Gaussian embeddings the Gaussians are decoded from). With
         ``pixel_feedback``, ``feature_maps`` are the backbone's maps of the window's crops (mirrored for
-        a left hand, as every left crop is), read to correct the first prediction."""
+        a left hand, as every left crop is), read to correct the first prediction. With
+        ``box_fit``, ``image_wh`` is the frame's size, to which the boxes are clipped."""
         b = tokens.shape[0]
         box_image = box_xyxy
         if self.mirrored:  # the pose path sees the mirrored scene, as in the (mirrored) crops
@@ -196,6 +198,13 @@ class HandBranch(nn.Module):
             delta = self.refine_head(torch.cat([feat, points.flatten(1), d6, residual], dim=-1))
             d6, residual = d6 + delta[:, :-3], residual + delta[:, -3:]
             rot, translation, out = self._posed(d6, residual, betas, box_xyxy, K)
+        if self.sizes.box_fit and image_wh is not None:
+            # In the real scene, where the box is; differentiable, so a loss on the centred hand
+            # trains the pose knowing the hand will be centred (a detached shift would teach the
+            # heads to move a hand that the centring then puts back).
+            shift = centre_on_box(out.vertices, box_image, K, image_wh)
+            translation = translation + shift
+            out = HandOutput(vertices=out.vertices + shift[:, None], joints=out.joints + shift[:, None])
         emb = None
         if with_embeddings:  # the pose-only passes (vertex phase, neighbour frames) skip them
             emb = self.embed(feat).reshape(b, -1, self.sizes.embed_dim)

@@ -226,7 +226,8 @@ class HandNetwork(nn.Module):
             source = x.color_crops if x.color_crops is not None else x.frames.index_select(0, centre)
             crops = source.float() / 255.0
         decode = decoder if decoder is not None else self.decode
-        return decode(windows[0], windows[1], box_norm, x.bbox, x.valid, x.K, x.c2w, with_gaussians, crops, feature_maps)
+        image_wh = x.image_hw.flip(-1).to(x.K.dtype)
+        return decode(windows[0], windows[1], box_norm, x.bbox, x.valid, x.K, x.c2w, with_gaussians, crops, feature_maps, image_wh)
 
     def decode(
         self,
@@ -240,13 +241,15 @@ class HandNetwork(nn.Module):
         with_gaussians: bool,
         crops: Optional[Float[Tensor, "B 2 3 h w"]] = None,
         feature_maps: Optional[Float[Tensor, "B 2 W M h w"]] = None,
+        image_wh: Optional[Float[Tensor, "B 2"]] = None,
     ) -> HandsPrediction:
         """The static-shape part of :meth:`forward` (what ``torch.compile`` compiles): both branches, world frame,
         Gaussians (``crops``: each frame's hand crops in [0, 1], read with ``pixel_colors``; ``feature_maps``:
-        the backbone's maps of each frame's window's crops, read with ``pixel_feedback``)."""
+        the backbone's maps of each frame's window's crops, read with ``pixel_feedback``; ``image_wh``: each
+        frame's width and height, read with ``box_fit``)."""
         meshes = [
             branch(tokens, box_norm[:, slot], bbox[:, slot], K, with_embeddings=with_gaussians,
-                   feature_maps=None if feature_maps is None else feature_maps[:, slot])
+                   feature_maps=None if feature_maps is None else feature_maps[:, slot], image_wh=image_wh)
             for slot, (branch, tokens) in enumerate(zip(self.branches, (left, right)))
         ]
         vertices = [transform_points(c2w, mesh.vertices) for mesh in meshes]
