@@ -54,35 +54,40 @@ def box_prior(
     return (centre - K[..., :2, 2]) / focal_xy, focal_xy.mean(dim=-1) * hand_extent_m / size
 
 
-def box_discrepancy(
-    points_image: Float[Tensor, "*b n 2"], box_xyxy: Float[Tensor, "*b 4"], K: Float[Tensor, "*b 3 3"],
-    image_wh: Float[Tensor, "*b 2"],
-) -> Float[Tensor, "*b 4"]:
-    """How the box around projected points differs from a hand box, both clipped to the image: the
-    centre offset as a ray ``(dx/fx, dy/fy)`` and the log ratio of the sizes per axis (positive: the
-    points' box is the larger). Clipping both alike keeps a hand that leaves the frame comparable."""
-    zero = torch.zeros_like(image_wh)
-    lo = torch.minimum(torch.maximum(points_image.amin(dim=-2), zero), image_wh)
-    hi = torch.minimum(torch.maximum(points_image.amax(dim=-2), zero), image_wh)
-    box_lo = torch.minimum(torch.maximum(box_xyxy[..., :2], zero), image_wh)
-    box_hi = torch.minimum(torch.maximum(box_xyxy[..., 2:], zero), image_wh)
-    focal_xy = torch.stack([K[..., 0, 0], K[..., 1, 1]], dim=-1)
-    offset = 0.5 * ((lo + hi) - (box_lo + box_hi)) / focal_xy
-    ratio = torch.log((hi - lo).clamp(min=1.0) / (box_hi - box_lo).clamp(min=1.0))
-    return torch.cat([offset, ratio], dim=-1)
+def _clip_to_image(xy: Float[Tensor, "*b 2"], image_wh: Float[Tensor, "*b 2"]) -> Float[Tensor, "*b 2"]:
+    return torch.minimum(torch.maximum(xy, torch.zeros_like(xy)), image_wh)
+
+
+def box_centre_offset(
+    points_image: Float[Tensor, "*b n 2"], box_xyxy: Float[Tensor, "*b 4"], image_wh: Float[Tensor, "*b 2"]
+) -> Float[Tensor, "*b 2"]:
+    """Pixels from a hand box's centre to the centre of the box around projected points, both boxes
+    clipped to the image first (so a hand that leaves the frame compares as its box does)."""
+    lo = _clip_to_image(points_image.amin(dim=-2), image_wh)
+    hi = _clip_to_image(points_image.amax(dim=-2), image_wh)
+    box_lo, box_hi = _clip_to_image(box_xyxy[..., :2], image_wh), _clip_to_image(box_xyxy[..., 2:], image_wh)
+    return 0.5 * ((lo + hi) - (box_lo + box_hi))
 
 
 def centre_on_box(
     points_cam: Float[Tensor, "b n 3"], box_xyxy: Float[Tensor, "b 4"], K: Float[Tensor, "b 3 3"],
-    image_wh: Float[Tensor, "b 2"], iterations: int = 2,
+    image_wh: Float[Tensor, "b 2"], iterations: int = 3,
 ) -> Float[Tensor, "b 3"]:
     """The camera-frame shift, across the view at the points' mean depth, that centres the box around
-    the projected points on a hand box (both clipped to the image). Exact for points at one depth;
-    the iterations settle the rest. Rows whose box is empty (all zeros: no hand) get no shift."""
+    the projected points on a hand box (:func:`box_centre_offset`). Each iteration is a Newton step:
+    a box wholly inside the image follows a shift one to one, one with an edge past the image's
+    border by half (only its other edge moves), so the offset is divided by that rate; points at one
+    depth settle in one step, a hand's depth relief in the next. Where a box has been cut by the
+    image's border, its centre there is the visible part's, so such a hand is centred on what is seen
+    of it. Rows whose box is empty (all zeros: no hand) get no shift."""
     shift = torch.zeros_like(points_cam[:, 0])
     depth = points_cam[..., 2].mean(dim=1, keepdim=True)
+    focal_xy = torch.stack([K[:, 0, 0], K[:, 1, 1]], dim=-1)
     for _ in range(iterations):
-        gap = box_discrepancy(project_points(K, points_cam + shift[:, None]), box_xyxy, K, image_wh)
-        shift = shift - torch.cat([gap[:, :2] * depth, torch.zeros_like(depth)], dim=-1)
+        uv = project_points(K, points_cam + shift[:, None])
+        offset = box_centre_offset(uv, box_xyxy, image_wh)
+        rate = 0.5 * ((uv.amin(dim=1) > 0).to(uv.dtype) + (uv.amax(dim=1) < image_wh).to(uv.dtype))
+        step = torch.where(rate > 0, offset / rate.clamp(min=0.5), torch.zeros_like(offset))  # no edge inside: nothing to follow
+        shift = shift - torch.cat([step / focal_xy * depth, torch.zeros_like(depth)], dim=-1)
     has_box = ((box_xyxy[:, 2:] - box_xyxy[:, :2]) > 0).all(dim=-1, keepdim=True)
     return shift * has_box.to(shift.dtype)

@@ -149,6 +149,11 @@ class Hand4DGSModelConfig(HandNetworkConfig, ModelConfig):
                 "--pipeline.model.box-jitter moves the hand boxes that the per-frame estimates are encoded against: "
                 "pass --pipeline.model.box-jitter False or --pipeline.model.estimate-input False."
             )
+        if self.box_jitter and self.box_fit:
+            raise Hand4DGSError(
+                "--pipeline.model.box-jitter moves the hand boxes that --pipeline.model.box-fit centres the hands on: "
+                "pass one of them False."
+            )
         if self.crop_jitter and self.pixel_colors:
             raise Hand4DGSError(
                 "--pipeline.model.crop-jitter changes the crops' colours that --pipeline.model.pixel-colors draws the hands with: "

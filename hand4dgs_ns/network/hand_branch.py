@@ -198,7 +198,9 @@ class HandBranch(nn.Module):
             delta = self.refine_head(torch.cat([feat, points.flatten(1), d6, residual], dim=-1))
             d6, residual = d6 + delta[:, :-3], residual + delta[:, -3:]
             rot, translation, out = self._posed(d6, residual, betas, box_xyxy, K)
-        if self.sizes.box_fit and image_wh is not None:
+        if self.sizes.box_fit:
+            if image_wh is None:
+                raise ValueError("box_fit centres each hand on its box within the image: pass image_wh")
             # In the real scene, where the box is; differentiable, so a loss on the centred hand
             # trains the pose knowing the hand will be centred (a detached shift would teach the
             # heads to move a hand that the centring then puts back).
