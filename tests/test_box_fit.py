@@ -8,7 +8,7 @@ import dataclasses
 import pytest
 import torch
 
-from hand4dgs_ns.geometry.cameras import box_centre_offset, centre_on_box, invert_rigid, project_points, transform_points
+from hand4dgs_ns.geometry.cameras import box_around, box_centre_offset, centre_on_box, invert_rigid, project_points, transform_points
 
 from tiny_network import tiny_inputs, twin_networks
 
@@ -22,16 +22,16 @@ def _corners(x0: float, y0: float, x1: float, y1: float) -> torch.Tensor:
 
 def test_offset_between_box_centres_in_pixels():
     box = torch.tensor([20.0, 10, 40, 30])
-    assert box_centre_offset(_corners(20, 10, 40, 30), box, WH).abs().max() == 0
-    torch.testing.assert_close(box_centre_offset(_corners(25, 4, 45, 24), box, WH), torch.tensor([5.0, -6.0]))  # right, up
-    assert box_centre_offset(_corners(10, 5, 50, 35), box, WH).abs().max() == 0  # larger, same centre
+    assert box_centre_offset(box_around(_corners(20, 10, 40, 30)), box, WH).abs().max() == 0
+    torch.testing.assert_close(box_centre_offset(box_around(_corners(25, 4, 45, 24)), box, WH), torch.tensor([5.0, -6.0]))  # right, up
+    assert box_centre_offset(box_around(_corners(10, 5, 50, 35)), box, WH).abs().max() == 0  # larger, same centre
 
 
 def test_offset_compares_the_parts_inside_the_image():
     # A hand leaving the frame at the bottom right: its box is clipped there, its projected points are not.
     clipped_box = torch.tensor([60.0, 40, 80, 60])
-    assert box_centre_offset(_corners(60, 40, 95, 71), clipped_box, WH).abs().max() == 0
-    assert box_centre_offset(_corners(60, 40, 95, 71), torch.tensor([60.0, 40, 95, 71]), WH).abs().max() == 0
+    assert box_centre_offset(box_around(_corners(60, 40, 95, 71)), clipped_box, WH).abs().max() == 0
+    assert box_centre_offset(box_around(_corners(60, 40, 95, 71)), torch.tensor([60.0, 40, 95, 71]), WH).abs().max() == 0
 
 
 def _clouds(centres: list[list[float]]) -> torch.Tensor:
@@ -44,9 +44,9 @@ def test_centring_puts_hand_sized_clouds_on_their_boxes_at_their_depth():
     points = _clouds([[0.05, 0.0, 0.3], [-0.1, 0.05, 0.4], [0.0, 0.0, 0.5], [0.02, -0.04, 0.35], [0.0, 0.1, 0.45]])
     boxes = torch.tensor([[10.0, 12, 34, 40], [40, 20, 70, 50], [30, 25, 50, 40], [5, 5, 45, 55], [0, 0, 0, 0]])
     k, wh = K.expand(5, 3, 3), WH.expand(5, 2)
-    assert box_centre_offset(project_points(k, points), boxes, wh)[:4].abs().max() > 10  # off their boxes before
+    assert box_centre_offset(box_around(project_points(k, points)), boxes, wh)[:4].abs().max() > 10  # off their boxes before
     shift = centre_on_box(points, boxes, k, wh)
-    assert box_centre_offset(project_points(k, points + shift[:, None]), boxes, wh)[:4].abs().max() < 0.3  # within 0.3 px
+    assert box_centre_offset(box_around(project_points(k, points + shift[:, None])), boxes, wh)[:4].abs().max() < 0.3  # within 0.3 px
     assert shift[:, 2].abs().max() == 0  # across the view only: the depth stays
     assert shift[4].abs().max() == 0  # an empty box (no hand there) moves nothing
 
@@ -58,9 +58,9 @@ def test_a_hand_cut_by_the_image_border_is_centred_on_what_is_seen_of_it():
     uv = project_points(K[None], truth)
     box = _clip_to_box(uv)
     assert (uv.amax(dim=1) > WH).all()  # the true hand leaves the frame on both axes
-    before = box_centre_offset(project_points(K[None], predicted), box, WH[None])
+    before = box_centre_offset(box_around(project_points(K[None], predicted)), box, WH[None])
     shift = centre_on_box(predicted, box, K[None], WH[None])
-    after = box_centre_offset(project_points(K[None], predicted + shift[:, None]), box, WH[None])
+    after = box_centre_offset(box_around(project_points(K[None], predicted + shift[:, None])), box, WH[None])
     assert before.abs().min() > 3 and after.abs().max() < 0.3
     # Where the border cut the box, the hand is put where the frame's is (within a pixel).
     torch.testing.assert_close(predicted + shift[:, None], truth, atol=0.4 / 100, rtol=0)
@@ -68,8 +68,8 @@ def test_a_hand_cut_by_the_image_border_is_centred_on_what_is_seen_of_it():
 
 def _clip_to_box(uv: torch.Tensor) -> torch.Tensor:
     """The xyxy box around projected points, clipped to the image as a hand box is."""
-    lo, hi = uv.amin(dim=1).clamp(min=0), torch.minimum(uv.amax(dim=1), WH)
-    return torch.cat([lo, hi], dim=-1)
+    box = box_around(uv)
+    return torch.cat([box[:, :2].clamp(min=0), torch.minimum(box[:, 2:], WH)], dim=-1)
 
 
 @pytest.mark.parametrize("mirrored_pose", [False, True])
@@ -85,7 +85,7 @@ def test_centred_hands_sit_on_their_boxes_and_keep_their_pose(mirrored_pose):
 
     def gaps(out) -> torch.Tensor:  # pixels
         cam = transform_points(invert_rigid(x.c2w)[:, None], out.vertices)
-        return box_centre_offset(project_points(x.K[:, None], cam), x.bbox, x.image_hw.flip(-1).float()[:, None])
+        return box_centre_offset(box_around(project_points(x.K[:, None], cam)), x.bbox, x.image_hw.flip(-1).float()[:, None])
 
     out, expected = network(x), plain(x)
     assert gaps(expected).abs().max() > 2  # the untrained hands are off their boxes

@@ -58,15 +58,19 @@ def _clip_to_image(xy: Float[Tensor, "*b 2"], image_wh: Float[Tensor, "*b 2"]) -
     return torch.minimum(torch.maximum(xy, torch.zeros_like(xy)), image_wh)
 
 
+def box_around(points_image: Float[Tensor, "*b n 2"]) -> Float[Tensor, "*b 4"]:
+    """The xyxy pixel box around image points."""
+    return torch.cat([points_image.amin(dim=-2), points_image.amax(dim=-2)], dim=-1)
+
+
 def box_centre_offset(
-    points_image: Float[Tensor, "*b n 2"], box_xyxy: Float[Tensor, "*b 4"], image_wh: Float[Tensor, "*b 2"]
+    box_xyxy: Float[Tensor, "*b 4"], target_xyxy: Float[Tensor, "*b 4"], image_wh: Float[Tensor, "*b 2"]
 ) -> Float[Tensor, "*b 2"]:
-    """Pixels from a hand box's centre to the centre of the box around projected points, both boxes
-    clipped to the image first (so a hand that leaves the frame compares as its box does)."""
-    lo = _clip_to_image(points_image.amin(dim=-2), image_wh)
-    hi = _clip_to_image(points_image.amax(dim=-2), image_wh)
-    box_lo, box_hi = _clip_to_image(box_xyxy[..., :2], image_wh), _clip_to_image(box_xyxy[..., 2:], image_wh)
-    return 0.5 * ((lo + hi) - (box_lo + box_hi))
+    """Pixels from ``target_xyxy``'s centre to ``box_xyxy``'s, both boxes clipped to the image first
+    (so a hand that leaves the frame compares as its box does)."""
+    lo, hi = _clip_to_image(box_xyxy[..., :2], image_wh), _clip_to_image(box_xyxy[..., 2:], image_wh)
+    target_lo, target_hi = _clip_to_image(target_xyxy[..., :2], image_wh), _clip_to_image(target_xyxy[..., 2:], image_wh)
+    return 0.5 * ((lo + hi) - (target_lo + target_hi))
 
 
 def centre_on_box(
@@ -74,7 +78,7 @@ def centre_on_box(
     image_wh: Float[Tensor, "b 2"], iterations: int = 3,
 ) -> Float[Tensor, "b 3"]:
     """The camera-frame shift, across the view at the points' mean depth, that centres the box around
-    the projected points on a hand box (:func:`box_centre_offset`). Each iteration is a Newton step:
+    the projected points on a hand box (:func:`box_centre_offset` of :func:`box_around`). Each iteration is a Newton step:
     a box wholly inside the image follows a shift one to one, one with an edge past the image's
     border by half (only its other edge moves), so the offset is divided by that rate; points at one
     depth settle in one step, a hand's depth relief in the next. Where a box has been cut by the
@@ -84,9 +88,9 @@ def centre_on_box(
     depth = points_cam[..., 2].mean(dim=1, keepdim=True)
     focal_xy = torch.stack([K[:, 0, 0], K[:, 1, 1]], dim=-1)
     for _ in range(iterations):
-        uv = project_points(K, points_cam + shift[:, None])
-        offset = box_centre_offset(uv, box_xyxy, image_wh)
-        rate = 0.5 * ((uv.amin(dim=1) > 0).to(uv.dtype) + (uv.amax(dim=1) < image_wh).to(uv.dtype))
+        around = box_around(project_points(K, points_cam + shift[:, None]))
+        offset = box_centre_offset(around, box_xyxy, image_wh)
+        rate = 0.5 * ((around[:, :2] > 0).to(around.dtype) + (around[:, 2:] < image_wh).to(around.dtype))
         step = torch.where(rate > 0, offset / rate.clamp(min=0.5), torch.zeros_like(offset))  # no edge inside: nothing to follow
         shift = shift - torch.cat([step / focal_xy * depth, torch.zeros_like(depth)], dim=-1)
     has_box = ((box_xyxy[:, 2:] - box_xyxy[:, :2]) > 0).all(dim=-1, keepdim=True)
