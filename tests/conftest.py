@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from hand4dgs_ns.data.sequence_format import SequenceCameras, SequenceHands, SequenceWriter
 
@@ -113,6 +114,21 @@ def tiny_trainer_config(root: Path, monkeypatch: pytest.MonkeyPatch, num_frames:
     config.pipeline.datamanager.data = data
     config.pipeline.model.gaussians_per_face = 1
     return config
+
+
+def tiny_pipeline(root: Path, monkeypatch: pytest.MonkeyPatch, num_frames: int, **model_options):
+    """:func:`tiny_trainer_config`'s pipeline on the CPU (``model_options`` set on its model config),
+    its weights moved off their zero-initialised values by seeded noise, so every head's output
+    depends on the inputs (the same weights every run)."""
+    config = tiny_trainer_config(root, monkeypatch, num_frames)
+    for name, value in model_options.items():
+        setattr(config.pipeline.model, name, value)
+    pipe = config.pipeline.setup(device="cpu", test_mode="val")
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for p in pipe.model.parameters():
+            p.add_(0.01 * torch.randn(p.shape, generator=generator, dtype=p.dtype))
+    return pipe
 
 
 @pytest.fixture

@@ -13,17 +13,10 @@ from hand4dgs_ns.model.losses import bone_length_loss, point_loss
 
 @pytest.fixture(scope="module")
 def pipeline(tmp_path_factory):
-    from conftest import tiny_trainer_config
+    from conftest import tiny_pipeline
 
     mp = pytest.MonkeyPatch()
-    config = tiny_trainer_config(tmp_path_factory.mktemp("model"), mp, num_frames=9)
-    pipe = config.pipeline.setup(device="cpu", test_mode="val")
-    # Non-zero heads, so the prediction really depends on the inputs (seeded: the same weights every run).
-    generator = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for p in pipe.model.parameters():
-            p.add_(0.01 * torch.randn(p.shape, generator=generator, dtype=p.dtype))
-    yield pipe
+    yield tiny_pipeline(tmp_path_factory.mktemp("model"), mp, num_frames=9)
     mp.undo()
 
 

@@ -36,7 +36,7 @@ from hand4dgs_ns.features.staging import PinnedStager
 from hand4dgs_ns.geometry.cameras import invert_rigid
 from hand4dgs_ns.data.sequence_format import read_rgb
 from hand4dgs_ns.inference.pictures import write_png
-from hand4dgs_ns.inference.predict import predict_batch, synchronized_time, video_hands
+from hand4dgs_ns.inference.predict import predict_batch, synchronized_time, video_hands, video_shape
 from hand4dgs_ns.render.rasterize import rasterize
 from hand4dgs_ns.cli.frame_slice import parse_frame_slice
 from hand4dgs_ns.inference.run import load_network, read_run, run_frame_inputs, training_data
@@ -113,10 +113,11 @@ class Export:
             predict_batch(network, inputs, s, batches[0], stager, with_gaussians=True)  # warm-up (kernels, autotuning), not timed
         parts, c2ws = [], []
         started = synchronized_time(device)
+        shape = video_shape(network, inputs, s, stager, self.batch_frames)  # over the whole video, not the exported frames
         with progress_bar() as progress:
             task = progress.add_task(f"Exporting {video.name}", total=len(frames))
             for batch in batches:
-                prediction, c2w = predict_batch(network, inputs, s, batch, stager, with_gaussians=True)
+                prediction, c2w = predict_batch(network, inputs, s, batch, stager, with_gaussians=True, shape=shape)
                 gaussians = {name: getattr(prediction, name).float().cpu().numpy() for name in GAUSSIAN_FIELDS}
                 vertices = prediction.vertices.float().cpu().numpy()
                 for i, f in enumerate(batch.tolist()):

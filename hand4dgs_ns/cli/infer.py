@@ -32,7 +32,7 @@ from hand4dgs_ns.geometry.cameras import project_points, transform_points, inver
 from hand4dgs_ns.data.sequence_format import read_rgb
 from hand4dgs_ns.inference.pictures import contact_sheet, overlay_panel, panel_row, write_mp4, write_png
 from hand4dgs_ns.inference.plots import write_joint_error_plot
-from hand4dgs_ns.inference.predict import frame_batches, predict_batch, render_hands, synchronized_time, video_hands
+from hand4dgs_ns.inference.predict import frame_batches, predict_batch, render_hands, synchronized_time, video_hands, video_shape
 from hand4dgs_ns.inference.run import load_network, read_run, run_frame_inputs
 from hand4dgs_ns.network.hand_network import HandNetwork
 from hand4dgs_ns.output_folder import atomic_folder
@@ -116,7 +116,9 @@ class Infer:
         predict_batch(network, inputs, s, batches[0], stager, with_gaussians=True)  # warm-up (kernels, autotuning)
         sheet_frames = set(np.linspace(0, video.num_frames - 1, min(SHEET_ROWS, video.num_frames)).round().astype(int).tolist())
         parts, c2ws, sheet_rows, psnrs, ssims = [], [], [], [], []
-        predict_s = render_s = 0.0
+        started = synchronized_time(device)
+        shape = video_shape(network, inputs, s, stager, self.batch_frames)  # None unless the network asks for it
+        predict_s, render_s = synchronized_time(device) - started, 0.0  # the video's shape counts as prediction
 
         def panels():
             nonlocal predict_s, render_s
@@ -124,7 +126,7 @@ class Infer:
                 task = progress.add_task(f"Reconstructing {video.name}", total=video.num_frames)
                 for frames in batches:
                     t0 = synchronized_time(device)
-                    prediction, c2w = predict_batch(network, inputs, s, frames, stager, with_gaussians=True)
+                    prediction, c2w = predict_batch(network, inputs, s, frames, stager, with_gaussians=True, shape=shape)
                     t1 = synchronized_time(device)
                     K = video.K[frames].to(device)
                     rgb, alpha = render_hands(prediction, c2w, K, video.width, video.height)

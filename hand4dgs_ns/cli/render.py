@@ -29,7 +29,7 @@ from hand4dgs_ns.errors import Hand4DGSError, file_error
 from hand4dgs_ns.features.staging import PinnedStager
 from hand4dgs_ns.geometry.camera_paths import orbit
 from hand4dgs_ns.inference.pictures import write_mp4
-from hand4dgs_ns.inference.predict import predict_batch, render_hands
+from hand4dgs_ns.inference.predict import predict_batch, render_hands, video_shape
 from hand4dgs_ns.inference.run import load_network, read_run, run_frame_inputs, training_data
 from hand4dgs_ns.network.hand_network import GAUSSIAN_FIELDS, HandsPrediction
 from hand4dgs_ns.output_folder import atomic_file
@@ -125,10 +125,11 @@ class Render:
         K[:, :2] *= self.scale
         width, height = round(video.width * self.scale), round(video.height * self.scale)
         background = 1.0 if self.background == "white" else 0.0
-        centre, start = self._orbit_anchor(network, inputs, video, frames, stager)
+        shape = video_shape(network, inputs, 0, stager)
+        centre, start = self._orbit_anchor(network, inputs, video, frames, stager, shape)
         for batch, turn in zip(frames.split(self.batch_frames), turns.split(self.batch_frames)):
             unique, local = torch.unique(batch, return_inverse=True)
-            prediction, _ = predict_batch(network, inputs, 0, unique, stager, with_gaussians=True)
+            prediction, _ = predict_batch(network, inputs, 0, unique, stager, with_gaussians=True, shape=shape)
             if self.path == "ego":
                 c2w = video.c2w[batch].float()
             else:
@@ -139,7 +140,7 @@ class Render:
                 yield image
             advance(len(batch))
 
-    def _orbit_anchor(self, network, inputs, video: SequenceTensors, frames, stager) -> tuple[torch.Tensor, torch.Tensor]:
+    def _orbit_anchor(self, network, inputs, video: SequenceTensors, frames, stager, shape) -> tuple[torch.Tensor, torch.Tensor]:
         """The hands' centre (mean of the present hands' vertices over the shown frames) and the
         egocentric camera the orbit starts from (that of the first shown frame).
 
@@ -151,7 +152,7 @@ class Render:
             return torch.zeros(3), video.c2w[first]
         centres = []
         for batch in torch.unique(frames).split(64):
-            prediction: HandsPrediction = predict_batch(network, inputs, 0, batch, stager, with_gaussians=False)[0]
+            prediction: HandsPrediction = predict_batch(network, inputs, 0, batch, stager, with_gaussians=False, shape=shape)[0]
             valid = prediction.valid.float()[..., None, None]  # (b, 2, 1, 1)
             summed = (prediction.vertices * valid).sum(dim=(1, 2))
             count = (valid.sum(dim=(1, 2)) * prediction.vertices.shape[2]).clamp(min=1)

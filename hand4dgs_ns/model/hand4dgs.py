@@ -9,6 +9,7 @@ camera and rendered from whichever camera was given, so novel views need no extr
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Dict, List, Literal, Optional, Tuple, Type
 
@@ -18,6 +19,7 @@ from nerfstudio.engine.callbacks import TrainingCallback, TrainingCallbackAttrib
 from nerfstudio.models.base_model import Model, ModelConfig
 from nerfstudio.utils.misc import step_check
 from nerfstudio.viewer.viewer_elements import ViewerCheckbox
+from jaxtyping import Float
 from torch import Tensor
 from torch.nn import Parameter
 from typing_extensions import assert_never
@@ -34,6 +36,7 @@ from hand4dgs_ns.geometry.alignment import kabsch_rotation, mean_rotation
 from hand4dgs_ns.geometry.cameras import invert_rigid, opengl_to_opencv_c2w, project_points, transform_points
 from hand4dgs_ns.hands.lbs import hand_forward
 from hand4dgs_ns.hands.template import HandTemplate
+from hand4dgs_ns.inference.predict import video_shape
 from hand4dgs_ns.network.config import HandNetworkConfig
 from hand4dgs_ns.network.graphed import GraphedNetwork
 from hand4dgs_ns.network.hand_network import HandNetwork, HandsPrediction
@@ -184,6 +187,7 @@ class Hand4DGSModel(Model):
             "Hand joints over the splats", False, hint="Draw each hand's predicted skeleton (OpenPose joints) on the render"
         )
         self._graphs: Dict[Tuple[int, bool], GraphedNetwork] = {}  # recorded CUDA graphs, not weights
+        self._video_shapes: Dict[int, Tensor] = {}  # per sequence, with video_shape; dropped when the weights train
         hands = metadata.get(METADATA_KEY)
         if isinstance(hands, HandSequencesMetadata):
             for slot, branch in enumerate(self.network.branches):
@@ -267,12 +271,23 @@ class Hand4DGSModel(Model):
             sequence, frame, self.config.window // 2, self._stager, distinct=not graphed, augment=augment,
             with_estimates=self.config.estimate_input, with_color_crops=with_gaussians,
         )
+        if self.training:
+            self._video_shapes.clear()
+        elif self.config.video_shape:
+            x = dataclasses.replace(x, betas=self._shapes_of(sequence))
         if not graphed:
             return self.network(x, with_gaussians, self._compiled_decode)
         key = (int(x.window.shape[0]), with_gaussians)
         if key not in self._graphs:
             self._graphs[key] = GraphedNetwork(self.network, x, with_gaussians, self.config.compile_graphs)
         return self._graphs[key](x)
+
+    def _shapes_of(self, sequence: Tensor) -> Float[Tensor, "b 2 k"]:
+        """Each frame's video shape (``video_shape``), worked out once per sequence for the weights as they are."""
+        for s in torch.unique(sequence).tolist():
+            if s not in self._video_shapes:
+                self._video_shapes[s] = video_shape(self.network, self.inputs, s, self._stager)
+        return torch.stack([self._video_shapes[s] for s in sequence.tolist()])
 
     # ---- rendering ---------------------------------------------------------------------
     def get_outputs(self, camera: Cameras) -> Dict[str, Tensor]:  # type: ignore[override]

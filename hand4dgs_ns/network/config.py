@@ -92,6 +92,12 @@ class HandNetworkConfig:
     pixel where the hand is drawn, which the pooled tokens of an unseen hand's crop do not. Meant
     for boxes that follow the hand's outline with the same margin on each side (format v1's
     synthetic, H2O and ARCTIC boxes). Depth and pose stay the network's."""
+    video_shape: bool = False
+    """At prediction, give each hand one shape for the whole video: the mean of the network's
+    per-frame shape coefficients over the frames where the hand is present
+    (:func:`~hand4dgs_ns.inference.predict.video_shape`, a pose-only pass over the video first), as
+    one person's hand keeps its shape from frame to frame while a single frame's crop says little
+    about it. Training still predicts each frame's shape (the steps see a few frames per video)."""
     hand_extent_m: float = 0.18
     """Typical extent of a hand (metres): the translation prior puts a hand of this size in its box."""
     seed: int = 0

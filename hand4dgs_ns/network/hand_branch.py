@@ -169,19 +169,22 @@ class HandBranch(nn.Module):
         with_embeddings: bool = True,
         feature_maps: Optional[Float[Tensor, "b window m h w"]] = None,
         image_wh: Optional[Float[Tensor, "b 2"]] = None,
+        betas: Optional[Float[Tensor, "b k"]] = None,
     ) -> HandMesh:
         """Predicts the hand mesh in the camera frame from a window of backbone tokens (and, with
         ``with_embeddings``, the per-Gaussian embeddings the Gaussians are decoded from). With
         ``pixel_feedback``, ``feature_maps`` are the backbone's maps of the window's crops (mirrored for
         a left hand, as every left crop is), read to correct the first prediction. With
-        ``box_fit``, ``image_wh`` is the frame's size, to which the boxes are clipped."""
+        ``box_fit``, ``image_wh`` is the frame's size, to which the boxes are clipped. ``betas``, when
+        given, is the hand's shape (this side's, real scene) in place of the shape head's."""
         b = tokens.shape[0]
         box_image = box_xyxy
         if self.mirrored:  # the pose path sees the mirrored scene, as in the (mirrored) crops
             box_norm, box_xyxy = mirror_normalized_boxes(box_norm), mirror_boxes(box_xyxy, K[:, 0, 2])
         feat = self.tc(tokens).reshape(b, -1)
         template = self.hand.template
-        betas = self.shape_head(feat)
+        if betas is None:
+            betas = self.shape_head(feat)
         d6 = self.pose_head(feat).reshape(b, -1) + constant(_IDENTITY_6D * template.num_joints, feat.device, feat.dtype)
         residual = self.transl_head(torch.cat([feat, box_norm], dim=-1))
         rot, translation, out = self._posed(d6, residual, betas, box_xyxy, K)

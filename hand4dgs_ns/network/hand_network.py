@@ -71,6 +71,9 @@ class NetworkInputs:
     color_crops: Optional[Tensor] = None
     """(B, 2, 3, H, W) uint8 crops of the B predicted frames, cut like ``frames``' but larger, that
     ``pixel_colors`` reads instead of ``frames``' centre rows."""
+    betas: Optional[Float[Tensor, "B 2 K"]] = None
+    """Each hand's shape coefficients for these frames, in place of the network's per-frame ones
+    (a video's shape, :func:`~hand4dgs_ns.inference.predict.video_shape`); None: predicted per frame."""
 
 
 class HandsPrediction(NamedTuple):
@@ -227,7 +230,7 @@ class HandNetwork(nn.Module):
             crops = source.float() / 255.0
         decode = decoder if decoder is not None else self.decode
         image_wh = x.image_hw.flip(-1).to(x.K.dtype)
-        return decode(windows[0], windows[1], box_norm, x.bbox, x.valid, x.K, x.c2w, with_gaussians, crops, feature_maps, image_wh)
+        return decode(windows[0], windows[1], box_norm, x.bbox, x.valid, x.K, x.c2w, with_gaussians, crops, feature_maps, image_wh, x.betas)
 
     def decode(
         self,
@@ -242,14 +245,17 @@ class HandNetwork(nn.Module):
         crops: Optional[Float[Tensor, "B 2 3 h w"]] = None,
         feature_maps: Optional[Float[Tensor, "B 2 W M h w"]] = None,
         image_wh: Optional[Float[Tensor, "B 2"]] = None,
+        betas: Optional[Float[Tensor, "B 2 K"]] = None,
     ) -> HandsPrediction:
         """The static-shape part of :meth:`forward` (what ``torch.compile`` compiles): both branches, world frame,
         Gaussians (``crops``: each frame's hand crops in [0, 1], read with ``pixel_colors``; ``feature_maps``:
         the backbone's maps of each frame's window's crops, read with ``pixel_feedback``; ``image_wh``: each
-        frame's width and height, read with ``box_fit``)."""
+        frame's width and height, read with ``box_fit``; ``betas``: each hand's shape, in place of the
+        predicted one)."""
         meshes = [
             branch(tokens, box_norm[:, slot], bbox[:, slot], K, with_embeddings=with_gaussians,
-                   feature_maps=None if feature_maps is None else feature_maps[:, slot], image_wh=image_wh)
+                   feature_maps=None if feature_maps is None else feature_maps[:, slot], image_wh=image_wh,
+                   betas=None if betas is None else betas[:, slot])
             for slot, (branch, tokens) in enumerate(zip(self.branches, (left, right)))
         ]
         vertices = [transform_points(c2w, mesh.vertices) for mesh in meshes]
