@@ -75,23 +75,21 @@ def box_centre_offset(
 
 def centre_on_box(
     points_cam: Float[Tensor, "b n 3"], box_xyxy: Float[Tensor, "b 4"], K: Float[Tensor, "b 3 3"],
-    image_wh: Float[Tensor, "b 2"], iterations: int = 3,
+    image_wh: Float[Tensor, "b 2"], iterations: int = 2,
 ) -> Float[Tensor, "b 3"]:
     """The camera-frame shift, across the view at the points' mean depth, that centres the box around
-    the projected points on a hand box (:func:`box_centre_offset` of :func:`box_around`). Each iteration is a Newton step:
-    a box wholly inside the image follows a shift one to one, one with an edge past the image's
-    border by half (only its other edge moves), so the offset is divided by that rate; points at one
-    depth settle in one step, a hand's depth relief in the next. Where a box has been cut by the
-    image's border, its centre there is the visible part's, so such a hand is centred on what is seen
-    of it. Rows whose box is empty (all zeros: no hand) get no shift."""
+    the projected points on a hand box (:func:`box_centre_offset` of :func:`box_around`). Each
+    iteration shifts by the remaining offset: points at one depth settle in one step, a hand's
+    depth relief in the next. A box that the image's border cuts follows a shift at half the rate
+    (only its inner edge moves), so such a hand closes half of its offset per iteration; dividing
+    the step by that rate (a Newton step) settles it at once, but in training it placed the held-out
+    hands' depth far worse (docs/benchmarks.md, "The centring's second version in training"), so
+    the steps stay plain. Rows whose box is empty (all zeros: no hand) get no shift."""
     shift = torch.zeros_like(points_cam[:, 0])
     depth = points_cam[..., 2].mean(dim=1, keepdim=True)
     focal_xy = torch.stack([K[:, 0, 0], K[:, 1, 1]], dim=-1)
     for _ in range(iterations):
-        around = box_around(project_points(K, points_cam + shift[:, None]))
-        offset = box_centre_offset(around, box_xyxy, image_wh)
-        rate = 0.5 * ((around[:, :2] > 0).to(around.dtype) + (around[:, 2:] < image_wh).to(around.dtype))
-        step = torch.where(rate > 0, offset / rate.clamp(min=0.5), torch.zeros_like(offset))  # no edge inside: nothing to follow
-        shift = shift - torch.cat([step / focal_xy * depth, torch.zeros_like(depth)], dim=-1)
+        offset = box_centre_offset(box_around(project_points(K, points_cam + shift[:, None])), box_xyxy, image_wh)
+        shift = shift - torch.cat([offset / focal_xy * depth, torch.zeros_like(depth)], dim=-1)
     has_box = ((box_xyxy[:, 2:] - box_xyxy[:, :2]) > 0).all(dim=-1, keepdim=True)
     return shift * has_box.to(shift.dtype)
