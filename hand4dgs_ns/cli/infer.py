@@ -1,4 +1,5 @@
-"""``hand4dgs infer``: reconstruct videos a trained network never saw, in one forward pass per batch of frames.
+"""``hand4dgs infer``: reconstruct videos a trained network never saw, in one forward pass per batch of frames
+(with ``video_shape``, after a pose-only pass over the whole video; its time counts in the frames/s).
 
 For each video of ``--data`` it writes ``<output-dir>/<video>/``: ``hands.npz`` (per frame and
 hand: joints in the world and camera frames, vertices, template parameters, validity),
@@ -32,9 +33,10 @@ from hand4dgs_ns.geometry.cameras import project_points, transform_points, inver
 from hand4dgs_ns.data.sequence_format import read_rgb
 from hand4dgs_ns.inference.pictures import contact_sheet, overlay_panel, panel_row, write_mp4, write_png
 from hand4dgs_ns.inference.plots import write_joint_error_plot
-from hand4dgs_ns.inference.predict import frame_batches, predict_batch, render_hands, synchronized_time, video_hands, video_shape
+from hand4dgs_ns.inference.predict import frame_batches, predict_batch, render_hands, synchronized_time, video_hands
 from hand4dgs_ns.inference.run import load_network, read_run, run_frame_inputs
 from hand4dgs_ns.network.hand_network import HandNetwork
+from hand4dgs_ns.network.video_shape import video_shape
 from hand4dgs_ns.output_folder import atomic_folder
 from hand4dgs_ns.progress import progress_bar
 

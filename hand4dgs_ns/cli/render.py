@@ -29,9 +29,10 @@ from hand4dgs_ns.errors import Hand4DGSError, file_error
 from hand4dgs_ns.features.staging import PinnedStager
 from hand4dgs_ns.geometry.camera_paths import orbit
 from hand4dgs_ns.inference.pictures import write_mp4
-from hand4dgs_ns.inference.predict import predict_batch, render_hands, video_shape
+from hand4dgs_ns.inference.predict import predict_batch, render_hands
 from hand4dgs_ns.inference.run import load_network, read_run, run_frame_inputs, training_data
 from hand4dgs_ns.network.hand_network import GAUSSIAN_FIELDS, HandsPrediction
+from hand4dgs_ns.network.video_shape import video_shape
 from hand4dgs_ns.output_folder import atomic_file
 from hand4dgs_ns.progress import progress_bar
 
@@ -125,7 +126,7 @@ class Render:
         K[:, :2] *= self.scale
         width, height = round(video.width * self.scale), round(video.height * self.scale)
         background = 1.0 if self.background == "white" else 0.0
-        shape = video_shape(network, inputs, 0, stager)
+        shape = video_shape(network, inputs, 0, stager, self.batch_frames)
         centre, start = self._orbit_anchor(network, inputs, video, frames, stager, shape)
         for batch, turn in zip(frames.split(self.batch_frames), turns.split(self.batch_frames)):
             unique, local = torch.unique(batch, return_inverse=True)

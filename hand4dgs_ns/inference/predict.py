@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ from hand4dgs_ns.features.staging import PinnedStager
 from hand4dgs_ns.geometry.cameras import invert_rigid, transform_points
 from hand4dgs_ns.geometry.rotations import matrix_to_axis_angle
 from hand4dgs_ns.network.hand_network import HandNetwork, HandsPrediction
+from hand4dgs_ns.network.video_shape import with_shape
 from hand4dgs_ns.render import rasterize
 
 
@@ -66,37 +66,15 @@ def predict_batch(
     shape: Optional[Float[Tensor, "2 K"]] = None,
 ) -> tuple[HandsPrediction, Tensor]:
     """The network's prediction for some frames of one sequence, and their ego c2w on the device;
-    with ``shape`` (the video's, :func:`video_shape`), each hand has that shape in every frame."""
+    with ``shape`` (the video's, :func:`~hand4dgs_ns.network.video_shape.video_shape`), each hand
+    has that shape in every frame."""
     x = inputs.network_inputs(
         torch.full_like(frames, sequence), frames, network.config.window // 2, stager,
         with_estimates=network.config.estimate_input, with_color_crops=with_gaussians,
     )
     if shape is not None:
-        x = dataclasses.replace(x, betas=shape.to(x.K).expand(x.K.shape[0], *shape.shape))
+        x = with_shape(x, shape)
     return network(x, with_gaussians), x.c2w
-
-
-def mean_shape(betas: Float[Tensor, "F 2 K"], valid: Bool[Tensor, "F 2"]) -> Float[Tensor, "2 K"]:
-    """Each hand's mean shape coefficients over the frames where it is present (zeros, the
-    template's mean shape, for a hand present in none)."""
-    weight = valid.to(betas.dtype)[..., None]
-    return (betas * weight).sum(dim=0) / weight.sum(dim=0).clamp(min=1.0)
-
-
-@torch.no_grad()
-def video_shape(
-    network: HandNetwork, inputs: FrameInputs, sequence: int, stager: PinnedStager, batch_frames: int = 256
-) -> Optional[Float[Tensor, "2 K"]]:
-    """One shape per hand for a whole video (:attr:`HandNetworkConfig.video_shape`): a pose-only pass
-    over every frame, then :func:`mean_shape`. None for a network built without ``video_shape``."""
-    if not network.config.video_shape:
-        return None
-    betas, valid = [], []
-    for frames in frame_batches(inputs, sequence, batch_frames):
-        prediction, _ = predict_batch(network, inputs, sequence, frames, stager, with_gaussians=False)
-        betas.append(prediction.betas)
-        valid.append(prediction.valid)
-    return mean_shape(torch.cat(betas), torch.cat(valid))
 
 
 @torch.no_grad()

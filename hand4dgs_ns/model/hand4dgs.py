@@ -14,12 +14,12 @@ from dataclasses import dataclass, field
 from typing import Dict, List, Literal, Optional, Tuple, Type
 
 import torch
+from jaxtyping import Float
 from nerfstudio.cameras.cameras import Cameras
 from nerfstudio.engine.callbacks import TrainingCallback, TrainingCallbackAttributes, TrainingCallbackLocation
 from nerfstudio.models.base_model import Model, ModelConfig
 from nerfstudio.utils.misc import step_check
 from nerfstudio.viewer.viewer_elements import ViewerCheckbox
-from jaxtyping import Float
 from torch import Tensor
 from torch.nn import Parameter
 from typing_extensions import assert_never
@@ -36,10 +36,10 @@ from hand4dgs_ns.geometry.alignment import kabsch_rotation, mean_rotation
 from hand4dgs_ns.geometry.cameras import invert_rigid, opengl_to_opencv_c2w, project_points, transform_points
 from hand4dgs_ns.hands.lbs import hand_forward
 from hand4dgs_ns.hands.template import HandTemplate
-from hand4dgs_ns.inference.predict import video_shape
 from hand4dgs_ns.network.config import HandNetworkConfig
 from hand4dgs_ns.network.graphed import GraphedNetwork
 from hand4dgs_ns.network.hand_network import HandNetwork, HandsPrediction
+from hand4dgs_ns.network.video_shape import video_shape
 from hand4dgs_ns.model.losses import (
     LossSchedule,
     acceleration_loss,
@@ -230,6 +230,7 @@ class Hand4DGSModel(Model):
         return torch.full_like(frames, s), frames
 
     def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        self._video_shapes.clear()  # worked out with the weights being replaced
         try:
             return super().load_state_dict(state_dict, strict=strict, assign=assign)
         except RuntimeError as error:
@@ -255,6 +256,7 @@ class Hand4DGSModel(Model):
         """
         if self._stager is None or self._stager.device != self.device:
             self._stager = PinnedStager(self.device)
+            self._video_shapes.clear()
         # Graphs need fixed shapes, which splitting the window's frames by gradient (context_gradient off) has not.
         graphed = (
             self.config.cuda_graphs and self.config.context_gradient
@@ -274,7 +276,7 @@ class Hand4DGSModel(Model):
         if self.training:
             self._video_shapes.clear()
         elif self.config.video_shape:
-            x = dataclasses.replace(x, betas=self._shapes_of(sequence))
+            x = dataclasses.replace(x, betas=self._shapes_of(sequence).to(x.K))
         if not graphed:
             return self.network(x, with_gaussians, self._compiled_decode)
         key = (int(x.window.shape[0]), with_gaussians)

@@ -95,9 +95,11 @@ class HandNetworkConfig:
     video_shape: bool = False
     """At prediction, give each hand one shape for the whole video: the mean of the network's
     per-frame shape coefficients over the frames where the hand is present
-    (:func:`~hand4dgs_ns.inference.predict.video_shape`, a pose-only pass over the video first), as
+    (:func:`~hand4dgs_ns.network.video_shape.video_shape`, a pose-only pass over the video first), as
     one person's hand keeps its shape from frame to frame while a single frame's crop says little
-    about it. Training still predicts each frame's shape (the steps see a few frames per video)."""
+    about it. Training still predicts each frame's shape (the steps see a few frames per video).
+    An existing run takes it with ``video_shape: true`` in a copy of its config.yml. Between training
+    steps every evaluation or viewer render redoes that pass for its video, as the weights change."""
     hand_extent_m: float = 0.18
     """Typical extent of a hand (metres): the translation prior puts a hand of this size in its box."""
     seed: int = 0

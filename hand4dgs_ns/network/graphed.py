@@ -60,6 +60,8 @@ class GraphedNetwork:
         self._graphed = torch.cuda.make_graphed_callables(step, _tensors(sample), num_warmup_iters=3)
 
     def __call__(self, x: NetworkInputs) -> HandsPrediction:
+        if _fields(x) != self.fields:  # a replay reads only the recorded inputs: others would be ignored
+            raise ValueError(f"these graphs were recorded with inputs {self.fields}, not {_fields(x)}")
         outputs = self._graphed(*(getattr(x, name) for name in self.fields))  # the recorded inputs, in their order
         return HandsPrediction(valid=x.valid, **dict(zip(self.outputs, outputs)))
 

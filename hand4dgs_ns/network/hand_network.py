@@ -73,7 +73,7 @@ class NetworkInputs:
     ``pixel_colors`` reads instead of ``frames``' centre rows."""
     betas: Optional[Float[Tensor, "B 2 K"]] = None
     """Each hand's shape coefficients for these frames, in place of the network's per-frame ones
-    (a video's shape, :func:`~hand4dgs_ns.inference.predict.video_shape`); None: predicted per frame."""
+    (a video's shape, :func:`~hand4dgs_ns.network.video_shape.video_shape`); None: predicted per frame."""
 
 
 class HandsPrediction(NamedTuple):
