@@ -49,8 +49,9 @@ class DemoSettings:
 CPU_SETTINGS = DemoSettings(
     steps=4000, vertex_share=0.75, frames_per_step=4, gaussians_per_face=1, image_scale=0.5, picture_batch_frames=8, window=5,
     context_gradient=False)
-"""Under ten minutes on a 2-core CPU: fewer Gaussians, half-resolution renders; small picture
-batches, as the CPU rasteriser's tensors for 256 frames cost more in page faults than they save.
+"""About ten minutes on a 2-core CPU (9 to 11 on the machines measured): fewer Gaussians,
+half-resolution renders; small picture batches, as the CPU rasteriser's tensors for 256 frames
+cost more in page faults than they save.
 Vertex steps cost a third of image steps on a CPU, so the finger poses get 3000 of them (with
 2000, RA-MPJPE ended 3.6 mm higher) and the image loss 1000 (with 700, PSNR ended 2.4 dB lower).
 The method's coarse-loss factors, counted in rendered pixels, are halved with the renders. A
