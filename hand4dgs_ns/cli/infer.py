@@ -33,7 +33,7 @@ from hand4dgs_ns.geometry.cameras import project_points, transform_points, inver
 from hand4dgs_ns.data.sequence_format import read_rgb
 from hand4dgs_ns.inference.pictures import contact_sheet, overlay_panel, panel_row, write_mp4, write_png
 from hand4dgs_ns.inference.plots import write_joint_error_plot
-from hand4dgs_ns.inference.predict import frame_batches, predict_batch, render_hands, synchronized_time, video_hands
+from hand4dgs_ns.inference.predict import predict_batch, render_hands, synchronized_time, video_hands
 from hand4dgs_ns.inference.run import load_network, read_run, run_frame_inputs
 from hand4dgs_ns.network.hand_network import HandNetwork
 from hand4dgs_ns.network.video_shape import video_shape
@@ -114,7 +114,7 @@ class Infer:
         self, network: HandNetwork, inputs: FrameInputs, s: int, video: SequenceTensors, device: torch.device, out: Path
     ) -> dict:
         stager = PinnedStager(device)
-        batches = list(frame_batches(inputs, s, self.batch_frames))
+        batches = list(inputs.frame_batches(s, self.batch_frames))
         predict_batch(network, inputs, s, batches[0], stager, with_gaussians=True)  # warm-up (kernels, autotuning)
         sheet_frames = set(np.linspace(0, video.num_frames - 1, min(SHEET_ROWS, video.num_frames)).round().astype(int).tolist())
         parts, c2ws, sheet_rows, psnrs, ssims = [], [], [], [], []

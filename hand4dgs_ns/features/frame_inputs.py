@@ -10,6 +10,7 @@ the feature cache and only a batch's windows are copied to the device
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Literal, Optional
 
@@ -69,6 +70,12 @@ class FrameInputs:
     def nbytes(self) -> int:
         """Size of the backbone inputs of every frame (on disk or in the page cache, not on the device)."""
         return sum(int(d.nbytes) for d in self.data)
+
+    def frame_batches(self, sequence: int, batch_frames: int) -> Iterator[Int[Tensor, "n"]]:
+        """Consecutive frame indices of one sequence, ``batch_frames`` at a time."""
+        n = int(self.lengths[sequence])
+        for start in range(0, n, batch_frames):
+            yield torch.arange(start, min(start + batch_frames, n))
 
     def rows(self, sequence: Int[Tensor, "b"], frame: Int[Tensor, "b"]) -> Int[Tensor, "b"]:
         """Flat row of each (sequence, frame), frames clamped into their sequence."""

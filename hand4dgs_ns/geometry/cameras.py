@@ -84,7 +84,8 @@ def centre_on_box(
     (only its inner edge moves), so such a hand closes half of its offset per iteration; dividing
     the step by that rate (a Newton step) settles it at once, but networks trained with it placed
     the held-out hands worse (MPJPE 71 against 18 mm on the GPU, +5.7 and +0.4 mm at CPU size;
-    docs/benchmarks.md, "The centring's second version in training"), so the steps stay plain. Rows whose box is empty (all zeros: no hand) get no shift."""
+    docs/benchmarks.md, "The centring's second version in training"), so the steps stay plain.
+    Rows whose box is empty (all zeros: no hand) get no shift."""
     shift = torch.zeros_like(points_cam[:, 0])
     depth = points_cam[..., 2].mean(dim=1, keepdim=True)
     focal_xy = torch.stack([K[:, 0, 0], K[:, 1, 1]], dim=-1)

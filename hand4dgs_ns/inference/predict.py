@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Optional
 
@@ -51,13 +50,6 @@ def synchronized_time(device: torch.device) -> float:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     return time.perf_counter()
-
-
-def frame_batches(inputs: FrameInputs, sequence: int, batch_frames: int) -> Iterator[Tensor]:
-    """Consecutive frame indices of one sequence, ``batch_frames`` at a time."""
-    n = int(inputs.lengths[sequence])
-    for start in range(0, n, batch_frames):
-        yield torch.arange(start, min(start + batch_frames, n))
 
 
 @torch.no_grad()

@@ -42,9 +42,7 @@ def video_shape(
     if not network.config.video_shape:
         return None
     betas, valid = [], []
-    n = int(inputs.lengths[sequence])
-    for start in range(0, n, batch_frames):
-        frames = torch.arange(start, min(start + batch_frames, n))
+    for frames in inputs.frame_batches(sequence, batch_frames):
         x = inputs.network_inputs(
             torch.full_like(frames, sequence), frames, network.config.window // 2, stager,
             with_estimates=network.config.estimate_input, with_color_crops=False,
