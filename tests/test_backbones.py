@@ -1,5 +1,6 @@
 """Hand backbones: HaMeR's ViT (architecture, names, checkpoint loading), the small CNN, the registry."""
 
+import copy
 import pickle
 from functools import partial
 
@@ -136,6 +137,30 @@ def test_small_cnn_trains():
     assert tokens.shape == (4, 12, 128)
     tokens.square().mean().backward()
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters())
+
+
+def test_small_cnn_runs_channels_last_on_the_cpu_with_the_default_layouts_values():
+    torch.manual_seed(0)
+    model = SmallCNN()
+    convs = [m for m in model.net if isinstance(m, torch.nn.Conv2d)]
+    assert all(c.weight.is_contiguous(memory_format=torch.channels_last) and not c.weight.is_contiguous() for c in convs)
+    # The same weights in the default layout, the one other devices keep.
+    reference = copy.deepcopy(model.net)
+    for m in reference:
+        if isinstance(m, torch.nn.Conv2d):
+            m.weight.data = m.weight.data.contiguous()
+    crops = torch.randn(6, 3, 64, 48)
+    with torch.no_grad():
+        expected = reference(crops).flatten(2).transpose(1, 2)
+        torch.testing.assert_close(model(crops), expected, atol=1e-5, rtol=1e-5)
+    # A checkpoint round trip keeps the layout and the values.
+    loaded = SmallCNN()
+    loaded.load_state_dict(model.state_dict())
+    assert all(m.weight.is_contiguous(memory_format=torch.channels_last) for m in loaded.net if isinstance(m, torch.nn.Conv2d))
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(crops), model(crops), atol=0, rtol=0)
+    # Any other device gets the default layout back (the meta device stands in for CUDA here).
+    assert all(m.weight.is_contiguous() for m in model.to("meta").net if isinstance(m, torch.nn.Conv2d))
 
 
 def test_small_cnn_takes_larger_crops_with_the_same_token_grid():

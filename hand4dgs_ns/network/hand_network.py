@@ -173,16 +173,20 @@ class HandNetwork(nn.Module):
         tokens, feature_map = self.backbone.forward_with_map(normalize_imagenet(uint8_crops_to_input(frames)))
         return squash_tokens(tokens, self.config.token_scale), feature_map if self.config.pixel_feedback else None
 
-    def hand_tokens(
-        self, x: NetworkInputs, slot: int, centre: Optional[Tensor] = None
-    ) -> tuple[Float[Tensor, "U N C"], Optional[Float[Tensor, "U M h w"]]]:
-        """One hand's tokens of the U input frames (the backbone's, then its estimate's when the network
-        reads it) and the crops' feature maps (:meth:`tokens`). With ``centre`` (indices into U), only
-        those frames are encoded with gradient (``context_gradient`` off)."""
+    def hands_tokens(
+        self, x: NetworkInputs, centre: Optional[Tensor] = None
+    ) -> tuple[Float[Tensor, "U 2 N C"], Optional[Float[Tensor, "U 2 M h w"]]]:
+        """Both hands' tokens of the U input frames (the backbone's, then its estimate's when the network
+        reads it) and the crops' feature maps (:meth:`tokens`). The 2U crops go through the backbone as
+        one batch (a CPU step's convolutions run about 1.2x faster than as two). With ``centre`` (indices
+        into U), only those frames are encoded with gradient (``context_gradient`` off)."""
+        frames = x.frames.flatten(0, 1)  # (2U, ...): frame-major, hand-minor
         if centre is None:
-            tokens, feature_map = self.tokens(x.frames[:, slot])
+            tokens, feature_map = self.tokens(frames)
         else:
-            tokens, feature_map = self._tokens_centre_gradient(x.frames[:, slot], centre)
+            tokens, feature_map = self._tokens_centre_gradient(frames, torch.stack([2 * centre, 2 * centre + 1], -1).flatten())
+        tokens = tokens.unflatten(0, (-1, 2))
+        feature_map = None if feature_map is None else feature_map.unflatten(0, (-1, 2))
         if self.estimate_embed is None:
             return tokens, feature_map
         if x.estimates is None:
@@ -190,10 +194,13 @@ class HandNetwork(nn.Module):
                 "This network reads each frame's hand estimate (it was trained with --pipeline.model.estimate-input True), "
                 "but its inputs carry none: give it clips with pseudo_joints in hands.npz."
             )
-        estimate = x.estimates[:, slot]
-        if slot == 0 and self.config.mirrored_pose:
-            estimate = estimate * constant(MIRROR_SIGNS, estimate.device, estimate.dtype)
-        return torch.cat([tokens, torch.tanh(self.estimate_embed[slot](estimate))[:, None]], dim=1), feature_map
+        embedded = []
+        for slot in range(2):
+            estimate = x.estimates[:, slot]
+            if slot == 0 and self.config.mirrored_pose:
+                estimate = estimate * constant(MIRROR_SIGNS, estimate.device, estimate.dtype)
+            embedded.append(torch.tanh(self.estimate_embed[slot](estimate)))
+        return torch.cat([tokens, torch.stack(embedded, 1)[:, :, None]], dim=2), feature_map
 
     def _tokens_centre_gradient(self, frames: Tensor, centre: Tensor) -> tuple[Tensor, Optional[Tensor]]:
         """:meth:`tokens` of every frame, with gradient through the ``centre`` ones only. The backbone
@@ -218,11 +225,11 @@ class HandNetwork(nn.Module):
         b, w = x.window.shape
         flat, centre = x.window.reshape(-1), x.window[:, w // 2]
         split = not self.config.context_gradient and self.backbone is not None and w > 1 and torch.is_grad_enabled()
-        inputs = [self.hand_tokens(x, slot, centre if split else None) for slot in range(2)]
-        windows = tuple(tokens.index_select(0, flat).reshape(b, w, *self.token_shape) for tokens, _ in inputs)
+        tokens, maps = self.hands_tokens(x, centre if split else None)
+        windows = tuple(tokens[:, slot].index_select(0, flat).reshape(b, w, *self.token_shape) for slot in range(2))
         feature_maps = None
-        if inputs[0][1] is not None:  # pixel_feedback: the maps of each predicted frame's window
-            feature_maps = torch.stack([fmap.index_select(0, flat).reshape(b, w, *fmap.shape[1:]) for _, fmap in inputs], dim=1)
+        if maps is not None:  # pixel_feedback: the maps of each predicted frame's window, (B, 2, W, M, h, w)
+            feature_maps = maps.index_select(0, flat).reshape(b, w, *maps.shape[1:]).transpose(1, 2)
         box_norm = normalized_frame_boxes(x.bbox, x.image_hw)
         crops = None
         if self.config.pixel_colors and with_gaussians:  # each predicted frame's own crops, [0, 1]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import torch
 from jaxtyping import Float
 from torch import Tensor, nn
 
@@ -77,6 +78,25 @@ class SmallCNN(HandBackbone):
         # fine enough to say where on the hand a projected joint lands.
         self._map_end = 6 * (len(channels) - 2)  # each stage: conv, norm, ReLU, conv, norm, ReLU
         self.map_channels = channels[-3]
+        self._match_layout()
+
+    def _apply(self, fn, recurse=True):
+        # Every device move (.to, .cuda, .cpu) goes through here: keep the layout the device wants.
+        super()._apply(fn, recurse)
+        self._match_layout()
+        return self
+
+    def _match_layout(self) -> None:
+        """Channels-last convolution weights on the CPU, the default layout elsewhere.
+
+        oneDNN's CPU convolutions run a forward and backward pass of these crops about 1.5x
+        faster on channels-last weights and inputs (most of a CPU training step); on CUDA the
+        default layout is the one measured.
+        """
+        layout = _layout(self.net[0].weight.device)
+        for module in self.net:
+            if isinstance(module, nn.Conv2d):
+                module.weight.data = module.weight.data.contiguous(memory_format=layout)
 
     def forward(self, crops: Float[Tensor, "n 3 h w"]) -> Float[Tensor, "n t c"]:
         return self.forward_with_map(crops)[0]
@@ -86,5 +106,10 @@ class SmallCNN(HandBackbone):
         times the token grid's height and width), which pixel-aligned feedback samples."""
         if tuple(crops.shape[-2:]) != self.input_hw:
             raise ValueError(f"expected crops of {self.input_hw}, got {tuple(crops.shape[-2:])}")
+        crops = crops.contiguous(memory_format=_layout(crops.device))
         feature_map = self.net[: self._map_end](crops)
         return self.net[self._map_end :](feature_map).flatten(2).transpose(1, 2), feature_map
+
+
+def _layout(device: torch.device) -> torch.memory_format:
+    return torch.channels_last if device.type == "cpu" else torch.contiguous_format
