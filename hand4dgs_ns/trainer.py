@@ -24,6 +24,7 @@ from nerfstudio.utils import comms, writer
 from nerfstudio.utils.decorators import check_main_thread
 from nerfstudio.utils.rich_utils import CONSOLE
 
+from hand4dgs_ns.cpu_memory import keep_freed_memory
 from hand4dgs_ns.output_folder import atomic_file
 from hand4dgs_ns.pipeline import Hand4DGSPipelineConfig, settle_color_crops
 
@@ -56,6 +57,8 @@ class Hand4DGSTrainer(Trainer):
         if not comms.is_main_process():
             # nerfstudio's train() starts by writing this file from every rank; rank 0 writes it.
             self.pipeline.datamanager.train_dataparser_outputs.save_dataparser_transform = lambda path: None
+        if torch.device(self.device).type == "cpu":
+            keep_freed_memory()
         super().train()
         if self.config.viewer.quit_on_train_completion:
             stop_viewer_renders(getattr(self, "viewer_state", None))
