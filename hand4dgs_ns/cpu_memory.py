@@ -26,5 +26,5 @@ def keep_freed_memory() -> bool:
     mallopt = getattr(ctypes.CDLL(None), "mallopt", None)
     if mallopt is None:
         return False
-    # A trim threshold above any heap this process grows keeps freed memory for reuse.
+    # The heap's top is given back only when over 1 GiB of it lies free: freed memory stays for reuse.
     return bool(mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD_MAX)) and bool(mallopt(_M_TRIM_THRESHOLD, 2**30))

@@ -77,6 +77,8 @@ class Hand4DGSTrainer(Trainer):
 
     def _load_checkpoint(self) -> None:
         super()._load_checkpoint()
+        for optimizer in self.optimizers.optimizers.values():
+            match_state_layouts(optimizer)
         if self._start_step > 0:
             # nerfstudio seeds every start alike and saves no generator state, so a resumed run
             # would draw its first steps' frames, backgrounds and jitters again: seed by the step.
@@ -102,6 +104,20 @@ class Hand4DGSTrainer(Trainer):
             for old in self.checkpoint_dir.glob("*.ckpt"):
                 if old != path:
                     old.unlink()
+
+
+def match_state_layouts(optimizer: torch.optim.Optimizer) -> None:
+    """Lay each per-parameter state tensor out like its parameter (the values unchanged).
+
+    A loaded optimizer state keeps the memory layout it was saved in, while a parameter's layout may
+    depend on the device (the small CNN's weights are channels-last on the CPU only). Fused Adam reads
+    a parameter, its gradient and its moments as flat memory, so a moment in another layout than its
+    parameter would update the wrong elements.
+    """
+    for param, state in optimizer.state.items():
+        for key, value in state.items():
+            if torch.is_tensor(value) and value.shape == param.shape and value.stride() != param.stride():
+                state[key] = torch.empty_like(param, dtype=value.dtype).copy_(value)
 
 
 def resume_seed_offset(step: int) -> int:

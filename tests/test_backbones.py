@@ -163,6 +163,40 @@ def test_small_cnn_runs_channels_last_on_the_cpu_with_the_default_layouts_values
     assert all(m.weight.is_contiguous() for m in model.to("meta").net if isinstance(m, torch.nn.Conv2d))
 
 
+def test_a_resumed_optimizer_state_is_laid_out_like_the_cnn_weights():
+    from hand4dgs_ns.trainer import match_state_layouts
+
+    torch.manual_seed(0)
+    model = SmallCNN()
+    crops = torch.randn(4, 3, 64, 48)
+
+    def step(optimizer):
+        optimizer.zero_grad()
+        model(crops).square().mean().backward()
+        optimizer.step()
+
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2, fused=True)
+    step(optimizer)
+    saved_weights, saved_state = copy.deepcopy(model.state_dict()), copy.deepcopy(optimizer.state_dict())
+    step(optimizer)
+    expected = model.net[0].weight.detach().clone()
+    # The state as a checkpoint saved before the CPU layout (or on CUDA) holds it: the default layout.
+    for state in saved_state["state"].values():
+        state.update({k: v.contiguous() for k, v in state.items() if v.dim() == 4})
+
+    def resumed_weight(match: bool) -> torch.Tensor:
+        model.load_state_dict(saved_weights)
+        resumed = torch.optim.Adam(model.parameters(), lr=1e-2, fused=True)
+        resumed.load_state_dict(copy.deepcopy(saved_state))
+        if match:
+            match_state_layouts(resumed)
+        step(resumed)
+        return model.net[0].weight.detach().clone()
+
+    assert not torch.allclose(resumed_weight(match=False), expected, atol=1e-4)  # fused Adam reads flat memory
+    torch.testing.assert_close(resumed_weight(match=True), expected, atol=1e-6, rtol=1e-5)
+
+
 def test_small_cnn_takes_larger_crops_with_the_same_token_grid():
     model = make_backbone("small-cnn", crop_size=(128, 96))
     assert (model.input_hw, model.num_tokens, model.token_dim) == ((128, 96), 12, 128)

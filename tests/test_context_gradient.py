@@ -81,3 +81,16 @@ def test_the_split_on_cuda_keeps_the_values_and_the_heads_gradient(pixel_feedbac
     torch.testing.assert_close(rest_split, rest, atol=1e-4, rtol=1e-3)
     assert backbone_split.abs().sum() > 0
     assert (backbone_split - backbone).abs().sum() > 1e-3 * backbone.abs().sum()
+
+
+def test_both_hands_of_exactly_the_predicted_frames_are_encoded_with_gradient():
+    torch.manual_seed(0)
+    network = HandNetwork(HandNetworkConfig(context_gradient=False, **dict(TINY_SIZES, window=3)), SPEC)
+    x = _inputs(WINDOWS["neighbours"])
+    with_gradient = []
+    original = network.tokens
+    network.tokens = lambda frames: (with_gradient.append(frames) if torch.is_grad_enabled() else None, original(frames))[1]
+    network(x, with_gaussians=False)
+    # Frames 1, 2, 3 are predicted: their left and right crops, in that order, and nothing else.
+    assert len(with_gradient) == 1
+    torch.testing.assert_close(with_gradient[0], x.frames[1:4].flatten(0, 1), atol=0, rtol=0)

@@ -52,7 +52,7 @@ def test_the_printed_ns_train_command_trains_the_demo_config(tmp_path):
     from hand4dgs_ns.cli.demo import CPU_SETTINGS, demo_config, ns_train_command
     from hand4dgs_ns.method_configs import hand4dgs_trainer
 
-    config = demo_config(tmp_path / "clip", tmp_path / "runs", "cpu", CPU_SETTINGS, 4000, viewer=False)
+    config = demo_config(tmp_path / "clip", tmp_path / "runs", "cpu", CPU_SETTINGS, CPU_SETTINGS.steps, viewer=False)
     words = shlex.split(ns_train_command(config))
     assert words[:2] == ["ns-train", "hand4dgs"]
     # ns-train reads booleans as "--flag False" (nerfstudio turns tyro's flag conversion off)
@@ -68,7 +68,7 @@ def test_the_per_video_method_reads_nine_frames_and_the_cpu_demo_five():
 
     assert hand4dgs_trainer().pipeline.model.window == 9
     assert hand4dgs_generalized_trainer().pipeline.model.window == 5  # 9: smoother there, not better drawn
-    cpu = demo_config(Path("clip"), Path("runs"), "cpu", CPU_SETTINGS, 4000, viewer=False)
+    cpu = demo_config(Path("clip"), Path("runs"), "cpu", CPU_SETTINGS, CPU_SETTINGS.steps, viewer=False)
     cuda = demo_config(Path("clip"), Path("runs"), "cuda", CUDA_SETTINGS, 30000, viewer=False)
     assert cpu.pipeline.model.window == 5 and cuda.pipeline.model.window == 9
     # the CPU demo trains its crop CNN through the predicted frames only; the methods, through every frame

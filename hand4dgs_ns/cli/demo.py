@@ -47,13 +47,15 @@ class DemoSettings:
 
 
 CPU_SETTINGS = DemoSettings(
-    steps=4000, vertex_share=0.75, frames_per_step=4, gaussians_per_face=1, image_scale=0.5, picture_batch_frames=8, window=5,
+    steps=3500, vertex_share=0.75, frames_per_step=4, gaussians_per_face=1, image_scale=0.5, picture_batch_frames=8, window=5,
     context_gradient=False)
-"""About ten minutes on a 2-core CPU (9 to 11 on the machines measured): fewer Gaussians,
-half-resolution renders; small picture batches, as the CPU rasteriser's tensors for 256 frames
-cost more in page faults than they save.
-Vertex steps cost a third of image steps on a CPU, so the finger poses get 3000 of them (with
-2000, RA-MPJPE ended 3.6 mm higher) and the image loss 1000 (with 700, PSNR ended 2.4 dB lower).
+"""About ten minutes or less on a 2-core CPU (docs/benchmarks.md, "The CPU demo's step, cheaper"):
+fewer Gaussians, half-resolution renders; small picture batches, as the CPU rasteriser's tensors
+for 256 frames cost more in page faults than they save.
+Vertex steps cost a quarter of image steps on a CPU; of the 3500 steps the finger poses get 2625
+and the image loss 875. Against 3000 and 1000: PSNR 0.4 dB lower, MPJPE 0.3 mm higher, RA-MPJPE and
+Acc Err level, for about a minute less (with 2000 vertex steps, RA-MPJPE ended 3.6 mm higher; with
+700 image steps, PSNR 2.4 dB lower).
 The method's coarse-loss factors, counted in rendered pixels, are halved with the renders. A
 5-frame window: the method's 9 costs 1.7x per step here, and at this size it lowered Acc Err by
 4-22% for 0.1 dB of PSNR (docs/benchmarks.md). The crop CNN trains on the predicted frames' crops
@@ -73,7 +75,7 @@ class Demo:
     device: Literal["auto", "cpu", "cuda"] = "auto"
     """Training device; 'auto' takes CUDA when present."""
     steps: Optional[int] = None
-    """Training steps (default: 4000 on CPU, 30000 on CUDA); the schedule scales with them."""
+    """Training steps (default: 3500 on CPU, 30000 on CUDA); the schedule scales with them."""
     viewer: bool = False
     """Show the browser viewer during training (it keeps running after training ends)."""
 

@@ -166,8 +166,8 @@ class HandNetwork(nn.Module):
 
     # ---- prediction -----------------------------------------------------------------------
     def tokens(self, frames: Tensor) -> tuple[Float[Tensor, "U N C"], Optional[Float[Tensor, "U M h w"]]]:
-        """Squashed backbone tokens of one hand's inputs (U, 3, h, w) or (U, N, C), and with
-        ``pixel_feedback`` the backbone's feature map of each crop (else None)."""
+        """Squashed backbone tokens of n hand inputs, crops (n, 3, h, w) or cached tokens (n, N, C), and
+        with ``pixel_feedback`` the backbone's feature map of each crop (else None)."""
         if self.backbone is None:
             return squash_tokens(frames.float(), self.config.token_scale), None
         tokens, feature_map = self.backbone.forward_with_map(normalize_imagenet(uint8_crops_to_input(frames)))
@@ -203,8 +203,9 @@ class HandNetwork(nn.Module):
         return torch.cat([tokens, torch.stack(embedded, 1)[:, :, None]], dim=2), feature_map
 
     def _tokens_centre_gradient(self, frames: Tensor, centre: Tensor) -> tuple[Tensor, Optional[Tensor]]:
-        """:meth:`tokens` of every frame, with gradient through the ``centre`` ones only. The backbone
-        normalises each crop on its own (GroupNorm), so splitting the batch leaves the values as they are."""
+        """:meth:`tokens` of every input, with gradient through the ``centre`` rows only (indices into
+        ``frames``). The backbone normalises each crop on its own (GroupNorm), so splitting the batch
+        leaves the values as they are."""
         is_centre = torch.zeros(frames.shape[0], dtype=torch.bool, device=frames.device)
         is_centre[centre] = True
         inner, outer = is_centre.nonzero()[:, 0], (~is_centre).nonzero()[:, 0]
