@@ -178,9 +178,7 @@ class Hand4DGSPipeline(VanillaPipeline):
 
     def predict_sequence_joints(self, s: int) -> torch.Tensor:
         """(F, 2, 21, 3) world-frame joints of every frame of sequence ``s``."""
-        n = self.datamanager.hands.sequences[s].num_frames
         out = []
-        for start in range(0, n, POSE_CHUNK):
-            frame = torch.arange(start, min(start + POSE_CHUNK, n), device=self.device)
+        for frame in self.model.inputs.frame_batches(s, POSE_CHUNK):  # host indices, as training gives them
             out.append(self.model.predict_hands(torch.full_like(frame, s), frame, with_gaussians=False).joints)
         return torch.cat(out)
