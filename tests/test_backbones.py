@@ -209,6 +209,18 @@ def test_small_cnn_takes_larger_crops_with_the_same_token_grid():
         make_backbone("hamer-vit-h", crop_size=(128, 96))
 
 
+def test_network_builds_its_cnn_at_the_widths_asked_for():
+    from hand4dgs_ns.network.config import HandNetworkConfig
+    from hand4dgs_ns.network.hand_network import HandNetwork, InputSpec
+
+    sizes = dict(head_width=32, head_layers=2, embed_rank=8, gaussians_per_face=1)
+    network = HandNetwork(HandNetworkConfig(cnn_channels=(16, 32, 64, 48), **sizes), InputSpec("crops", (3, 64, 48)))
+    widths = [m.out_channels for m in network.backbone.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert widths[::2] == [16, 32, 64, 48] and network.token_shape == (12, 48)
+    with pytest.raises(ValueError, match="multiples of 8"):
+        HandNetwork(HandNetworkConfig(cnn_channels=(16, 32, 60, 48), **sizes), InputSpec("crops", (3, 64, 48)))
+
+
 def test_registry(tmp_path):
     cnn = make_backbone("small-cnn")
     assert isinstance(cnn, SmallCNN)

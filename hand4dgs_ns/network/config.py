@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Optional
 
+from hand4dgs_ns.features.backbones.small_cnn import DEFAULT_CHANNELS, GROUPS
+
 
 @dataclass
 class HandNetworkConfig:
@@ -30,6 +32,9 @@ class HandNetworkConfig:
     (the backbone is most of a step there); values are unchanged, only the gradient differs. A CPU
     setting: steps with it off are not recorded as CUDA graphs (the split's sizes change from step
     to step), and on a GPU finding the split waits for the device."""
+    cnn_channels: tuple[int, ...] = DEFAULT_CHANNELS
+    """Widths of the small CNN's last four stride-2 stages (the backbone trained with the network,
+    on crops); the last is the token width."""
     tc_dim: int = 32
     """Channels per token after the temporal convolution."""
     token_scale: float = 3.0
@@ -109,3 +114,5 @@ class HandNetworkConfig:
         """Refuses sizes the network cannot be built with."""
         if self.window < 1 or self.window % 2 == 0:
             raise ValueError(f"window must be a positive odd number of frames, got {self.window}")
+        if len(self.cnn_channels) != 4 or any(c <= 0 or c % GROUPS for c in self.cnn_channels):
+            raise ValueError(f"cnn_channels must be four positive multiples of {GROUPS}, got {tuple(self.cnn_channels)}")

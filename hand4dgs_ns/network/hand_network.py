@@ -124,7 +124,9 @@ class HandNetwork(nn.Module):
         self.config = config
         self.input_spec = inputs
         if inputs.kind == "crops":
-            self.backbone: Optional[SmallCNN] = SmallCNN(SmallCNNConfig(input_hw=(int(inputs.shape[1]), int(inputs.shape[2]))))
+            self.backbone: Optional[SmallCNN] = SmallCNN(
+                SmallCNNConfig(input_hw=(int(inputs.shape[1]), int(inputs.shape[2])), channels=tuple(config.cnn_channels))
+            )
             self.token_shape = (self.backbone.num_tokens, self.backbone.token_dim)
         else:
             self.backbone = None

@@ -19,6 +19,10 @@ from hand4dgs_ns.features.backbones.base import HandBackbone
 
 DEFAULT_CROP_HW = (64, 48)
 """Crop size of the small CNN unless the datamanager's ``crop_size`` says otherwise."""
+DEFAULT_CHANNELS = (32, 64, 128, 128)
+"""Widths of the last four stride-2 stages (the network's ``cnn_channels``)."""
+GROUPS = 8
+"""GroupNorm groups: every width is a multiple of it."""
 
 
 @dataclass(frozen=True)
@@ -27,10 +31,10 @@ class SmallCNNConfig:
 
     input_hw: tuple[int, int] = DEFAULT_CROP_HW
     """Crop height and width: a power-of-two multiple of 64 x 48 (64 x 48, 128 x 96, ...)."""
-    channels: tuple[int, ...] = (32, 64, 128, 128)
+    channels: tuple[int, ...] = DEFAULT_CHANNELS
     """Output channels of the last four stride-2 stages; the last is the token width. Stages
     added for larger crops come first, with the first stage's width."""
-    groups: int = 8
+    groups: int = GROUPS
     """GroupNorm groups (must divide every channel count)."""
 
 
