@@ -10,7 +10,7 @@ row (within its tiles); the alpha test then settles rounding at the span's ends,
 sort by pixel puts every pixel's pairs in compositing order. Transmittance is the exponential of
 a segmented cumulative sum of log(1 - alpha), in float64 because the running sum over all pairs
 of an image is large, and each pixel's colour, depth and alpha are one scatter-add; the
-compositing's backward pass is written out (:class:`_Composite`), the rest is autograd's. Only
+alpha and compositing have their backward pass written out (:class:`_AlphaComposite`), the rest is autograd's. Only
 the surviving pairs are in the graph.
 """
 
@@ -149,33 +149,48 @@ def _enumerate_pairs(
     )
 
 
-class _Composite(torch.autograd.Function):
-    """Front-to-back compositing of sorted pairs: ``out[p] = sum_i alpha_i T_i f_i`` per pixel.
+class _AlphaComposite(torch.autograd.Function):
+    """Each pair's alpha from its Gaussian, then front-to-back compositing of the sorted pairs:
+    ``out[p] = sum_i alpha_i T_i f_i`` per pixel.
 
+    ``table`` holds each Gaussian's 2D mean, conic, opacity and then the features to composite;
+    a pair's alpha is ``min(opacity exp(-sigma), ALPHA_MAX)`` at its pixel centre (:func:`_sigma`).
     Written by hand (no library composites on the CPU) because autograd through the cumulative
-    product keeps and walks back a dozen pair-sized intermediates; gsplat's own backward uses the
-    same closed form: d out / d alpha_i = T_i f_i - (sum over the pixel's later pairs of
-    alpha_j T_j f_j) / (1 - alpha_i). Running sums are float64 (a sum over all pairs of an image).
+    product keeps and walks back a dozen pair-sized intermediates, and through the alpha a node
+    per column taken from the gathered table; gsplat's own backward uses the same closed form:
+    d out / d alpha_i = T_i f_i - (sum over the pixel's later pairs of alpha_j T_j f_j) / (1 - alpha_i).
+    Running sums are float64 (a sum over all pairs of an image).
     """
 
     @staticmethod
-    def forward(ctx, alpha: Tensor, features: Tensor, pixel: Tensor, segment_start: Tensor, num_pixels: int) -> Tensor:
+    def forward(
+        ctx, table: Tensor, gaussian: Tensor, centre: Tensor, pixel: Tensor, segment_start: Tensor, num_pixels: int
+    ) -> Tensor:
+        per_pair = table.index_select(0, gaussian)
+        d = centre - per_pair[:, :2]
+        conics = per_pair[:, 2:5]
+        sigma = _sigma(per_pair[:, :2], conics, centre)
+        falloff = torch.exp(-sigma)
+        raw = per_pair[:, 5] * falloff
+        alpha = torch.clamp(raw, max=ALPHA_MAX)
+        features = per_pair[:, 6:]
         log_t = torch.log1p(-alpha.double())
         exclusive = torch.cumsum(log_t, 0) - log_t
         transmittance = torch.exp(exclusive - exclusive.index_select(0, segment_start)).to(alpha.dtype)
         weight = alpha * transmittance
         out = torch.zeros(num_pixels, features.shape[1], dtype=features.dtype, device=features.device)
         out.index_add_(0, pixel, features * weight[:, None])
-        ctx.save_for_backward(alpha, features, pixel, segment_start, transmittance, weight)
-        ctx.num_pixels = num_pixels
+        ctx.save_for_backward(per_pair, d, falloff, raw, alpha, gaussian, pixel, segment_start, transmittance, weight)
+        ctx.num_pixels, ctx.num_gaussians = num_pixels, table.shape[0]
         return out
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_out: Tensor):
-        alpha, features, pixel, segment_start, transmittance, weight = ctx.saved_tensors
+        per_pair, d, falloff, raw, alpha, gaussian, pixel, segment_start, transmittance, weight = ctx.saved_tensors
+        features = per_pair[:, 6:]
         grad_pair = grad_out.index_select(0, pixel)
-        grad_features = grad_pair * weight[:, None] if ctx.needs_input_grad[1] else None
+        grad_features = grad_pair * weight[:, None]
         # g_i = dL/d out . f_i; the later pairs' share sum_{j>i} w_j g_j is a reversed segmented cumsum.
         g = (grad_pair * features).sum(-1)
         wg = (weight * g).double()
@@ -184,7 +199,26 @@ class _Composite(torch.autograd.Function):
         total = torch.zeros(ctx.num_pixels, dtype=wg.dtype, device=wg.device).index_add_(0, pixel, wg)
         later = (total.index_select(0, pixel) - within).to(alpha.dtype)
         grad_alpha = transmittance * g - later / (1.0 - alpha)
-        return grad_alpha, grad_features, None, None, None
+        # Through the clamp (where the opacity's falloff reaches ALPHA_MAX, none), then the falloff.
+        grad_raw = grad_alpha * (raw <= ALPHA_MAX).to(alpha.dtype)
+        grad_sigma = -grad_raw * raw
+        dx, dy = d[:, 0], d[:, 1]
+        a, b, c = per_pair[:, 2], per_pair[:, 3], per_pair[:, 4]
+        grad_table_rows = torch.cat(
+            [
+                (-grad_sigma * (a * dx + b * dy))[:, None],  # d = centre - mean: d sigma / d mean = -(d sigma / d d)
+                (-grad_sigma * (c * dy + b * dx))[:, None],
+                (grad_sigma * 0.5 * dx * dx)[:, None],
+                (grad_sigma * dx * dy)[:, None],
+                (grad_sigma * 0.5 * dy * dy)[:, None],
+                (grad_raw * falloff)[:, None],
+                grad_features,
+            ],
+            dim=-1,
+        )
+        grad_table = torch.zeros(ctx.num_gaussians, per_pair.shape[1], dtype=per_pair.dtype, device=per_pair.device)
+        grad_table.index_add_(0, gaussian, grad_table_rows)
+        return grad_table, None, None, None, None, None
 
 
 def _rasterize_torch(
@@ -204,14 +238,15 @@ def _rasterize_torch(
     proj = project_gaussians(means, quats, scales, viewmats, Ks, width, height)
     pairs = _enumerate_pairs(proj, opacities, width, height)
 
-    # Everything a pair needs from its Gaussian, gathered in one op (one scatter in backward).
+    # Everything a pair needs from its Gaussian, in one table (gathered in one op, one scatter in
+    # backward): the 2D mean, conic and opacity for the alpha, then colour, depth and a 1 (for the
+    # accumulated alpha) to composite per pixel.
     depths = proj.depths[..., None]
     table = torch.cat([proj.means2d, proj.conics, opacities[..., None], colors, depths, torch.ones_like(depths)], -1)
-    per_pair = table.reshape(batch * means.shape[1], 11).index_select(0, pairs.gaussian)
-    sigma = _sigma(per_pair[:, :2], per_pair[:, 2:5], pairs.centre)
-    alpha = torch.clamp(per_pair[:, 5] * torch.exp(-sigma), max=ALPHA_MAX)
-    # Colour, depth and a 1 (for the accumulated alpha), composited per pixel.
-    acc = _Composite.apply(alpha, per_pair[:, 6:], pairs.pixel, pairs.segment_start, batch * height * width)
+    acc = _AlphaComposite.apply(
+        table.reshape(batch * means.shape[1], 11), pairs.gaussian, pairs.centre, pairs.pixel, pairs.segment_start,
+        batch * height * width,
+    )
     acc = acc.reshape(batch, height, width, 5)
 
     alpha_img = acc[..., 4:5]
