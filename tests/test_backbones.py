@@ -217,7 +217,10 @@ def test_network_builds_its_cnn_at_the_widths_asked_for():
     network = HandNetwork(HandNetworkConfig(cnn_channels=(16, 32, 64, 48), **sizes), InputSpec("crops", (3, 64, 48)))
     widths = [m.out_channels for m in network.backbone.modules() if isinstance(m, torch.nn.Conv2d)]
     assert widths[::2] == [16, 32, 64, 48] and network.token_shape == (12, 48)
-    with pytest.raises(ValueError, match="multiples of 8"):
+    # The default is what checkpoints saved before the option existed were built with.
+    default = HandNetwork(HandNetworkConfig(**sizes), InputSpec("crops", (3, 64, 48)))
+    assert {k: v.shape for k, v in default.backbone.state_dict().items()} == {k: v.shape for k, v in SmallCNN().state_dict().items()}
+    with pytest.raises(Hand4DGSError, match="cnn-channels 16 32 60 48: give four widths, each a positive multiple of 8"):
         HandNetwork(HandNetworkConfig(cnn_channels=(16, 32, 60, 48), **sizes), InputSpec("crops", (3, 64, 48)))
 
 

@@ -11,7 +11,7 @@ from hand4dgs_ns.render import RenderOutput, rasterize
 from hand4dgs_ns.render.output import ALPHA_MAX, ALPHA_MIN, EPS2D, TILE_SIZE, TRANSMITTANCE_MIN
 from hand4dgs_ns.render.scenes import hand_like_scene
 from hand4dgs_ns.render.torch_projection import project_gaussians
-from hand4dgs_ns.render.torch_rasterizer import _enumerate_pairs
+from hand4dgs_ns.render.torch_rasterizer import _AlphaComposite, _enumerate_pairs, _segment_starts, _sigma
 
 IDENTITY_QUAT = (1.0, 0.0, 0.0, 0.0)
 
@@ -202,6 +202,45 @@ def _pairs_by_definition(proj, opacities, width, height):
                         break
                     pairs.append((cam * n + i, cam * height * width + pixel))
     return pairs
+
+
+def test_alpha_composite_backward_matches_autograd_with_clamped_pairs():
+    # Every pixel of a 6x5 image composites five Gaussians; the two of opacity 1 and a tiny conic
+    # reach ALPHA_MAX at most pixels, where the clamp must cut their alpha's gradient.
+    width, height, n = 6, 5, 5
+    g = torch.Generator().manual_seed(0)
+    table = torch.cat(
+        [
+            torch.rand(n, 2, generator=g, dtype=torch.float64) * torch.tensor([width, height], dtype=torch.float64),
+            torch.tensor([[1e-4, 2e-5, 1e-4]] * 2 + [[0.3, 0.05, 0.2]] * 3, dtype=torch.float64),
+            torch.tensor([[1.0], [1.0], [0.5], [0.7], [0.4]], dtype=torch.float64),
+            torch.rand(n, 5, generator=g, dtype=torch.float64),
+        ],
+        dim=-1,
+    )
+    pixel = torch.arange(width * height).repeat_interleave(n)
+    gaussian = torch.tensor([2, 0, 3, 1, 4]).repeat(width * height)  # front to back within each pixel
+    centre = torch.stack([(pixel % width).double() + 0.5, (pixel // width).double() + 0.5], dim=-1)
+    segment_start = _segment_starts(pixel)
+
+    def reference(t):  # the same quantities through autograd
+        per_pair = t.index_select(0, gaussian)
+        alpha = torch.clamp(per_pair[:, 5] * torch.exp(-_sigma(per_pair[:, :2], per_pair[:, 2:5], centre)), max=ALPHA_MAX)
+        transmittance = torch.cat([torch.ones(1, dtype=t.dtype), torch.cumprod(1 - alpha, 0)[:-1]]).reshape(-1, n)
+        transmittance = transmittance / transmittance[:, :1]  # restart at every pixel (n pairs each)
+        weight = alpha * transmittance.flatten()
+        return torch.zeros(width * height, 5, dtype=t.dtype).index_add(0, pixel, per_pair[:, 6:] * weight[:, None])
+
+    per_pair = table.index_select(0, gaussian)
+    raw = per_pair[:, 5] * torch.exp(-_sigma(per_pair[:, :2], per_pair[:, 2:5], centre))
+    assert (raw > ALPHA_MAX).sum() >= 40  # the two opaque Gaussians clamp at most of their 60 pairs
+    grad_out = torch.randn(width * height, 5, generator=g, dtype=torch.float64)
+    ours, ref = table.clone().requires_grad_(True), table.clone().requires_grad_(True)
+    out = _AlphaComposite.apply(ours, gaussian, centre, pixel, segment_start, width * height)
+    torch.testing.assert_close(out, reference(table))
+    (out * grad_out).sum().backward()
+    (reference(ref) * grad_out).sum().backward()
+    torch.testing.assert_close(ours.grad, ref.grad, rtol=1e-9, atol=1e-10)
 
 
 def test_pairs_are_exactly_gsplats_pixel_by_pixel():

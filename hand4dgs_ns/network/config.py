@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Optional
 
+from hand4dgs_ns.errors import Hand4DGSError
 from hand4dgs_ns.features.backbones.small_cnn import DEFAULT_CHANNELS, GROUPS
 
 
@@ -34,7 +35,9 @@ class HandNetworkConfig:
     to step), and on a GPU finding the split waits for the device."""
     cnn_channels: tuple[int, ...] = DEFAULT_CHANNELS
     """Widths of the small CNN's last four stride-2 stages (the backbone trained with the network,
-    on crops); the last is the token width."""
+    on crops); the last is the token width. Larger crops (``--pipeline.datamanager.crop-size 128
+    96``) add stages in front at the first width. A network reading a frozen backbone's cached
+    tokens (hamer-vit-h) has no CNN and ignores it."""
     tc_dim: int = 32
     """Channels per token after the temporal convolution."""
     token_scale: float = 3.0
@@ -113,6 +116,9 @@ class HandNetworkConfig:
     def check(self) -> None:
         """Refuses sizes the network cannot be built with."""
         if self.window < 1 or self.window % 2 == 0:
-            raise ValueError(f"window must be a positive odd number of frames, got {self.window}")
+            raise Hand4DGSError(f"--pipeline.model.window {self.window}: give a positive odd number of frames (5, 9, ...).")
         if len(self.cnn_channels) != 4 or any(c <= 0 or c % GROUPS for c in self.cnn_channels):
-            raise ValueError(f"cnn_channels must be four positive multiples of {GROUPS}, got {tuple(self.cnn_channels)}")
+            raise Hand4DGSError(
+                f"--pipeline.model.cnn-channels {' '.join(map(str, self.cnn_channels))}: give four widths, "
+                f"each a positive multiple of {GROUPS} (default {' '.join(map(str, DEFAULT_CHANNELS))})."
+            )

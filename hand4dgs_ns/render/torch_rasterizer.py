@@ -9,9 +9,9 @@ to back and each is listed row by row, over the exact span of its alpha >= 1/255
 row (within its tiles); the alpha test then settles rounding at the span's ends, and one stable
 sort by pixel puts every pixel's pairs in compositing order. Transmittance is the exponential of
 a segmented cumulative sum of log(1 - alpha), in float64 because the running sum over all pairs
-of an image is large, and each pixel's colour, depth and alpha are one scatter-add; the
-alpha and compositing have their backward pass written out (:class:`_AlphaComposite`), the rest is autograd's. Only
-the surviving pairs are in the graph.
+of an image is large, and each pixel's colour, depth and alpha are one scatter-add; the pairs'
+alphas and the compositing have their backward pass written out (:class:`_AlphaComposite`), the
+rest is autograd's. Only the surviving pairs are in the graph.
 """
 
 from __future__ import annotations
@@ -49,7 +49,11 @@ class _Pairs:
 
 def _sigma(means2d: Float[Tensor, "M 2"], conics: Float[Tensor, "M 3"], centre: Float[Tensor, "M 2"]) -> Float[Tensor, "M"]:
     """Half the squared Mahalanobis distance from each pair's Gaussian to its pixel centre."""
-    d = centre - means2d
+    return _sigma_of_offset(centre - means2d, conics)
+
+
+def _sigma_of_offset(d: Float[Tensor, "M 2"], conics: Float[Tensor, "M 3"]) -> Float[Tensor, "M"]:
+    """:func:`_sigma` of the offsets ``d = centre - mean`` (the same operations, so the same values)."""
     dx, dy = d[:, 0], d[:, 1]
     return 0.5 * (conics[:, 0] * dx * dx + conics[:, 2] * dy * dy) + conics[:, 1] * dx * dy
 
@@ -155,9 +159,9 @@ class _AlphaComposite(torch.autograd.Function):
 
     ``table`` holds each Gaussian's 2D mean, conic, opacity and then the features to composite;
     a pair's alpha is ``min(opacity exp(-sigma), ALPHA_MAX)`` at its pixel centre (:func:`_sigma`).
-    Written by hand (no library composites on the CPU) because autograd through the cumulative
-    product keeps and walks back a dozen pair-sized intermediates, and through the alpha a node
-    per column taken from the gathered table; gsplat's own backward uses the same closed form:
+    Written by hand (no library composites on the CPU) because autograd through the running sum of
+    log(1 - alpha) keeps and walks back a dozen pair-sized intermediates, and through the alpha a
+    node per column taken from the gathered table; gsplat's own backward uses the same closed form:
     d out / d alpha_i = T_i f_i - (sum over the pixel's later pairs of alpha_j T_j f_j) / (1 - alpha_i).
     Running sums are float64 (a sum over all pairs of an image).
     """
@@ -168,11 +172,8 @@ class _AlphaComposite(torch.autograd.Function):
     ) -> Tensor:
         per_pair = table.index_select(0, gaussian)
         d = centre - per_pair[:, :2]
-        conics = per_pair[:, 2:5]
-        sigma = _sigma(per_pair[:, :2], conics, centre)
-        falloff = torch.exp(-sigma)
-        raw = per_pair[:, 5] * falloff
-        alpha = torch.clamp(raw, max=ALPHA_MAX)
+        falloff = torch.exp(-_sigma_of_offset(d, per_pair[:, 2:5]))
+        alpha = torch.clamp(per_pair[:, 5] * falloff, max=ALPHA_MAX)
         features = per_pair[:, 6:]
         log_t = torch.log1p(-alpha.double())
         exclusive = torch.cumsum(log_t, 0) - log_t
@@ -180,15 +181,16 @@ class _AlphaComposite(torch.autograd.Function):
         weight = alpha * transmittance
         out = torch.zeros(num_pixels, features.shape[1], dtype=features.dtype, device=features.device)
         out.index_add_(0, pixel, features * weight[:, None])
-        ctx.save_for_backward(per_pair, d, falloff, raw, alpha, gaussian, pixel, segment_start, transmittance, weight)
+        ctx.save_for_backward(per_pair, d, falloff, alpha, gaussian, pixel, segment_start, transmittance)
         ctx.num_pixels, ctx.num_gaussians = num_pixels, table.shape[0]
         return out
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_out: Tensor):
-        per_pair, d, falloff, raw, alpha, gaussian, pixel, segment_start, transmittance, weight = ctx.saved_tensors
+        per_pair, d, falloff, alpha, gaussian, pixel, segment_start, transmittance = ctx.saved_tensors
         features = per_pair[:, 6:]
+        weight = alpha * transmittance
         grad_pair = grad_out.index_select(0, pixel)
         grad_features = grad_pair * weight[:, None]
         # g_i = dL/d out . f_i; the later pairs' share sum_{j>i} w_j g_j is a reversed segmented cumsum.
@@ -199,9 +201,11 @@ class _AlphaComposite(torch.autograd.Function):
         total = torch.zeros(ctx.num_pixels, dtype=wg.dtype, device=wg.device).index_add_(0, pixel, wg)
         later = (total.index_select(0, pixel) - within).to(alpha.dtype)
         grad_alpha = transmittance * g - later / (1.0 - alpha)
-        # Through the clamp (where the opacity's falloff reaches ALPHA_MAX, none), then the falloff.
-        grad_raw = grad_alpha * (raw <= ALPHA_MAX).to(alpha.dtype)
-        grad_sigma = -grad_raw * raw
+        # Through the clamp (none where opacity x falloff reaches ALPHA_MAX; selected, as torch.clamp's
+        # backward does, so a non-finite gradient there stays out), then the falloff: where the
+        # gradient passes, alpha is opacity x falloff.
+        grad_raw = torch.where(alpha < ALPHA_MAX, grad_alpha, torch.zeros_like(grad_alpha))
+        grad_sigma = -grad_raw * alpha
         dx, dy = d[:, 0], d[:, 1]
         a, b, c = per_pair[:, 2], per_pair[:, 3], per_pair[:, 4]
         grad_table_rows = torch.cat(
