@@ -105,7 +105,7 @@ def test_the_generalised_method_reads_the_estimates_and_smoothed_labels_by_defau
     assert config.pipeline.model.vertex_weight_floor > 0  # the image phase keeps a pull towards the labels
     assert config.pipeline.model.pixel_colors  # colours from the new video's own crops
     assert config.pipeline.model.normal_offset_mm == 3.0  # Gaussians may leave the mesh along its normal
-    assert config.pipeline.model.silhouette_loss_weight == 10.0 and config.pipeline.datamanager.color_crop_scale == 3
+    assert config.pipeline.model.silhouette_loss_weight == 30.0 and config.pipeline.datamanager.color_crop_scale == 3
     assert config.pipeline.model.box_fit and not hand4dgs_trainer(100).pipeline.model.box_fit  # hands centred on their boxes
     # The image phase starts earlier than the paper's 77%, and the learning rates decay over the whole run.
     config = hand4dgs_generalized_trainer(14760)
