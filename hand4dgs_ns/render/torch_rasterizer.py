@@ -181,14 +181,15 @@ class _AlphaComposite(torch.autograd.Function):
         weight = alpha * transmittance
         out = torch.zeros(num_pixels, features.shape[1], dtype=features.dtype, device=features.device)
         out.index_add_(0, pixel, features * weight[:, None])
-        ctx.save_for_backward(per_pair, d, falloff, alpha, gaussian, pixel, segment_start, transmittance)
+        # The offsets are recomputed in backward from the pixel centres, which the pairs hold anyway.
+        ctx.save_for_backward(per_pair, centre, falloff, alpha, gaussian, pixel, segment_start, transmittance)
         ctx.num_pixels, ctx.num_gaussians = num_pixels, table.shape[0]
         return out
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_out: Tensor):
-        per_pair, d, falloff, alpha, gaussian, pixel, segment_start, transmittance = ctx.saved_tensors
+        per_pair, centre, falloff, alpha, gaussian, pixel, segment_start, transmittance = ctx.saved_tensors
         features = per_pair[:, 6:]
         weight = alpha * transmittance
         grad_pair = grad_out.index_select(0, pixel)
@@ -206,6 +207,7 @@ class _AlphaComposite(torch.autograd.Function):
         # gradient passes, alpha is opacity x falloff.
         grad_raw = torch.where(alpha < ALPHA_MAX, grad_alpha, torch.zeros_like(grad_alpha))
         grad_sigma = -grad_raw * alpha
+        d = centre - per_pair[:, :2]
         dx, dy = d[:, 0], d[:, 1]
         a, b, c = per_pair[:, 2], per_pair[:, 3], per_pair[:, 4]
         grad_table_rows = torch.cat(
