@@ -58,7 +58,9 @@ GENERALIZED_VERTEX_DECAY = 0.0935
 weight then decays. The paper's are 0.77 and 0.115; giving the image phase the steps of the paper's
 image phase twice over (2,760 -> 5,520 image steps after 9,240 vertex steps) lifted held-out PSNR
 by 0.26-0.29 dB at the same total steps on a CPU-size set (every held-out video, two seeds; MPJPE
-+0.1 mm) and, with sharper colour crops and more steps, by 0.47 dB on the GPU (docs/benchmarks.md)."""
++0.1 mm) and, with sharper colour crops and more steps, by 0.47 dB on the GPU. An image phase from
+half the steps went no further: +0.06 dB at CPU size, -0.13 dB and Acc Err +13% on an H100
+(docs/benchmarks.md)."""
 
 
 def generalized_schedule(max_steps: int) -> tuple[int, int]:
@@ -182,8 +184,9 @@ def hand4dgs_generalized_trainer(max_steps: int = GENERALIZED_STEPS) -> Hand4DGS
     # alone at 12,000 steps), MPJPE 19.3 against 20.8 mm; at CPU size 10 alone gave +0.7 dB on two
     # seeds. At 30 rather than 10, on an H100 at 14,760 steps: +0.27 dB (three of four
     # held-out videos higher), MPJPE -0.09 mm, RA-MPJPE +0.05, the outlines closer to the frames'
-    # (squared error off the hands -11%); at CPU size +0.10 dB (six of eight) for RA-MPJPE +0.6 mm
-    # (docs/benchmarks.md). Masks drawn from pseudo-labels and left unrefined want 1 or 0 (README).
+    # (squared error off the hands -11%); at CPU size +0.10 dB (six of eight) for RA-MPJPE +0.6 mm.
+    # 60 drew no better on an H100 (outlines closer, insides worse), 100 at CPU size placed the hands
+    # worse (docs/benchmarks.md). Masks drawn from pseudo-labels and left unrefined want 1 or 0 (README).
     config.pipeline.model.silhouette_loss_weight = 30.0
     config.pipeline.datamanager.color_crop_scale = 3
     # Each hand centred on its box: on an H200 at 14,760 steps (96 x 75 set), held-out crop PSNR
