@@ -32,7 +32,7 @@ from torch.nn import Parameter
 
 from hand4dgs_ns.features.backbones import BackboneName
 from hand4dgs_ns.features.build_pool import map_videos
-from hand4dgs_ns.features.frame_cache import decoded_video, image_sizes
+from hand4dgs_ns.features.frame_cache import HAND_COLOR_KEY, decoded_video, image_sizes, mean_hand_color
 from hand4dgs_ns.features.frame_inputs import INPUTS_KEY
 from hand4dgs_ns.features.staging import PinnedStager
 from hand4dgs_ns.features.video_inputs import build_frame_inputs, feature_cache
@@ -186,6 +186,9 @@ class HandDataManager(DataManager):
     # ---- setup -------------------------------------------------------------------------
     def setup_train(self) -> None:
         self._train = self._cache_split(self.train_dataset, self.config.pseudo_label_smoothing)
+        color = mean_hand_color([(c.images, c.masks, c.frames.tolist()) for c in self._train.values() if len(c.frames)])
+        if color is not None:  # the model's colour decoder starts there (Hand4DGSModelConfig.mean_color_init)
+            self.train_dataset.metadata[HAND_COLOR_KEY] = torch.from_numpy(color).float()
         lengths = {s: len(cached.frames) for s, cached in self._train.items()}
         self._train_share = rank_share(lengths, self.world_size, self.rank)
 

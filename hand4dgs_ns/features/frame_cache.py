@@ -14,10 +14,13 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from hand4dgs_ns.data.sequence_format import hand_pixels
 from hand4dgs_ns.errors import Hand4DGSError
 from hand4dgs_ns.features.cache import CacheKey, FeatureCache, files_identity, video_folder_name, video_source
 
 _CHUNK = 32
+HAND_COLOR_KEY = "hand4dgs_mean_hand_color"
+"""Training metadata: :func:`mean_hand_color` of the training frames, where the model starts its colour decoder."""
 
 
 def read_resized(path: Path, what: str, size: tuple[int, int], resample: Image.Resampling, mode: str | None) -> np.ndarray:
@@ -67,3 +70,21 @@ def decoded_video(
         name = f"{folder}/{key.content}-{size[0]}x{size[1]}"
         arrays.append(cache.get_or_build(key, build, total=len(paths), name=name, source=video_source(image_paths)))
     return arrays[0], arrays[1]
+
+
+def mean_hand_color(
+    videos: Sequence[tuple[np.ndarray, np.ndarray, Sequence[int]]], max_frames: int = 64
+) -> np.ndarray | None:
+    """Mean RGB (0 to 1) of the hand pixels (mask labels 1 and 2) of about ``max_frames`` frames
+    spread evenly over each video's listed frames (at least one a video); ``videos`` holds
+    (frames, masks, frame indices) per video, as decoded by :func:`decoded_video`. None where no
+    hand pixel is found."""
+    per_video = max(1, max_frames // max(1, len(videos)))
+    total, count = np.zeros(3), 0
+    for images, masks, frames in videos:
+        picks = np.asarray(frames)[np.unique(np.linspace(0, len(frames) - 1, min(per_video, len(frames))).round().astype(int))]
+        for i in picks:
+            hand = hand_pixels(masks[i])
+            total += images[i][hand].sum(axis=0, dtype=np.float64)
+            count += int(hand.sum())
+    return total / (255.0 * count) if count else None

@@ -26,6 +26,7 @@ from typing_extensions import assert_never
 
 from hand4dgs_ns.data.sequence_format import occluder_pixels
 from hand4dgs_ns.errors import Hand4DGSError
+from hand4dgs_ns.features.frame_cache import HAND_COLOR_KEY
 from hand4dgs_ns.features.frame_inputs import INPUTS_KEY, FrameInputs
 from hand4dgs_ns.features.augment import Augment, BoxJitter, CropJitter
 from hand4dgs_ns.features.staging import PinnedStager
@@ -97,6 +98,9 @@ class Hand4DGSModelConfig(HandNetworkConfig, ModelConfig):
     """Image phase: leave out of the image losses the pixels within this many (rendered) pixels of a
     hand outline of the training masks, either side; for masks drawn from the pseudo-label meshes
     (real footage's), whose outlines sit where the labels put the hands. Evaluation keeps every pixel."""
+    mean_color_init: bool = True
+    """Start each hand's colour decoder at the training frames' mean hand colour (their mask's hand
+    pixels) instead of grey; without pixel-colors only."""
     smooth_loss_weight: float = 0.0
     """Image phase: weight of the joint-acceleration penalty (m^2) over each training frame and
     its two neighbours; costs a pose-only forward of two more frames per training frame."""
@@ -196,6 +200,10 @@ class Hand4DGSModel(Model):
                 rotation = typical_orientation(branch.hand.template, hands, slot)
                 if rotation is not None:
                     branch.initialise_orientation(rotation)
+        color = metadata.get(HAND_COLOR_KEY)
+        if self.config.mean_color_init and isinstance(color, Tensor):
+            for branch in self.network.branches:
+                branch.initialise_color(color)
         # Compiled per batch size and phase (a handful of graphs); the backbone stays eager
         # because the number of distinct window frames changes from batch to batch.
         c = self.config

@@ -130,6 +130,17 @@ class HandBranch(nn.Module):
         with torch.no_grad():
             last.bias[:6] = prior
 
+    def initialise_color(self, rgb: Float[Tensor, "3"]) -> None:
+        """Starts the colour decoder at ``rgb`` (0 to 1) instead of grey, as :meth:`initialise_orientation`
+        starts the orientation: only the last layer's bias changes. The decoder's learning rate moves
+        that bias by about the rate a step, too slowly to reach a dark skin from grey within a short
+        image phase. With pixel colours the decoder corrects the crop's colour and keeps starting at zero."""
+        if self.sizes.pixel_colors:
+            return
+        last = self.color_mlp[-1]
+        with torch.no_grad():
+            last.bias.copy_(torch.logit(rgb.to(last.bias).clamp(0.02, 0.98)))
+
     def share_pose_path(self, other: HandBranch) -> None:
         """Takes ``other``'s temporal convolution and shape, pose and translation heads (the same
         modules, trained by both hands) and reads them in the mirror: this hand's crops are mirrored
