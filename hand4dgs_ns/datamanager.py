@@ -186,8 +186,10 @@ class HandDataManager(DataManager):
     # ---- setup -------------------------------------------------------------------------
     def setup_train(self) -> None:
         self._train = self._cache_split(self.train_dataset, self.config.pseudo_label_smoothing)
+        # Worked out here, where the decoded frames are: the model's colour decoder starts at it
+        # (Hand4DGSModelConfig.mean_color_init), and every rank reads all videos, so all start alike.
         color = mean_hand_color([(c.images, c.masks, c.frames.tolist()) for c in self._train.values() if len(c.frames)])
-        if color is not None:  # the model's colour decoder starts there (Hand4DGSModelConfig.mean_color_init)
+        if color is not None:
             self.train_dataset.metadata[HAND_COLOR_KEY] = torch.from_numpy(color).float()
         lengths = {s: len(cached.frames) for s, cached in self._train.items()}
         self._train_share = rank_share(lengths, self.world_size, self.rank)

@@ -59,7 +59,7 @@ weight then decays. The paper's are 0.77 and 0.115; giving the image phase the s
 image phase twice over (2,760 -> 5,520 image steps after 9,240 vertex steps) lifted held-out PSNR
 by 0.26-0.29 dB at the same total steps on a CPU-size set (every held-out video, two seeds; MPJPE
 +0.1 mm) and, with sharper colour crops and more steps, by 0.47 dB on the GPU. An image phase from
-half the steps went no further: +0.06 dB at CPU size, -0.13 dB and Acc Err +13% on an H100
+half the steps went no further: +0.06 dB at CPU size, -0.14 dB and Acc Err +13% on an H100
 (docs/benchmarks.md)."""
 
 

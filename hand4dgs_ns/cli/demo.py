@@ -49,8 +49,9 @@ class DemoSettings:
 CPU_SETTINGS = DemoSettings(
     steps=3500, vertex_share=0.75, frames_per_step=4, gaussians_per_face=1, image_scale=0.5, picture_batch_frames=8, window=5,
     context_gradient=False)
-"""8 to 11 minutes on a 2-core CPU (7 min 32 s to 10 min 29 s measured, as the machine's speed
-varied; docs/benchmarks.md, "The CPU demo's step, cheaper, and 3,500 steps" and the item after it):
+"""8 to 12 minutes on a 2-core CPU (7 min 32 s to 10 min 29 s measured, as the machine's speed
+varied; docs/benchmarks.md, "The CPU demo's step, cheaper, and 3,500 steps", the item after it and
+"The colour decoder started at the mean hand colour"):
 fewer Gaussians, half-resolution renders; small picture batches, as the CPU rasteriser's tensors
 for 256 frames cost more in page faults than they save.
 Vertex steps cost a quarter of image steps on a CPU; of the 3500 steps the finger poses get 2625

@@ -4,6 +4,7 @@ Training reads a few frames per step from anywhere in the set. Decoding them all
 would make host memory grow with the number of videos (13 GiB of pixels for 192 videos of 300
 frames at 320x240); as uint8 arrays in the feature cache they are paged in and out by the
 operating system like the crops and tokens beside them, and decoded only on a video's first run.
+The training frames' mean hand colour, where the model starts its colours, is read from them too.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from hand4dgs_ns.errors import Hand4DGSError
 from hand4dgs_ns.features.cache import CacheKey, FeatureCache, files_identity, video_folder_name, video_source
 
 _CHUNK = 32
+
 HAND_COLOR_KEY = "hand4dgs_mean_hand_color"
 """Training metadata: :func:`mean_hand_color` of the training frames, where the model starts its colour decoder."""
 
@@ -75,14 +77,17 @@ def decoded_video(
 def mean_hand_color(
     videos: Sequence[tuple[np.ndarray, np.ndarray, Sequence[int]]], max_frames: int = 64
 ) -> np.ndarray | None:
-    """Mean RGB (0 to 1) of the hand pixels (mask labels 1 and 2) of about ``max_frames`` frames
-    spread evenly over each video's listed frames (at least one a video); ``videos`` holds
-    (frames, masks, frame indices) per video, as decoded by :func:`decoded_video`. None where no
-    hand pixel is found."""
+    """Mean RGB (0 to 1) over the hand pixels (mask labels 1 and 2) of about ``max_frames`` frames,
+    the same number from each video, spread evenly over its listed frames from the first to the last
+    (its middle one where it gets one only); a mean over pixels, so larger hands weigh more.
+    ``videos`` holds (frames, masks, frame indices) per video, as decoded by :func:`decoded_video`.
+    None where no hand pixel is found."""
     per_video = max(1, max_frames // max(1, len(videos)))
     total, count = np.zeros(3), 0
     for images, masks, frames in videos:
-        picks = np.asarray(frames)[np.unique(np.linspace(0, len(frames) - 1, min(per_video, len(frames))).round().astype(int))]
+        k = min(per_video, len(frames))
+        positions = np.linspace(0, len(frames) - 1, k) if k > 1 else np.array([(len(frames) - 1) / 2])
+        picks = np.asarray(frames)[np.unique(positions.round().astype(int))]
         for i in picks:
             hand = hand_pixels(masks[i])
             total += images[i][hand].sum(axis=0, dtype=np.float64)

@@ -99,8 +99,11 @@ class Hand4DGSModelConfig(HandNetworkConfig, ModelConfig):
     hand outline of the training masks, either side; for masks drawn from the pseudo-label meshes
     (real footage's), whose outlines sit where the labels put the hands. Evaluation keeps every pixel."""
     mean_color_init: bool = True
-    """Start each hand's colour decoder at the training frames' mean hand colour (their mask's hand
-    pixels) instead of grey; without pixel-colors only."""
+    """Start each hand's colour decoder at the training frames' mean hand colour (their masks' hand
+    pixels) instead of grey: the decoder learns at the network's rate, too slowly to reach a dark
+    skin from grey in a short image phase (CPU demo: +1.0 dB, docs/benchmarks.md). Not with
+    pixel-colors, whose decoder corrects the crop's colour (a network reading cached tokens has no
+    crops, so it starts from this colour whatever pixel-colors says)."""
     smooth_loss_weight: float = 0.0
     """Image phase: weight of the joint-acceleration penalty (m^2) over each training frame and
     its two neighbours; costs a pose-only forward of two more frames per training frame."""
