@@ -42,9 +42,8 @@ def mlp(in_dim: int, hidden: int, out_dim: int, layers: int, zero_init_last: boo
     """``layers`` linear layers with ReLU between them; the last one zero-initialised.
 
     Zero-initialising the last layer makes every head start from its prior (rest pose, mean
-    shape, box-based translation, grey colour unless the model starts it at the mean hand colour, base
-    scale), which the paper uses for stable
-    convergence at the start of training.
+    shape, box-based translation, grey colour unless the model starts it at the mean hand colour,
+    base scale), which the paper uses for stable convergence at the start of training.
     """
     dims = [in_dim] + [hidden] * (layers - 1) + [out_dim]
     modules: list[nn.Module] = []
