@@ -47,13 +47,17 @@ class DemoSettings:
 
 
 CPU_SETTINGS = DemoSettings(
-    steps=3500, vertex_share=0.75, frames_per_step=4, gaussians_per_face=1, image_scale=0.5, picture_batch_frames=8, window=5,
+    steps=3500, vertex_share=0.75, frames_per_step=4, gaussians_per_face=0, image_scale=0.5, picture_batch_frames=8, window=5,
     context_gradient=False)
-"""8 to 12 minutes on a 2-core CPU (7 min 32 s to 10 min 29 s measured, as the machine's speed
-varied; docs/benchmarks.md, "The CPU demo's step, cheaper, and 3,500 steps", the item after it and
-"The colour decoder started at the mean hand colour"):
-fewer Gaussians, half-resolution renders; small picture batches, as the CPU rasteriser's tensors
-for 256 frames cost more in page faults than they save.
+"""7 to 10 minutes on a 2-core CPU (7 min 42 s measured where one Gaussian per face took 8 min 49 s
+at the same moment of the machine, whose speed varies by a third from hour to hour; docs/benchmarks.md,
+"The CPU demo with one Gaussian per vertex"):
+one Gaussian per vertex and none inside the faces (1,609 a hand, against the method's 33,569),
+half-resolution renders; small picture batches, as the CPU rasteriser's tensors for 256 frames
+cost more in page faults than they save. At half resolution a hand is a few hundred pixels, so the
+vertices' Gaussians cover it: against one Gaussian per face as well (4,805 a hand) image steps took
+about 30% less time, and on three clips crop PSNR moved +0.37, -0.08 and +0.32 dB, MPJPE -0.4 to
+-0.5 mm and RA-MPJPE -0.3 to -0.4 mm, Acc Err level.
 Vertex steps cost a quarter of image steps on a CPU; of the 3500 steps the finger poses get 2625
 and the image loss 875. Against 3000 and 1000: PSNR 0.4 dB lower, MPJPE 0.3 mm higher, RA-MPJPE and
 Acc Err level, for about a minute less (with 2000 vertex steps, RA-MPJPE ended 3.6 mm higher; with
