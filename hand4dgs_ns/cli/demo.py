@@ -56,10 +56,11 @@ one Gaussian per vertex and none inside the faces (1,609 a hand, against the met
 half-resolution renders; small picture batches, as the CPU rasteriser's tensors for 256 frames
 cost more in page faults than they save. At half resolution a hand is a few hundred pixels, so the
 vertices' Gaussians cover it: against one Gaussian per face as well (4,805 a hand) image steps took
-about 30% less time, and on three clips crop PSNR moved +0.37, -0.08 and +0.32 dB, MPJPE -0.4 to
+about 30% less time, and on three clips crop PSNR moved +0.36, -0.08 and +0.32 dB, MPJPE -0.4 to
 -0.5 mm and RA-MPJPE -0.3 to -0.4 mm, Acc Err level.
-Vertex steps cost a quarter of image steps on a CPU; of the 3500 steps the finger poses get 2625
-and the image loss 875. Against 3000 and 1000: PSNR 0.4 dB lower, MPJPE 0.3 mm higher, RA-MPJPE and
+Vertex steps cost about a third of image steps on a CPU (a quarter with one Gaussian per face);
+of the 3500 steps the finger poses get 2625 and the image loss 875. Against 3000 and 1000 (one
+Gaussian per face): PSNR 0.4 dB lower, MPJPE 0.3 mm higher, RA-MPJPE and
 Acc Err level, for about a minute less (with 2000 vertex steps, RA-MPJPE ended 3.6 mm higher; with
 700 image steps, PSNR 2.4 dB lower).
 The method's coarse-loss factors, counted in rendered pixels, are halved with the renders. A
