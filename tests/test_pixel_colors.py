@@ -10,10 +10,10 @@ import torch
 from hand4dgs_ns.errors import Hand4DGSError
 from hand4dgs_ns.features.crops import crop_hands, crop_params, sample_crop
 from hand4dgs_ns.geometry.cameras import invert_rigid, project_points, transform_points
-from hand4dgs_ns.geometry.rotations import axis_angle_to_matrix
 from hand4dgs_ns.gaussians import gaussian_means
 from hand4dgs_ns.network.config import HandNetworkConfig
-from hand4dgs_ns.network.hand_network import HandNetwork, InputSpec, NetworkInputs
+from hand4dgs_ns.network.hand_network import HandNetwork, InputSpec
+from tiny_network import crop_inputs
 
 
 def _ramp_image(h: int = 60, w: int = 80) -> torch.Tensor:
@@ -46,26 +46,10 @@ def _crop_network(**option: object) -> HandNetwork:
     return HandNetwork(HandNetworkConfig(**{**sizes, **option}), InputSpec("crops", (3, 64, 48)))
 
 
-def _crop_inputs(b: int = 2) -> NetworkInputs:
-    g = torch.Generator().manual_seed(1)
-    c2w = torch.eye(4).repeat(b, 1, 1)  # a moved, turned camera: colours are sampled in its frame, not the world's
-    c2w[:, :3, :3] = axis_angle_to_matrix(torch.tensor([0.1, -0.3, 0.2])).expand(b, 3, 3)
-    c2w[:, :3, 3] = torch.tensor([0.4, -0.2, 1.5])
-    return NetworkInputs(
-        frames=torch.randint(0, 256, (b, 2, 3, 64, 48), dtype=torch.uint8, generator=g),
-        window=torch.arange(b)[:, None],
-        bbox=torch.tensor([[10.0, 10, 30, 30], [45, 12, 70, 40]]).expand(b, 2, 4),
-        valid=torch.ones(b, 2, dtype=torch.bool),
-        K=torch.tensor([[100.0, 0, 40], [0, 100.0, 30], [0, 0, 1]]).expand(b, 3, 3),
-        c2w=c2w,
-        image_hw=torch.tensor([60, 80]).expand(b, 2),
-    )
-
-
 @pytest.mark.parametrize("mirrored_pose,color_crops", [(False, False), (True, False), (False, True)])
 def test_an_untrained_network_draws_each_gaussian_in_the_crop_colour_under_it(mirrored_pose, color_crops):
     network = _crop_network(pixel_colors=True, mirrored_pose=mirrored_pose)
-    x = _crop_inputs()
+    x = crop_inputs()
     if color_crops:  # larger crops of the same boxes: the colours come from them, not from the backbone's
         g = torch.Generator().manual_seed(2)
         x = dataclasses.replace(x, color_crops=torch.randint(0, 256, (2, 2, 3, 128, 96), dtype=torch.uint8, generator=g))
@@ -86,7 +70,7 @@ def test_the_graphed_step_passes_colour_crops_without_estimates():
     from hand4dgs_ns.network.graphed import NetworkStep, _fields, _tensors
 
     network = _crop_network(pixel_colors=True)
-    x = dataclasses.replace(_crop_inputs(), color_crops=torch.zeros(2, 2, 3, 128, 96, dtype=torch.uint8))
+    x = dataclasses.replace(crop_inputs(), color_crops=torch.zeros(2, 2, 3, 128, 96, dtype=torch.uint8))
     step = NetworkStep(network, with_gaussians=True, compile=False, fields=_fields(x))
     colors = step(*_tensors(x))[step.outputs.index("colors")]
     torch.testing.assert_close(colors, network(x).colors)
@@ -98,7 +82,7 @@ def test_the_colour_decoder_learns_corrections_and_the_samples_do_not_move_the_h
     with torch.no_grad():  # a decoder that has learnt something, so colours depend on every input
         for branch in network.branches:
             branch.color_mlp[-1].weight.normal_(std=0.5)
-    out = network(_crop_inputs())
+    out = network(crop_inputs())
     out.colors.sum().backward()
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for b in network.branches for p in b.color_mlp.parameters())
     # Where the hand is drawn is the image loss's lever on the pose; the colours read the crops at the

@@ -40,6 +40,7 @@ from hand4dgs_ns.hands.template import HandTemplate
 from hand4dgs_ns.network.config import HandNetworkConfig
 from hand4dgs_ns.network.graphed import GraphedNetwork
 from hand4dgs_ns.network.hand_network import HandNetwork, HandsPrediction
+from hand4dgs_ns.network.matte import matte_loss, matte_targets
 from hand4dgs_ns.network.video_shape import video_shape
 from hand4dgs_ns.model.losses import (
     LossSchedule,
@@ -113,6 +114,8 @@ class Hand4DGSModelConfig(HandNetworkConfig, ModelConfig):
     """Weight of the scale-range regulariser."""
     opacity_loss_weight: float = 0.01
     """Weight of the opacity-to-one regulariser."""
+    matte_loss_weight: float = 1.0
+    """Image phase, with ``matte``: weight of the matte's cross-entropy against the training masks."""
     background: Literal["random", "black", "white"] = "random"
     """Training background: 'random' draws white or black per frame (paper)."""
     eval_background: Literal["black", "white"] = "black"
@@ -333,6 +336,8 @@ class Hand4DGSModel(Model):
             shared_intrinsics=shared, with_depth=not (self.training and torch.is_grad_enabled()),
         )
         outputs.update(rgb=out.rgb, accumulation=out.alpha, background=background, scales=hands.scales, opacities=hands.opacities)
+        if hands.matte_logits is not None:
+            outputs["matte_logits"] = hands.matte_logits
         if out.depth is not None:
             outputs["depth"] = out.depth
         return outputs
@@ -398,6 +403,10 @@ class Hand4DGSModel(Model):
             losses["opacity_loss"] = c.opacity_loss_weight * opacity_loss(outputs["opacities"], batch["valid"])
             if c.silhouette_loss_weight > 0:
                 losses["silhouette_loss"] = c.silhouette_loss_weight * silhouette_loss(outputs["accumulation"], labels)
+            if "matte_logits" in outputs:
+                logits = outputs["matte_logits"]
+                targets = matte_targets(batch["hand_mask"], batch["bbox_image"], tuple(logits.shape[-2:]))
+                losses["matte_loss"] = c.matte_loss_weight * matte_loss(logits, targets, valid)
             if c.coarse_loss_factors:
                 losses["coarse_loss"] = coarse_image_loss(rgb, target, outputs["accumulation"], labels, c.coarse_loss_factors)
             if "neighbour_joints" in outputs:

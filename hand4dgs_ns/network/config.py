@@ -75,6 +75,11 @@ class HandNetworkConfig:
     room's light and the camera's exposure without being learnt. Crop inputs only (the small CNN
     trained with the network): a network reading cached tokens (hamer-vit-h) has no crops, and its
     colours come from the embeddings alone whatever this says."""
+    matte: bool = False
+    """With ``pixel_colors``: a small convolutional net reads each hand's colour crop and says where the
+    frame shows a hand (:mod:`hand4dgs_ns.network.matte`), trained against the training masks; each
+    Gaussian's opacity is scaled by it under the Gaussian, so a mesh drawn a pixel or two beyond the
+    frame's hand does not paint the room there. Prediction still needs frames, cameras and boxes only."""
     mirrored_pose: bool = False
     """One pose path for both hands, as HaMeR predicts every hand as a right hand: the left hand's
     (mirrored) crops go through the right branch's temporal convolution and shape, pose and

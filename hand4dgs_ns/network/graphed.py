@@ -19,7 +19,7 @@ from typing import Iterator
 import torch
 from torch import Tensor, nn
 
-from hand4dgs_ns.network.hand_network import GAUSSIAN_FIELDS, HandNetwork, HandsPrediction, NetworkInputs
+from hand4dgs_ns.network.hand_network import GAUSSIAN_FIELDS, MATTE_FIELD, HandNetwork, HandsPrediction, NetworkInputs
 
 _POSE_OUTPUTS = ("vertices", "joints")
 
@@ -37,6 +37,8 @@ class NetworkStep(nn.Module):
         self.with_gaussians = with_gaussians
         self.fields = fields
         self.outputs = _POSE_OUTPUTS + (GAUSSIAN_FIELDS if with_gaussians else ())
+        if with_gaussians and network.matte is not None:
+            self.outputs += (MATTE_FIELD,)
         self.decoder = torch.compile(network.decode, dynamic=False) if compile else None
 
     def parameters(self, recurse: bool = True) -> Iterator[nn.Parameter]:

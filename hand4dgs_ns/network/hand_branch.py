@@ -260,6 +260,18 @@ class HandBranch(nn.Module):
         facing = -(self.gaussian_normals(vertices) * F.normalize(means, dim=-1)).sum(dim=-1, keepdim=True)
         return torch.cat([rgb, facing], dim=-1)
 
+    def matte_under(
+        self, vertices_cam: Float[Tensor, "b v 3"], K: Float[Tensor, "b 3 3"], box_xyxy: Float[Tensor, "b 4"],
+        matte_logits: Float[Tensor, "b h w"],
+    ) -> Float[Tensor, "b g"]:
+        """How surely the frame shows a hand under each Gaussian's projected centre (0 to 1), read from
+        the :class:`~hand4dgs_ns.network.matte.HandMatte` logits of this hand's colour crop (bilinear
+        in logits, then the sigmoid, so the outline stays sharp). The geometry is detached, as in
+        :meth:`crop_cue`; the matte is not, so the image losses train it beside its own loss."""
+        means = gaussian_means(vertices_cam.detach(), self.hand.faces, self.layout)
+        logits = sample_crop(matte_logits[:, None], project_points(K, means), box_xyxy, self.crops_mirrored)[..., 0]
+        return torch.sigmoid(logits)
+
     def gaussians(
         self,
         vertices_world: Float[Tensor, "b v 3"],
@@ -267,14 +279,18 @@ class HandBranch(nn.Module):
         log_gain: Optional[Float[Tensor, "b 3"]],
         crop_cue: Optional[Float[Tensor, "b g 4"]] = None,
         normals: Optional[Float[Tensor, "b g 3"]] = None,
+        matte: Optional[Float[Tensor, "b g"]] = None,
     ) -> HandGaussians:
         """Mesh-guided Gaussians on world-frame vertices (paper, section 3.2), colours times the frame's
         gain if any; with a :meth:`crop_cue`, colours are the crop's corrected by the colour decoder.
-        ``normals``: the :meth:`gaussian_normals` of these vertices when the caller has them already."""
+        ``normals``: the :meth:`gaussian_normals` of these vertices when the caller has them already;
+        ``matte``: each Gaussian's :meth:`matte_under`, which scales its opacity."""
         layout = self.layout
         faces = self.hand.faces
         log_scales = self.log_scale_base + torch.tanh(self.scale_mlp(embeddings))
         opac = torch.sigmoid(self.opacity_logit).expand(vertices_world.shape[0], -1)
+        if matte is not None:
+            opac = opac * matte
         if crop_cue is None:
             colors = torch.sigmoid(self.color_mlp(embeddings))
         else:  # zero-initialised decoder: the crop's colours until the image loss teaches corrections

@@ -31,10 +31,13 @@ from hand4dgs_ns.hands.template import load_template
 from hand4dgs_ns.network.config import HandNetworkConfig
 from hand4dgs_ns.network.hand_branch import HandBranch
 from hand4dgs_ns.network.layers import squash_tokens
+from hand4dgs_ns.network.matte import HandMatte
 
 SIDES = ("left", "right")
 GAUSSIAN_FIELDS = ("means", "quats", "scales", "opacities", "colors")
 """The :class:`HandsPrediction` fields that hold the Gaussians (None when not asked for)."""
+MATTE_FIELD = "matte_logits"
+"""The :class:`HandsPrediction` field of a network with a matte, beside the Gaussians."""
 
 
 @dataclass(frozen=True)
@@ -104,10 +107,12 @@ class HandsPrediction(NamedTuple):
     """Gaussian opacities (zero for invalid hands)."""
     colors: Optional[Float[Tensor, "B N 3"]] = None
     """Gaussian colours, RGB: in [0, 1] times the colour gain and, with ``shading``, the light (above 1 where brightly lit)."""
+    matte_logits: Optional[Float[Tensor, "B 2 h w"]] = None
+    """With ``matte``, each hand's matte over its colour crop (logits; the left hand's mirrored, as its crop)."""
 
     def without_gaussians(self) -> HandsPrediction:
         """The same hands without their Gaussians (what a whole video keeps of each batch)."""
-        return self._replace(**dict.fromkeys(GAUSSIAN_FIELDS))
+        return self._replace(**dict.fromkeys(GAUSSIAN_FIELDS + (MATTE_FIELD,)))
 
 
 Decoder = Callable[..., HandsPrediction]
@@ -121,6 +126,8 @@ class HandNetwork(nn.Module):
         config.check()
         if inputs.kind != "crops":  # cached tokens come without crops or feature maps to sample
             config = dataclasses.replace(config, pixel_colors=False, pixel_feedback=False)
+        if not config.pixel_colors:  # the matte gates the Gaussians that colour crops colour
+            config = dataclasses.replace(config, matte=False)
         self.config = config
         self.input_spec = inputs
         if inputs.kind == "crops":
@@ -146,11 +153,14 @@ class HandNetwork(nn.Module):
             self.branches[0].share_pose_path(self.branches[1])
         # One light for both hands: they are lit by the same room.
         self.light = SphericalHarmonicLight() if config.shading else None
+        # One matte for both hands: the left hand's crops are mirrored, so it sees right hands only.
+        self.matte = HandMatte() if config.matte else None
 
     # ---- parameter groups (test-time optimisation with --no-free-pose fine-tunes the appearance ones)
     def appearance_parameters(self) -> list[nn.Parameter]:
         """Parameters that change how the hands look, not where they are."""
-        return [p for branch in self.branches for p in branch.appearance_parameters()] + self._light_parameters()
+        matte = list(self.matte.parameters()) if self.matte is not None else []
+        return [p for branch in self.branches for p in branch.appearance_parameters()] + self._light_parameters() + matte
 
     def pose_parameters(self) -> list[nn.Parameter]:
         """Parameters that place the hands: the backbone (when trained), the estimate embedding (when read), TC
@@ -234,13 +244,18 @@ class HandNetwork(nn.Module):
         if maps is not None:  # pixel_feedback: the maps of each predicted frame's window, (B, 2, W, M, h, w)
             feature_maps = maps.index_select(0, flat).reshape(b, w, *maps.shape[1:]).transpose(1, 2)
         box_norm = normalized_frame_boxes(x.bbox, x.image_hw)
-        crops = None
+        crops = mattes = None
         if self.config.pixel_colors and with_gaussians:  # each predicted frame's own crops, [0, 1]
             source = x.color_crops if x.color_crops is not None else x.frames.index_select(0, centre)
             crops = source.float() / 255.0
+            if self.matte is not None:
+                mattes = self.matte(crops.flatten(0, 1)).unflatten(0, (b, 2))
         decode = decoder if decoder is not None else self.decode
         image_wh = x.image_hw.flip(-1).to(x.K.dtype)
-        return decode(windows[0], windows[1], box_norm, x.bbox, x.valid, x.K, x.c2w, with_gaussians, crops, feature_maps, image_wh, x.betas)
+        prediction = decode(
+            windows[0], windows[1], box_norm, x.bbox, x.valid, x.K, x.c2w, with_gaussians, crops, feature_maps, image_wh, x.betas, mattes
+        )
+        return prediction if mattes is None else prediction._replace(matte_logits=mattes)
 
     def decode(
         self,
@@ -256,12 +271,13 @@ class HandNetwork(nn.Module):
         feature_maps: Optional[Float[Tensor, "B 2 W M h w"]] = None,
         image_wh: Optional[Float[Tensor, "B 2"]] = None,
         betas: Optional[Float[Tensor, "B 2 K"]] = None,
+        mattes: Optional[Float[Tensor, "B 2 h w"]] = None,
     ) -> HandsPrediction:
         """The static-shape part of :meth:`forward` (what ``torch.compile`` compiles): both branches, world frame,
         Gaussians (``crops``: each frame's hand crops in [0, 1], read with ``pixel_colors``; ``feature_maps``:
         the backbone's maps of each frame's window's crops, read with ``pixel_feedback``; ``image_wh``: each
         frame's width and height, read with ``box_fit``; ``betas``: each hand's shape, in place of the
-        predicted one)."""
+        predicted one; ``mattes``: each crop's matte logits, which gate the Gaussians' opacities)."""
         meshes = [
             branch(tokens, box_norm[:, slot], bbox[:, slot], K, with_embeddings=with_gaussians,
                    feature_maps=None if feature_maps is None else feature_maps[:, slot], image_wh=image_wh,
@@ -276,7 +292,8 @@ class HandNetwork(nn.Module):
                 cue = None if crops is None else branch.crop_cue(mesh.vertices, K, bbox[:, slot], crops[:, slot])
                 # Computed once for the light and the normal offsets alike.
                 normals = None if self.light is None else branch.gaussian_normals(v_world)
-                g = branch.gaussians(v_world, mesh.embeddings, mesh.log_gain, cue, normals)
+                matte = None if mattes is None else branch.matte_under(mesh.vertices, K, bbox[:, slot], mattes[:, slot])
+                g = branch.gaussians(v_world, mesh.embeddings, mesh.log_gain, cue, normals, matte)
                 colors = g.colors if normals is None else g.colors * self.light(normals, c2w)
                 parts.append((g.means, g.quats, g.scales, g.opacities * valid[:, slot, None].float(), colors))
             gaussians = {name: torch.cat(p, dim=1) for name, p in zip(GAUSSIAN_FIELDS, zip(*parts))}
