@@ -126,8 +126,13 @@ def test_the_graphed_step_returns_the_matte_and_its_weights_train():
     torch.testing.assert_close(outputs[step.outputs.index("matte_logits")], network(x).matte_logits)
     ids = {id(p) for p in step.parameters()}
     assert all(id(p) in ids for p in network.matte.parameters())
-    pose_only = NetworkStep(network, with_gaussians=False, compile=False, fields=_fields(dataclasses.replace(x, color_crops=None)))
-    assert "matte_logits" not in pose_only.outputs
+    # The pose-only steps of the vertex phase train the matte too.
+    pose_only = NetworkStep(network, with_gaussians=False, compile=False, fields=_fields(x))
+    assert "matte_logits" in pose_only.outputs and "colors" not in pose_only.outputs
+    ids = {id(p) for p in pose_only.parameters()}
+    assert all(id(p) in ids for p in network.matte.parameters())
+    network.eval()  # outside training a pose-only pass reads no crops for it
+    assert network(x, with_gaussians=False).matte_logits is None
 
 
 def test_a_training_step_with_the_matte_gives_its_loss(tmp_path, monkeypatch):
@@ -140,10 +145,13 @@ def test_a_training_step_with_the_matte_gives_its_loss(tmp_path, monkeypatch):
     pipe = config.pipeline.setup(device="cpu", test_mode="val")
     assert pipe.model.network.matte is not None
     pipe.train()
-    pipe.model.step = config.pipeline.model.image_loss_from
-    losses = pipe.get_train_loss_dict(pipe.model.step)[1]
-    assert "matte_loss" in losses and all(torch.isfinite(v) for v in losses.values())
-    losses["matte_loss"].backward()
-    assert pipe.model.network.matte.out.weight.grad.abs().sum() > 0
+    for step in (0, config.pipeline.model.image_loss_from):  # the vertex phase and the image phase
+        pipe.model.step = step
+        pipe.model.zero_grad()
+        losses = pipe.get_train_loss_dict(step)[1]
+        assert "matte_loss" in losses and all(torch.isfinite(v) for v in losses.values())
+        assert ("image_loss" in losses) == (step > 0)
+        losses["matte_loss"].backward()
+        assert pipe.model.network.matte.out.weight.grad.abs().sum() > 0
     # Without pixel colours there is nothing to gate: no matte is built.
     assert _network(matte=True).matte is None

@@ -115,7 +115,7 @@ class Hand4DGSModelConfig(HandNetworkConfig, ModelConfig):
     opacity_loss_weight: float = 0.01
     """Weight of the opacity-to-one regulariser."""
     matte_loss_weight: float = 1.0
-    """Image phase, with ``matte``: weight of the matte's cross-entropy against the training masks."""
+    """With ``matte``: weight of the matte's cross-entropy against the training masks (every phase)."""
     background: Literal["random", "black", "white"] = "random"
     """Training background: 'random' draws white or black per frame (paper)."""
     eval_background: Literal["black", "white"] = "black"
@@ -285,7 +285,8 @@ class Hand4DGSModel(Model):
             )
         x = self.inputs.network_inputs(
             sequence, frame, self.config.window // 2, self._stager, distinct=not graphed, augment=augment,
-            with_estimates=self.config.estimate_input, with_color_crops=with_gaussians,
+            with_estimates=self.config.estimate_input,
+            with_color_crops=with_gaussians or (self.network.matte is not None and self.training and torch.is_grad_enabled()),
         )
         if self.training:
             self._video_shapes.clear()
@@ -316,6 +317,8 @@ class Hand4DGSModel(Model):
         jitter_state = self._jitter_generator.get_state() if neighbours else None
         hands = self.predict_hands(sequence, frame, with_gaussians=render)
         outputs = {"vertices": hands.vertices, "joints": hands.joints, "valid": hands.valid}
+        if hands.matte_logits is not None:
+            outputs["matte_logits"] = hands.matte_logits
         if not render:
             return outputs
         if neighbours:
@@ -336,8 +339,6 @@ class Hand4DGSModel(Model):
             shared_intrinsics=shared, with_depth=not (self.training and torch.is_grad_enabled()),
         )
         outputs.update(rgb=out.rgb, accumulation=out.alpha, background=background, scales=hands.scales, opacities=hands.opacities)
-        if hands.matte_logits is not None:
-            outputs["matte_logits"] = hands.matte_logits
         if out.depth is not None:
             outputs["depth"] = out.depth
         return outputs
@@ -395,6 +396,10 @@ class Hand4DGSModel(Model):
         losses = {"vertex_loss": vertex_weight * vertex}
         if c.bone_loss_weight > 0:
             losses["bone_loss"] = vertex_weight * c.bone_loss_weight * bone_length_loss(outputs["joints"], batch["pseudo_joints"], valid)
+        if "matte_logits" in outputs:  # every phase: the matte's loss needs no render
+            logits = outputs["matte_logits"]
+            targets = matte_targets(batch["hand_mask"], batch["bbox_image"], tuple(logits.shape[-2:]))
+            losses["matte_loss"] = c.matte_loss_weight * matte_loss(logits, targets, valid)
         if self.schedule.image_weight(self.step) > 0:
             labels = outline_left_out(batch["hand_mask"], c.mask_outline_band)
             rgb, target = occlusion_aware_pair(outputs["rgb"], batch["image"], labels, outputs["background"])
@@ -403,10 +408,6 @@ class Hand4DGSModel(Model):
             losses["opacity_loss"] = c.opacity_loss_weight * opacity_loss(outputs["opacities"], batch["valid"])
             if c.silhouette_loss_weight > 0:
                 losses["silhouette_loss"] = c.silhouette_loss_weight * silhouette_loss(outputs["accumulation"], labels)
-            if "matte_logits" in outputs:
-                logits = outputs["matte_logits"]
-                targets = matte_targets(batch["hand_mask"], batch["bbox_image"], tuple(logits.shape[-2:]))
-                losses["matte_loss"] = c.matte_loss_weight * matte_loss(logits, targets, valid)
             if c.coarse_loss_factors:
                 losses["coarse_loss"] = coarse_image_loss(rgb, target, outputs["accumulation"], labels, c.coarse_loss_factors)
             if "neighbour_joints" in outputs:

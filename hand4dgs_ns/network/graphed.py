@@ -37,15 +37,18 @@ class NetworkStep(nn.Module):
         self.with_gaussians = with_gaussians
         self.fields = fields
         self.outputs = _POSE_OUTPUTS + (GAUSSIAN_FIELDS if with_gaussians else ())
-        if with_gaussians and network.matte is not None:
+        if network.matte is not None:  # graphs are training steps, where the matte trains in every phase
             self.outputs += (MATTE_FIELD,)
         self.decoder = torch.compile(network.decode, dynamic=False) if compile else None
 
     def parameters(self, recurse: bool = True) -> Iterator[nn.Parameter]:
-        """The parameters the outputs depend on; the appearance only matters once Gaussians are rendered."""
+        """The parameters the outputs depend on; the appearance only matters once Gaussians are rendered
+        (the matte, which trains in every phase, excepted)."""
         yield from self.network.pose_parameters()
         if self.with_gaussians:
             yield from self.network.appearance_parameters()
+        elif self.network.matte is not None:
+            yield from self.network.matte.parameters()
 
     def forward(self, *tensors: Tensor) -> tuple[Tensor, ...]:
         prediction = self.network(NetworkInputs(**dict(zip(self.fields, tensors))), self.with_gaussians, self.decoder)

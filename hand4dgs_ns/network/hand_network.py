@@ -244,11 +244,13 @@ class HandNetwork(nn.Module):
         if maps is not None:  # pixel_feedback: the maps of each predicted frame's window, (B, 2, W, M, h, w)
             feature_maps = maps.index_select(0, flat).reshape(b, w, *maps.shape[1:]).transpose(1, 2)
         box_norm = normalized_frame_boxes(x.bbox, x.image_hw)
+        # The matte trains from the first step, in the pose-only steps too: its loss needs no render.
+        with_matte = self.matte is not None and (with_gaussians or self.training)
         crops = mattes = None
-        if self.config.pixel_colors and with_gaussians:  # each predicted frame's own crops, [0, 1]
+        if self.config.pixel_colors and (with_gaussians or with_matte):  # each predicted frame's own crops, [0, 1]
             source = x.color_crops if x.color_crops is not None else x.frames.index_select(0, centre)
             crops = source.float() / 255.0
-            if self.matte is not None:
+            if with_matte:
                 mattes = self.matte(crops.flatten(0, 1)).unflatten(0, (b, 2))
         decode = decoder if decoder is not None else self.decode
         image_wh = x.image_hw.flip(-1).to(x.K.dtype)
