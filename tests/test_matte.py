@@ -48,7 +48,7 @@ def test_targets_are_the_masks_cut_as_the_crops_and_read_back_where_the_gaussian
     torch.testing.assert_close(targets[0], crops[:, 0])
 
 
-def test_an_untrained_matte_leaves_the_renders_as_without_it():
+def test_an_untrained_matte_scales_every_opacity_alike_and_leaves_the_colours():
     x = _inputs()
     plain, gated = _network(pixel_colors=True), _network(pixel_colors=True, matte=True)
     gated.load_state_dict(plain.state_dict(), strict=False)

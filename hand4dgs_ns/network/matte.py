@@ -21,8 +21,11 @@ from torch import Tensor, nn
 
 from hand4dgs_ns.features.crops import crop_hands_per_image, crop_params, normalize_imagenet
 
-START_LOGIT = 4.0
-"""The untrained matte's logit everywhere (opacity x 0.98): the renders start as without a matte."""
+START_LOGIT = 0.0
+"""The untrained matte's logit everywhere. Its loss trains it from the first step, long before the
+image phase renders anything; a start at "hand everywhere" (logit 4) left it still half-trained
+when the image phase began at the network's decayed learning rate (a CPU-size run: its loss 3.4 ->
+1.0 in the first 770 steps)."""
 
 
 def _block(cin: int, cout: int, stride: int = 1, dilation: int = 1) -> nn.Sequential:
