@@ -84,7 +84,7 @@ class HandDataManagerConfig(FullImageDatamanagerConfig):
     """Hand crop height and width for the small-cnn backbone (default 64 48; 128 96 doubles the
     resolution the network sees the fingers at)."""
     color_crop_scale: int = 1
-    """With --pipeline.model.pixel-colors: the hands' colours are read from crops this many times the
+    """With --pipeline.model.pixel-colors: the hands' colours (and the matte) are read from crops this many times the
     small-cnn crops' height and width, cut from the frame the same way (a second cached set; 1 reads
     the small-cnn crops themselves). The default 64 x 48 crops span the hand box enlarged 2x, so
     they hold a 50-pixel hand at about half the frame's resolution (2.1 frame pixels a crop pixel).

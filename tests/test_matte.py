@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 
+import pytest
 import torch
 
-from hand4dgs_ns.features.crops import crop_hands, crop_params, sample_crop
+from hand4dgs_ns.errors import Hand4DGSError
+from hand4dgs_ns.features.crops import crop_hands, crop_params, normalized_frame_boxes, sample_crop
 from hand4dgs_ns.geometry.cameras import invert_rigid, project_points, transform_points
 from hand4dgs_ns.gaussians import gaussian_means
 from hand4dgs_ns.network.config import HandNetworkConfig
@@ -29,14 +31,14 @@ def _inputs(b: int = 2) -> NetworkInputs:
 
 def test_targets_are_the_masks_cut_as_the_crops_and_read_back_where_the_gaussians_land():
     labels = torch.zeros(1, 60, 80, dtype=torch.uint8)
-    labels[0, 14:26, 14:22] = 1  # the left hand
+    labels[0, 14:26, 12:18] = 1  # the left hand, in its box's left half only: a wrong mirror shows
     labels[0, 20:34, 50:62] = 2  # the right hand
     labels[0, 20:24, 62:66] = 3  # an occluder beside it: foreground too
     bbox = torch.tensor([[[12.0, 12, 24, 28], [48, 18, 64, 36]]])
     targets = matte_targets(labels, bbox, (64, 48))
     assert targets.shape == (1, 2, 64, 48)
-    inside = {0: [[17.5, 20.5], [20.2, 15.3]], 1: [[55.5, 27.5], [63.5, 21.5]]}  # the last: the occluder
-    outside = {0: [[13.0, 12.5], [23.5, 27.5]], 1: [[49.5, 35.0], [66.5, 30.5]]}
+    inside = {0: [[13.5, 20.5], [16.2, 15.3]], 1: [[55.5, 27.5], [63.5, 21.5]]}  # the last: the occluder
+    outside = {0: [[20.0, 20.5], [22.5, 15.5]], 1: [[49.5, 35.0], [66.5, 30.5]]}
     for slot, flip in ((0, True), (1, False)):  # read back as a Gaussian's matte is: the left crop mirrored
         got_in = sample_crop(targets[:, slot, None], torch.tensor([inside[slot]]), bbox[:, slot], flip)[..., 0]
         got_out = sample_crop(targets[:, slot, None], torch.tensor([outside[slot]]), bbox[:, slot], flip)[..., 0]
@@ -46,6 +48,10 @@ def test_targets_are_the_masks_cut_as_the_crops_and_read_back_where_the_gaussian
     picture = (labels[0] >= 1).float()[None, ..., None].expand(2, 60, 80, 3)
     crops = crop_hands(picture, centre, size, torch.tensor([True, False]), (64, 48), normalize=False)
     torch.testing.assert_close(targets[0], crops[:, 0])
+    # Masks at half the frame's size (--pipeline.datamanager.image-scale 0.5) with the boxes scaled
+    # alike (the batch's bbox_image) give the same targets, up to the coarser outline.
+    half = matte_targets(labels[:, ::2, ::2], bbox * 0.5, (64, 48))
+    assert ((half > 0.5) == (targets > 0.5)).float().mean() > 0.95
 
 
 def test_an_untrained_matte_scales_every_opacity_alike_and_leaves_the_colours():
@@ -60,32 +66,32 @@ def test_an_untrained_matte_scales_every_opacity_alike_and_leaves_the_colours():
 
 
 def test_gaussians_where_the_matte_says_room_are_transparent():
-    network = _network(pixel_colors=True, matte=True)
+    """A matte that says "hand" on the crop's left half and "room" on its right: each hand keeps the
+    Gaussians on one side of its box centre, the left hand (mirrored crop) the image's right side."""
     x = _inputs()
-    with torch.no_grad():  # a matte that says "hand" on the crop's upper half and "room" on its lower half
-        network.matte.out.bias.fill_(0.0)
-        network.matte.out.weight.zero_()
+    plain, gated = _network(pixel_colors=True), _network(pixel_colors=True, matte=True)
+    gated.load_state_dict(plain.state_dict(), strict=False)
     mattes = torch.full((2, 2, 128, 96), 30.0)
-    mattes[:, :, 64:] = -30.0
-    out = network(x)
+    mattes[..., 48:] = -30.0
     crops = x.color_crops.float() / 255
-    windows = [network.hands_tokens(x)[0][:, slot][:, None] for slot in range(2)]
-    from hand4dgs_ns.features.crops import normalized_frame_boxes
-
-    gated = network.decode(
-        windows[0], windows[1], normalized_frame_boxes(x.bbox, x.image_hw), x.bbox, x.valid, x.K, x.c2w, True, crops,
-        None, x.image_hw.flip(-1).float(), None, mattes,
+    tokens = gated.hands_tokens(x)[0]
+    out = plain(x)
+    drawn = gated.decode(
+        tokens[:, 0, None], tokens[:, 1, None], normalized_frame_boxes(x.bbox, x.image_hw), x.bbox, x.valid, x.K, x.c2w, True,
+        crops, None, x.image_hw.flip(-1).float(), None, mattes,
     )
-    for slot, branch in enumerate(network.branches):
+    for slot, branch in enumerate(gated.branches):
         g = branch.num_gaussians
         camera = transform_points(invert_rigid(x.c2w), out.vertices[:, slot])
         points = project_points(x.K, gaussian_means(camera, branch.hand.faces, branch.layout))
         centre, size = crop_params(x.bbox[:, slot])
-        lower = points[..., 1] > centre[:, None, 1] + 0.05 * size[:, None]  # clear of the halfway line
-        upper = points[..., 1] < centre[:, None, 1] - 0.05 * size[:, None]
-        opacity = gated.opacities[:, slot * g : (slot + 1) * g]
-        assert lower.sum() > 20 and upper.sum() > 20  # both halves hold Gaussians: the check has teeth
-        assert torch.all(opacity[lower] < 1e-6) and torch.all(opacity[upper] > 0.9 * out.opacities[:, slot * g : (slot + 1) * g][upper])
+        right = points[..., 0] > centre[:, None, 0] + 0.05 * size[:, None]  # clear of the halfway line
+        left = points[..., 0] < centre[:, None, 0] - 0.05 * size[:, None]
+        kept, dropped = (right, left) if slot == 0 else (left, right)
+        opacity, ungated = drawn.opacities[:, slot * g : (slot + 1) * g], out.opacities[:, slot * g : (slot + 1) * g]
+        assert kept.sum() > 20 and dropped.sum() > 20  # both sides hold Gaussians: the check has teeth
+        assert torch.all(opacity[dropped] < 1e-6)
+        torch.testing.assert_close(opacity[kept], ungated[kept], atol=1e-6, rtol=1e-6)
 
 
 def test_the_matte_learns_a_hand_from_its_targets():
@@ -110,10 +116,11 @@ def test_the_matte_learns_a_hand_from_its_targets():
         predicted = matte(crops) > 0
     assert float(loss) < 0.1 * first
     assert (predicted == targets.bool()).float().mean() > 0.97
-    # A missing hand's crop counts for nothing.
-    logits = torch.zeros(1, 2, 4, 4)
-    wrong = torch.stack([torch.ones(4, 4), torch.zeros(4, 4)])[None]
-    torch.testing.assert_close(matte_loss(logits + 9 * (2 * wrong - 1), wrong, torch.tensor([[True, False]])), torch.tensor(1.2339e-4), atol=1e-6, rtol=0)
+    # A missing hand's crop counts for nothing: here only the present hand's matte is right.
+    logits = torch.full((1, 2, 4, 4), 9.0)
+    targets = torch.stack([torch.ones(4, 4), torch.zeros(4, 4)])[None]
+    assert float(matte_loss(logits, targets, torch.tensor([[True, False]]))) < 2e-4  # log(1 + e^-9)
+    assert float(matte_loss(logits, targets, torch.tensor([[True, True]]))) > 4.0
 
 
 def test_the_graphed_step_returns_the_matte_and_its_weights_train():
@@ -131,6 +138,7 @@ def test_the_graphed_step_returns_the_matte_and_its_weights_train():
     assert "matte_logits" in pose_only.outputs and "colors" not in pose_only.outputs
     ids = {id(p) for p in pose_only.parameters()}
     assert all(id(p) in ids for p in network.matte.parameters())
+    assert pose_only(*_tensors(x))[pose_only.outputs.index("matte_logits")].shape == (2, 2, 128, 96)  # read from the colour crops
     network.eval()  # outside training a pose-only pass reads no crops for it
     assert network(x, with_gaussians=False).matte_logits is None
 
@@ -148,10 +156,15 @@ def test_a_training_step_with_the_matte_gives_its_loss(tmp_path, monkeypatch):
     for step in (0, config.pipeline.model.image_loss_from):  # the vertex phase and the image phase
         pipe.model.step = step
         pipe.model.zero_grad()
-        losses = pipe.get_train_loss_dict(step)[1]
+        outputs, losses, _ = pipe.get_train_loss_dict(step)
+        assert outputs["matte_logits"].shape[-2:] == (128, 96)  # the colour crops, in both phases
         assert "matte_loss" in losses and all(torch.isfinite(v) for v in losses.values())
         assert ("image_loss" in losses) == (step > 0)
         losses["matte_loss"].backward()
         assert pipe.model.network.matte.out.weight.grad.abs().sum() > 0
-    # Without pixel colours there is nothing to gate: no matte is built.
-    assert _network(matte=True).matte is None
+    # Without pixel colours there is nothing to gate; with box jitter its crops would leave its targets.
+    with pytest.raises(Hand4DGSError, match="pixel-colors True"):
+        _network(matte=True)
+    config.pipeline.model.box_jitter = True
+    with pytest.raises(Hand4DGSError, match="the matte's crops"):
+        config.pipeline.model.check()

@@ -3,7 +3,7 @@
 The paper's optional last step for a generalised model: a few hundred steps of the image loss on
 the new video. By default they fine-tune the whole network: the pose path (backbone, TC, heads),
 pulled towards the pseudo-labels by the vertex loss at the share the run ended with, and the
-appearance (per-vertex embeddings, colour and scale decoders, base scales, opacities).
+appearance (per-vertex embeddings, colour and scale decoders, base scales, opacities, the matte).
 ``--no-free-pose`` fine-tunes the appearance alone, as the paper does, and keeps the feed-forward
 pose. The learning rates start at the run's first-step rates and decay to its final ones over the
 steps. The result is a normal nerfstudio run folder (config.yml and a checkpoint, its own step

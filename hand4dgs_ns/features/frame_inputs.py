@@ -55,7 +55,7 @@ class FrameInputs:
     """Each frame's encoded per-frame hand estimates (:mod:`hand4dgs_ns.features.estimates`), or None."""
     color_crops: Optional[tuple[np.ndarray, ...]] = None
     """Per sequence, (F, 2, 3, H, W) uint8 crops cut like ``data``'s but larger, read for the
-    Gaussians' colours (``pixel_colors``); None: the colours are read from ``data``'s crops."""
+    Gaussians' colours (``pixel_colors``) and the hand matte (``matte``); None: both read ``data``'s crops."""
 
     def __deepcopy__(self, memo: dict[int, Any]) -> FrameInputs:
         # nerfstudio deep-copies dataset metadata; these read-only arrays are shared instead.
@@ -120,7 +120,7 @@ class FrameInputs:
         shapes depend on the batch size alone (what CUDA graphs need). ``augment`` (crops only)
         jitters the crops' colours and the hands' boxes per video on the host, before they are sent.
         ``with_estimates`` also sends the frames' encoded estimates (for a network that reads them);
-        ``with_color_crops`` the colour crops, where there are any (only Gaussians' colours read them).
+        ``with_color_crops`` the colour crops, where there are any (the Gaussians' colours and the matte read them).
         """
         sequence, frame = sequence.cpu().long(), frame.cpu().long()
         window = self.window_rows(sequence, frame, half_width)

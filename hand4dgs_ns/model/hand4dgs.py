@@ -167,6 +167,11 @@ class Hand4DGSModelConfig(HandNetworkConfig, ModelConfig):
                 "--pipeline.model.box-jitter moves the hand boxes that --pipeline.model.box-fit centres the hands on: "
                 "pass one of them False."
             )
+        if self.box_jitter and self.matte:
+            raise Hand4DGSError(
+                "--pipeline.model.box-jitter moves the hand boxes the matte's crops are cut from, away from its training "
+                "masks' boxes: pass one of them False."
+            )
         if self.crop_jitter and self.pixel_colors:
             raise Hand4DGSError(
                 "--pipeline.model.crop-jitter changes the crops' colours that --pipeline.model.pixel-colors draws the hands with: "

@@ -120,6 +120,11 @@ class HandNetworkConfig:
 
     def check(self) -> None:
         """Refuses sizes the network cannot be built with."""
+        if self.matte and not self.pixel_colors:
+            raise Hand4DGSError(
+                "--pipeline.model.matte gates the Gaussians that --pipeline.model.pixel-colors colours from the crops: "
+                "pass --pipeline.model.pixel-colors True as well (hand4dgs-generalized sets it), or leave the matte off."
+            )
         if self.window < 1 or self.window % 2 == 0:
             raise Hand4DGSError(f"--pipeline.model.window {self.window}: give a positive odd number of frames (5, 9, ...).")
         if len(self.cnn_channels) != 4 or any(c <= 0 or c % GROUPS for c in self.cnn_channels):

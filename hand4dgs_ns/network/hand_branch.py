@@ -264,10 +264,12 @@ class HandBranch(nn.Module):
         self, vertices_cam: Float[Tensor, "b v 3"], K: Float[Tensor, "b 3 3"], box_xyxy: Float[Tensor, "b 4"],
         matte_logits: Float[Tensor, "b h w"],
     ) -> Float[Tensor, "b g"]:
-        """How surely the frame shows a hand under each Gaussian's projected centre (0 to 1), read from
-        the :class:`~hand4dgs_ns.network.matte.HandMatte` logits of this hand's colour crop (bilinear
-        in logits, then the sigmoid, so the outline stays sharp). The geometry is detached, as in
-        :meth:`crop_cue`; the matte is not, so the image losses train it beside its own loss."""
+        """How surely the frame shows a hand under each Gaussian's projected centre on the mesh (before
+        any normal offset, as :meth:`crop_cue` reads colours), 0 to 1, from the
+        :class:`~hand4dgs_ns.network.matte.HandMatte` logits of this hand's colour crop (bilinear in
+        logits, then the sigmoid, so the outline stays sharp). Beyond the crop (twice the hand box)
+        the logit reads 0, one half. The geometry is detached, as in :meth:`crop_cue`; the matte is
+        not, so the image losses train it beside its own loss."""
         means = gaussian_means(vertices_cam.detach(), self.hand.faces, self.layout)
         logits = sample_crop(matte_logits[:, None], project_points(K, means), box_xyxy, self.crops_mirrored)[..., 0]
         return torch.sigmoid(logits)

@@ -126,7 +126,7 @@ class HandNetwork(nn.Module):
         config.check()
         if inputs.kind != "crops":  # cached tokens come without crops or feature maps to sample
             config = dataclasses.replace(config, pixel_colors=False, pixel_feedback=False)
-        if not config.pixel_colors:  # the matte gates the Gaussians that colour crops colour
+        if not config.pixel_colors:  # the matte gates the Gaussians that colour crops colour (check() refuses it without)
             config = dataclasses.replace(config, matte=False)
         self.config = config
         self.input_spec = inputs
@@ -244,8 +244,9 @@ class HandNetwork(nn.Module):
         if maps is not None:  # pixel_feedback: the maps of each predicted frame's window, (B, 2, W, M, h, w)
             feature_maps = maps.index_select(0, flat).reshape(b, w, *maps.shape[1:]).transpose(1, 2)
         box_norm = normalized_frame_boxes(x.bbox, x.image_hw)
-        # The matte trains from the first step, in the pose-only steps too: its loss needs no render.
-        with_matte = self.matte is not None and (with_gaussians or self.training)
+        # The matte trains from the first step, in the pose-only steps too: its loss needs no render
+        # (the model sends the colour crops in training steps for it).
+        with_matte = self.matte is not None and (with_gaussians or (self.training and torch.is_grad_enabled()))
         crops = mattes = None
         if self.config.pixel_colors and (with_gaussians or with_matte):  # each predicted frame's own crops, [0, 1]
             source = x.color_crops if x.color_crops is not None else x.frames.index_select(0, centre)
