@@ -13,7 +13,8 @@ from hand4dgs_ns.geometry.cameras import invert_rigid, project_points, transform
 from hand4dgs_ns.network.config import HandNetworkConfig
 from hand4dgs_ns.network.hand_network import HandNetwork, InputSpec
 
-from test_pixel_colors import _crop_inputs, _crop_network
+from test_pixel_colors import _crop_network
+from tiny_network import crop_inputs
 
 
 @pytest.mark.parametrize("mirrored_pose", [False, True])
@@ -22,7 +23,7 @@ def test_untrained_feedback_keeps_the_first_prediction_and_reads_the_map_under_e
     network = _crop_network(mirrored_pose=mirrored_pose, pixel_feedback=True)
     missing, _ = network.load_state_dict(plain.state_dict(), strict=False)
     assert missing and all(k.split(".")[2] in ("point_reduce", "point_tc", "refine_head") for k in missing)  # nothing else is new
-    x = _crop_inputs()
+    x = crop_inputs()
     read = {}
     for slot, branch in enumerate(network.branches):
         branch.refine_head.register_forward_hook(lambda m, args, out, slot=slot: read.update({slot: args[0]}) if slot not in read else None)
@@ -51,7 +52,7 @@ def test_untrained_feedback_keeps_the_first_prediction_and_reads_the_map_under_e
 
 def test_trained_feedback_moves_the_hands_and_trains_with_the_pose_path():
     network = _crop_network(mirrored_pose=True, pixel_feedback=True)
-    x = _crop_inputs()
+    x = crop_inputs()
     before = network(x, with_gaussians=False).joints.detach()
     torch.manual_seed(3)
     nn.init.normal_(network.branches[1].refine_head[-1].weight, std=0.01)  # as after some training
@@ -70,7 +71,7 @@ def test_trained_feedback_moves_the_hands_and_trains_with_the_pose_path():
 
 def test_feedback_reads_each_window_frame_where_the_centre_frame_s_joints_sit_in_its_crop():
     network = _crop_network(pixel_feedback=True, window=3)
-    x = _crop_inputs(b=3)
+    x = crop_inputs(b=3)
     one = slice(0, 1)  # one predicted frame, its window the three input frames
     x = dataclasses.replace(
         x, window=torch.tensor([[0, 1, 2]]), bbox=x.bbox[one], valid=x.valid[one], K=x.K[one], c2w=x.c2w[one], image_hw=x.image_hw[one]
