@@ -126,7 +126,7 @@ class HandNetwork(nn.Module):
         config.check()
         if inputs.kind != "crops":  # cached tokens come without crops or feature maps to sample
             config = dataclasses.replace(config, pixel_colors=False, pixel_feedback=False)
-        if not config.pixel_colors:  # the matte gates the Gaussians that colour crops colour (check() refuses it without)
+        if config.matte and not config.pixel_colors:  # cached tokens: no colour crops for the matte either
             config = dataclasses.replace(config, matte=False)
         self.config = config
         self.input_spec = inputs
