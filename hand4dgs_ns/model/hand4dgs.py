@@ -291,7 +291,7 @@ class Hand4DGSModel(Model):
         x = self.inputs.network_inputs(
             sequence, frame, self.config.window // 2, self._stager, distinct=not graphed, augment=augment,
             with_estimates=self.config.estimate_input,
-            with_color_crops=with_gaussians or (self.network.matte is not None and self.training and torch.is_grad_enabled()),
+            with_color_crops=with_gaussians or self.network.reads_matte(with_gaussians),
         )
         if self.training:
             self._video_shapes.clear()

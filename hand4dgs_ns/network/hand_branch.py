@@ -248,31 +248,26 @@ class HandBranch(nn.Module):
 
     def crop_cue(
         self, vertices_cam: Float[Tensor, "b v 3"], K: Float[Tensor, "b 3 3"], box_xyxy: Float[Tensor, "b 4"],
-        crops: Float[Tensor, "b 3 h w"],
-    ) -> Float[Tensor, "b g 4"]:
+        crops: Float[Tensor, "b 3 h w"], matte_logits: Optional[Float[Tensor, "b h w"]] = None,
+    ) -> tuple[Float[Tensor, "b g 4"], Optional[Float[Tensor, "b g"]]]:
         """What the frame shows where each Gaussian lands (``pixel_colors``): the crop's RGB under
         its projected centre and the cosine between its normal and the direction to the camera
         (positive: facing it; a Gaussian facing away sees the surface in front of it). The geometry
-        is detached: the image loss moves the hand by where it draws it, not by what it samples."""
+        is detached: the image loss moves the hand by where it draws it, not by what it samples.
+
+        With ``matte_logits`` (the :class:`~hand4dgs_ns.network.matte.HandMatte` of the same crop),
+        also how surely the frame shows a hand there, 0 to 1: the logits are read with the colours
+        (bilinear in logits, then the sigmoid, so the outline stays sharp); beyond the crop (twice
+        the hand box) they read 0, one half. Both are read at the centre on the mesh, before any
+        normal offset. The matte is not detached, so the image losses train it beside its own loss;
+        else None."""
         vertices = vertices_cam.detach()
         means = gaussian_means(vertices, self.hand.faces, self.layout)
-        rgb = sample_crop(crops, project_points(K, means), box_xyxy, self.crops_mirrored)
+        maps = crops if matte_logits is None else torch.cat([crops, matte_logits[:, None]], dim=1)
+        read = sample_crop(maps, project_points(K, means), box_xyxy, self.crops_mirrored)
         facing = -(self.gaussian_normals(vertices) * F.normalize(means, dim=-1)).sum(dim=-1, keepdim=True)
-        return torch.cat([rgb, facing], dim=-1)
-
-    def matte_under(
-        self, vertices_cam: Float[Tensor, "b v 3"], K: Float[Tensor, "b 3 3"], box_xyxy: Float[Tensor, "b 4"],
-        matte_logits: Float[Tensor, "b h w"],
-    ) -> Float[Tensor, "b g"]:
-        """How surely the frame shows a hand under each Gaussian's projected centre on the mesh (before
-        any normal offset, as :meth:`crop_cue` reads colours), 0 to 1, from the
-        :class:`~hand4dgs_ns.network.matte.HandMatte` logits of this hand's colour crop (bilinear in
-        logits, then the sigmoid, so the outline stays sharp). Beyond the crop (twice the hand box)
-        the logit reads 0, one half. The geometry is detached, as in :meth:`crop_cue`; the matte is
-        not, so the image losses train it beside its own loss."""
-        means = gaussian_means(vertices_cam.detach(), self.hand.faces, self.layout)
-        logits = sample_crop(matte_logits[:, None], project_points(K, means), box_xyxy, self.crops_mirrored)[..., 0]
-        return torch.sigmoid(logits)
+        matte = None if matte_logits is None else torch.sigmoid(read[..., 3])
+        return torch.cat([read[..., :3], facing], dim=-1), matte
 
     def gaussians(
         self,
@@ -286,7 +281,7 @@ class HandBranch(nn.Module):
         """Mesh-guided Gaussians on world-frame vertices (paper, section 3.2), colours times the frame's
         gain if any; with a :meth:`crop_cue`, colours are the crop's corrected by the colour decoder.
         ``normals``: the :meth:`gaussian_normals` of these vertices when the caller has them already;
-        ``matte``: each Gaussian's :meth:`matte_under`, which scales its opacity."""
+        ``matte``: each Gaussian's reading of the matte (:meth:`crop_cue`), which scales its opacity."""
         layout = self.layout
         faces = self.hand.faces
         log_scales = self.log_scale_base + torch.tanh(self.scale_mlp(embeddings))

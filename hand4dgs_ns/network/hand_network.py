@@ -177,6 +177,12 @@ class HandNetwork(nn.Module):
         return list(self.light.parameters()) if self.light is not None else []
 
     # ---- prediction -----------------------------------------------------------------------
+    def reads_matte(self, with_gaussians: bool) -> bool:
+        """Whether a forward computes the matte (and so reads the colour crops): with the Gaussians it
+        gates, and in every training step besides, since its loss needs no render and it trains from
+        the first step."""
+        return self.matte is not None and (with_gaussians or (self.training and torch.is_grad_enabled()))
+
     def tokens(self, frames: Tensor) -> tuple[Float[Tensor, "U N C"], Optional[Float[Tensor, "U M h w"]]]:
         """Squashed backbone tokens of n hand inputs, crops (n, 3, h, w) or cached tokens (n, N, C), and
         with ``pixel_feedback`` the backbone's feature map of each crop (else None)."""
@@ -244,9 +250,7 @@ class HandNetwork(nn.Module):
         if maps is not None:  # pixel_feedback: the maps of each predicted frame's window, (B, 2, W, M, h, w)
             feature_maps = maps.index_select(0, flat).reshape(b, w, *maps.shape[1:]).transpose(1, 2)
         box_norm = normalized_frame_boxes(x.bbox, x.image_hw)
-        # The matte trains from the first step, in the pose-only steps too: its loss needs no render
-        # (the model sends the colour crops in training steps for it).
-        with_matte = self.matte is not None and (with_gaussians or (self.training and torch.is_grad_enabled()))
+        with_matte = self.reads_matte(with_gaussians)
         crops = mattes = None
         if self.config.pixel_colors and (with_gaussians or with_matte):  # each predicted frame's own crops, [0, 1]
             source = x.color_crops if x.color_crops is not None else x.frames.index_select(0, centre)
@@ -292,10 +296,11 @@ class HandNetwork(nn.Module):
         if with_gaussians:
             parts = []
             for slot, (branch, mesh, v_world) in enumerate(zip(self.branches, meshes, vertices)):
-                cue = None if crops is None else branch.crop_cue(mesh.vertices, K, bbox[:, slot], crops[:, slot])
+                cue = matte = None
+                if crops is not None:
+                    cue, matte = branch.crop_cue(mesh.vertices, K, bbox[:, slot], crops[:, slot], None if mattes is None else mattes[:, slot])
                 # Computed once for the light and the normal offsets alike.
                 normals = None if self.light is None else branch.gaussian_normals(v_world)
-                matte = None if mattes is None else branch.matte_under(mesh.vertices, K, bbox[:, slot], mattes[:, slot])
                 g = branch.gaussians(v_world, mesh.embeddings, mesh.log_gain, cue, normals, matte)
                 colors = g.colors if normals is None else g.colors * self.light(normals, c2w)
                 parts.append((g.means, g.quats, g.scales, g.opacities * valid[:, slot, None].float(), colors))
