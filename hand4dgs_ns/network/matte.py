@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from jaxtyping import Bool, Float, Int
 from torch import Tensor, nn
 
+from hand4dgs_ns.data.sequence_format import hand_pixels, occluder_pixels
 from hand4dgs_ns.features.crops import crop_hands_per_image, crop_params, normalize_imagenet
 
 START_LOGIT = 0.0
@@ -71,7 +72,7 @@ def matte_targets(
     """The training masks cut as each hand's colour crop is (boxes in the masks' pixels; the left
     hand's mirrored): 1 where the frame shows a hand or an occluder (labels 1-3), 0 on the room,
     bilinear (soft) at the outlines."""
-    foreground = ((labels >= 1) & (labels <= 3)).to(torch.float32)[..., None].expand(*labels.shape, 3)
+    foreground = (hand_pixels(labels) | occluder_pixels(labels)).to(torch.float32)[..., None].expand(*labels.shape, 3)
     centre, size = crop_params(bbox_xyxy)
     flip = torch.tensor([True, False], device=labels.device).expand(labels.shape[0], 2)
     return crop_hands_per_image(foreground, centre, size.clamp(min=1.0), flip, out_hw, normalize=False)[:, :, 0]
