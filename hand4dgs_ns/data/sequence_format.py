@@ -46,6 +46,8 @@ HANDS_FILE = "hands.npz"
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 DEFAULT_FPS = 30.0
 NUM_JOINTS = 21
+HAND_SIDES = ("left", "right")
+"""The hand slots' order: slot 0 is the left hand, slot 1 the right, in every per-hand array."""
 MASK_BACKGROUND, MASK_LEFT, MASK_RIGHT, MASK_OCCLUDER = 0, 1, 2, 3
 """Mask labels: background, left hand, right hand, and an occluder (something in front of where a
 hand may be, such as a forearm or a held object: neither hand nor background to the image loss)."""

@@ -33,10 +33,11 @@ from filelock import FileLock
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from hand4dgs_ns.data.sequence_format import read_rgb
+from hand4dgs_ns.data.sequence_format import HAND_SIDES, read_rgb
 from hand4dgs_ns.errors import Hand4DGSError, file_error
 from hand4dgs_ns.output_folder import remove_leftovers
 from hand4dgs_ns.features.backbones.base import HandBackbone
+from hand4dgs_ns.geometry.mirror import CROPS_MIRRORED
 from hand4dgs_ns.features.crops import (
     HAMER_BBOX_SHAPE_HW,
     HAMER_RESCALE,
@@ -316,7 +317,7 @@ def _check_boxes(bbox: np.ndarray, valid: np.ndarray, paths: Sequence[Path]) -> 
     bad = np.argwhere(valid & ~(finite & positive))
     if len(bad):
         frame, slot = bad[0]
-        side = ("left", "right")[slot]
+        side = HAND_SIDES[slot]
         hands = Path(paths[0]).parent.parent / "hands.npz"
         where = hands if hands.is_file() else Path(paths[0]).parent
         raise file_error(
@@ -387,7 +388,7 @@ def hand_features_for_sequence(
 
     def build() -> Iterator[np.ndarray]:
         device = next(iter(backbone.parameters()), torch.empty(0)).device
-        flip = torch.tensor([True, False], device=device)  # left hands are mirrored
+        flip = torch.tensor(CROPS_MIRRORED, device=device)
         with torch.no_grad():
             for frames, images in _prefetched_batches(paths, batch_frames, workers):
                 idx = list(frames)

@@ -17,6 +17,8 @@ MIRROR = (-1.0, 1.0, 1.0)
 """Diagonal of ``M``."""
 _ROTATION_SIGNS = tuple(tuple(a * b for b in MIRROR) for a in MIRROR)
 """``m_i m_j``: the signs ``M R M`` gives the entries of ``R``."""
+CROPS_MIRRORED = (True, False)
+"""Per hand slot (left, right): whether its crop is mirrored."""
 
 
 def mirror_points(points: Float[Tensor, "*b 3"]) -> Float[Tensor, "*b 3"]:

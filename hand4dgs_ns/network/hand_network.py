@@ -7,7 +7,7 @@ hand estimates too), its hand boxes and its ego camera, and returns the
 hands (mesh, joints, template parameters, Gaussians) in the world frame. The nerfstudio model
 feeds it training frames; ``hand4dgs infer`` feeds it the frames of a video it never saw.
 
-Slot 0 is the left hand, 1 the right (:data:`SIDES`); each side has its own branch.
+Slot 0 is the left hand, 1 the right (:data:`HAND_SIDES`); each side has its own branch.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from jaxtyping import Bool, Float, Int
 from torch import Tensor, nn
 
 from hand4dgs_ns.constants import constant
+from hand4dgs_ns.data.sequence_format import HAND_SIDES
 from hand4dgs_ns.errors import Hand4DGSError
 from hand4dgs_ns.features.backbones import SmallCNN, SmallCNNConfig
 from hand4dgs_ns.features.crops import normalize_imagenet, normalized_frame_boxes, uint8_crops_to_input
@@ -33,7 +34,6 @@ from hand4dgs_ns.network.hand_branch import HandBranch
 from hand4dgs_ns.network.layers import squash_tokens
 from hand4dgs_ns.network.matte import HandMatte
 
-SIDES = ("left", "right")
 GAUSSIAN_FIELDS = ("means", "quats", "scales", "opacities", "colors")
 """The :class:`HandsPrediction` fields that hold the Gaussians (None when not asked for)."""
 MATTE_FIELD = "matte_logits"
@@ -140,14 +140,14 @@ class HandNetwork(nn.Module):
             self.token_shape = (int(inputs.shape[0]), int(inputs.shape[1]))
         self.estimate_embed: Optional[nn.ModuleList] = None
         if config.estimate_input:  # one more token per hand: the frame's estimate, embedded
-            embeds = [nn.Linear(ESTIMATE_DIM, self.token_shape[1]) for _ in SIDES]
+            embeds = [nn.Linear(ESTIMATE_DIM, self.token_shape[1]) for _ in HAND_SIDES]
             if config.mirrored_pose:  # read in the mirror by the shared pose path, as the crops are
                 embeds[0] = embeds[1]
             self.estimate_embed = nn.ModuleList(embeds)
             self.token_shape = (self.token_shape[0] + 1, self.token_shape[1])
         map_channels = self.backbone.map_channels if self.backbone is not None else 0
         self.branches = nn.ModuleList(
-            HandBranch(load_template(config.template, side, config.mano_dir), *self.token_shape, config, map_channels) for side in SIDES
+            HandBranch(load_template(config.template, side, config.mano_dir), *self.token_shape, config, map_channels) for side in HAND_SIDES
         )
         if config.mirrored_pose:
             self.branches[0].share_pose_path(self.branches[1])

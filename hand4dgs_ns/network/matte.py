@@ -20,6 +20,7 @@ from jaxtyping import Bool, Float, Int
 from torch import Tensor, nn
 
 from hand4dgs_ns.data.sequence_format import hand_pixels, occluder_pixels
+from hand4dgs_ns.geometry.mirror import CROPS_MIRRORED
 from hand4dgs_ns.features.crops import crop_hands_per_image, crop_params, normalize_imagenet
 
 START_LOGIT = 0.0
@@ -74,7 +75,7 @@ def matte_targets(
     bilinear (soft) at the outlines."""
     foreground = (hand_pixels(labels) | occluder_pixels(labels)).to(torch.float32)[..., None].expand(*labels.shape, 3)
     centre, size = crop_params(bbox_xyxy)
-    flip = torch.tensor([True, False], device=labels.device).expand(labels.shape[0], 2)
+    flip = torch.tensor(CROPS_MIRRORED, device=labels.device).expand(labels.shape[0], 2)
     return crop_hands_per_image(foreground, centre, size.clamp(min=1.0), flip, out_hw, normalize=False)[:, :, 0]
 
 

@@ -28,7 +28,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from torch import Tensor
 from typing_extensions import Annotated
 
-from hand4dgs_ns.data.sequence_format import MASK_OCCLUDER, SequenceCameras, SequenceHands, SequenceWriter
+from hand4dgs_ns.data.sequence_format import HAND_SIDES, MASK_OCCLUDER, SequenceCameras, SequenceHands, SequenceWriter
 from hand4dgs_ns.errors import Hand4DGSError
 from hand4dgs_ns.hands.lbs import hand_forward
 from hand4dgs_ns.hands.open_hand import load_open_hand
@@ -55,7 +55,7 @@ from hand4dgs_ns.synthetic.camera_effects import (
 from hand4dgs_ns.synthetic.camera_path import head_camera_path, pinhole_intrinsics, static_view_cameras
 from hand4dgs_ns.synthetic.hand_rig import HandRig, build_rig
 from hand4dgs_ns.synthetic.labels import hand_boxes, hand_valid
-from hand4dgs_ns.synthetic.motion import SIDES, ClipMotion, HandTrack, hand_motion
+from hand4dgs_ns.synthetic.motion import ClipMotion, HandTrack, hand_motion
 from hand4dgs_ns.synthetic.occluders import ObjectLayer, object_layer, sample_objects
 from hand4dgs_ns.synthetic.pseudo_labels import HandParams, pseudo_labels
 from hand4dgs_ns.synthetic.room import Room, render_room, sample_room
@@ -271,7 +271,7 @@ def build_scene(config: SynthConfig) -> ClipScene:
     check_config(config)
     rngs = _streams(config.seed)
     F, W, H = config.num_frames, config.width, config.height
-    templates = tuple(load_open_hand(side).to(device=torch.device("cpu"), dtype=torch.float32) for side in SIDES)
+    templates = tuple(load_open_hand(side).to(device=torch.device("cpu"), dtype=torch.float32) for side in HAND_SIDES)
     rigs = tuple(build_rig(t) for t in templates)
 
     look = config.look
@@ -289,7 +289,7 @@ def build_scene(config: SynthConfig) -> ClipScene:
 
     head = head_camera_path(rngs["head"], F, config.fps)
     room = sample_room(rngs["room"], head.eye_height)
-    motion = hand_motion(dict(zip(SIDES, rigs)), head, rngs["motion"], F, config.fps)
+    motion = hand_motion(dict(zip(HAND_SIDES, rigs)), head, rngs["motion"], F, config.fps)
     tracks = (motion.left, motion.right)
     params = tuple(_params(tr, t, betas[: t.num_betas][None]) for tr, t in zip(tracks, templates))
     outs = [hand_forward(t, p.global_orient, p.hand_pose, p.betas, p.transl) for t, p in zip(templates, params)]

@@ -22,12 +22,12 @@ from jaxtyping import Float
 from scipy.interpolate import PchipInterpolator
 from torch import Tensor
 
+from hand4dgs_ns.data.sequence_format import HAND_SIDES
 from hand4dgs_ns.geometry.rotations import axis_angle_to_matrix
 from hand4dgs_ns.synthetic.camera_path import HeadPath, body_rotation
 from hand4dgs_ns.synthetic.hand_rig import HandRig, articulate, orient_hand
 from hand4dgs_ns.synthetic.random_signals import smooth_noise
 
-SIDES = ("left", "right")
 _SIDE_SIGN = {"left": -1.0, "right": 1.0}
 
 # Gesture -> (flexion level per finger thumb..pinky in 0..1, spread 0..1, thumb opposition 0..1).
@@ -117,10 +117,10 @@ def _script(
         cross = int(rng.integers(1, inside - 2))
         choices = [k for k in range(1, inside) if k < cross - 1 or k > cross + 2]
         if choices:
-            exit_ = (str(rng.choice(SIDES)), int(rng.choice(choices)))
-    upper = str(rng.choice(SIDES))
-    keys: dict[str, list[_Key]] = {side: [] for side in SIDES}
-    for side in SIDES:
+            exit_ = (str(rng.choice(HAND_SIDES)), int(rng.choice(choices)))
+    upper = str(rng.choice(HAND_SIDES))
+    keys: dict[str, list[_Key]] = {side: [] for side in HAND_SIDES}
+    for side in HAND_SIDES:
         closed = bool(rng.random() < 0.5)
         for k in range(count):
             position = _home(rng)
@@ -223,7 +223,7 @@ def hand_motion(
     t = np.arange(num_frames) / fps
     times, fast = _keyframe_times(rng, max(t[-1], 1.0 / fps))
     keys, cross, exit_ = _script(rng, times, fast, float(t[-1]))
-    tracks = {side: _track(rigs[side], keys[side], times, t, head, rng) for side in SIDES}
+    tracks = {side: _track(rigs[side], keys[side], times, t, head, rng) for side in HAND_SIDES}
     crossings = []
     if cross is not None:
         first, _ = _frames_near(times, cross, t)
