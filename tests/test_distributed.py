@@ -185,10 +185,12 @@ def _rank(rank: int, config, rendezvous: str, out_root: Path) -> None:
     assert shares[rank] == set(TRAIN[rank::WORLD])
 
     # (2) DDP's gradients are the mean of the ranks' own, for every trained parameter in use (in the
-    # vertex phase the appearance is unused, and nerfstudio's Model holds a parameter it never
-    # uses: without find_unused_parameters DDP would stop); after the step the ranks are equal.
+    # vertex phase the appearance is unused, the matte excepted, which trains from its own loss; and
+    # nerfstudio's Model holds a parameter it never uses: without find_unused_parameters DDP would
+    # stop); after the step the ranks are equal.
     params = [p for group in model.get_param_groups().values() for p in group]
-    appearance = {id(p) for p in model.network.appearance_parameters()}
+    matte = {id(p) for p in model.network.matte.parameters()}  # the generalised default has one
+    appearance = {id(p) for p in model.network.appearance_parameters()} - matte
     for step in (0, 1):  # vertex phase, then the image phase
         for callback in trainer.callbacks:
             callback.run_callback_at_location(step, location=TrainingCallbackLocation.BEFORE_TRAIN_ITERATION)

@@ -51,6 +51,14 @@ def test_training_never_sees_the_held_out_videos(trained, monkeypatch):
     assert train == {"train_000", "train_001"} and held_out == {"test_000", "test_001"}
 
 
+def test_the_generalised_default_trains_a_matte(trained):
+    from hand4dgs_ns.inference.run import network_weights, read_run
+
+    config, _, _, _ = trained
+    weights = network_weights(read_run(config))
+    assert weights["matte.out.weight"].abs().max() > 0  # zero-initialised: moved by its loss
+
+
 def test_ns_eval_reports_each_held_out_video_and_the_mean(trained, tmp_path):
     config, env, _, _ = trained
     out = tmp_path / "eval.json"
