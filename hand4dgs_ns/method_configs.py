@@ -196,8 +196,9 @@ def hand4dgs_generalized_trainer(max_steps: int = GENERALIZED_STEPS) -> Hand4DGS
     # A matte from each colour crop gates the Gaussians' opacities, so a mesh drawn beyond the
     # frame's hand does not paint the room: on an H100 at 14,760 steps (96 x 75 set), held-out crop
     # PSNR 23.66 dB against 21.84 for the default before it (three of four videos +1.2 to +4.1 dB,
-    # one -0.7), 1.0 dB below the per-video runs; MPJPE 18.7 against 18.4 mm, Acc Err level. At CPU
-    # size +1.20 dB on all eight held-out videos, the pose better (docs/benchmarks.md).
+    # one -0.7), 1.0 dB below the per-video runs; MPJPE 18.7 against 18.1-18.4 mm in the default's
+    # three runs, Acc Err level. At CPU size +1.20 dB on all eight held-out videos, the pose better
+    # (docs/benchmarks.md). A network on cached tokens (hamer-vit-h) has no colour crops, nor a matte.
     config.pipeline.model.matte = True
     config.steps_per_eval_image = 2000
     return config

@@ -62,6 +62,15 @@ def settle_color_crops(config: Hand4DGSPipelineConfig) -> None:
         )
 
 
+class CheckpointMismatch(Hand4DGSError):
+    """A checkpoint whose network was built with other options than the run loading it. The
+    trainer names the checkpoint in the sentence."""
+
+    def __init__(self, problem: str, fix: str):
+        super().__init__(f"{problem}; {fix}.")
+        self.problem, self.fix = problem, fix
+
+
 class Hand4DGSPipeline(VanillaPipeline):
     """Vanilla pipeline whose full evaluation adds pose metrics."""
 
@@ -72,6 +81,23 @@ class Hand4DGSPipeline(VanillaPipeline):
         config.model.check()  # before the datamanager spends minutes building caches
         settle_color_crops(config)
         super().__init__(config, *args, **kwargs)
+
+    def load_pipeline(self, loaded_state: Dict[str, torch.Tensor], step: int) -> None:
+        # nerfstudio falls back to loading what matches, and a resumed run's optimizers then fail
+        # with a traceback: refuse a checkpoint whose network another set of options built first.
+        saved = {key.removeprefix("module.").replace("_model.module.", "_model.", 1) for key in loaded_state}
+        own = {f"_model.{name}" for name in self.model.state_dict()}
+        missing = sorted(f"_model.{name}" for name, _ in self.model.named_parameters() if f"_model.{name}" not in saved)
+        extra = sorted(key for key in saved - own if key.startswith("_model.network."))
+        if missing or extra:
+            names = [key.removeprefix("_model.") for key in missing or extra]
+            problem = (f"the checkpoint lacks {len(missing)} of this run's network weights" if missing
+                       else f"the checkpoint holds {len(extra)} weights this run's network has no place for")
+            fix = "load it with the options it was trained with (its run's config.yml)"
+            if any(name.startswith("network.matte.") for name in names):
+                fix += f", here --pipeline.model.matte {'False' if missing else 'True'}"
+            raise CheckpointMismatch(f"{problem} ({names[0]}, ...): it was saved with other network options", fix)
+        super().load_pipeline(loaded_state, step)
 
     def reseed(self, offset: int) -> None:
         """Random streams for a resumed run (``offset``: :func:`hand4dgs_ns.trainer.resume_seed_offset`),

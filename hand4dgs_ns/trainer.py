@@ -25,8 +25,9 @@ from nerfstudio.utils.decorators import check_main_thread
 from nerfstudio.utils.rich_utils import CONSOLE
 
 from hand4dgs_ns.cpu_memory import keep_freed_memory
+from hand4dgs_ns.errors import file_error
 from hand4dgs_ns.output_folder import atomic_file
-from hand4dgs_ns.pipeline import Hand4DGSPipelineConfig, settle_color_crops
+from hand4dgs_ns.pipeline import CheckpointMismatch, Hand4DGSPipelineConfig, settle_color_crops
 
 
 @dataclass
@@ -76,7 +77,10 @@ class Hand4DGSTrainer(Trainer):
             writer.GLOBAL_BUFFER["max_iter"] = self._start_step + self.config.max_num_iterations
 
     def _load_checkpoint(self) -> None:
-        super()._load_checkpoint()
+        try:
+            super()._load_checkpoint()
+        except CheckpointMismatch as err:
+            raise file_error(self.config.load_checkpoint or self.config.load_dir, err.problem, err.fix) from None
         for optimizer in self.optimizers.optimizers.values():
             match_state_layouts(optimizer)
         if self._start_step > 0:

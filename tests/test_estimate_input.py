@@ -107,6 +107,7 @@ def test_the_generalised_method_reads_the_estimates_and_smoothed_labels_by_defau
     assert config.pipeline.model.normal_offset_mm == 3.0  # Gaussians may leave the mesh along its normal
     assert config.pipeline.model.silhouette_loss_weight == 30.0 and config.pipeline.datamanager.color_crop_scale == 3
     assert config.pipeline.model.box_fit and not hand4dgs_trainer(100).pipeline.model.box_fit  # hands centred on their boxes
+    assert config.pipeline.model.matte and not hand4dgs_trainer(100).pipeline.model.matte  # opacities gated by the crop's matte
     # The image phase starts earlier than the paper's 77%, and the learning rates decay over the whole run.
     config = hand4dgs_generalized_trainer(14760)
     assert (config.pipeline.model.image_loss_from, config.pipeline.model.vertex_decay_steps) == (9240, 1380)

@@ -18,6 +18,7 @@ from jaxtyping import Float
 from torch import Tensor, nn
 
 from hand4dgs_ns.constants import constant
+from hand4dgs_ns.data.sequence_format import HAND_SIDES
 from hand4dgs_ns.features.crops import sample_crop
 from hand4dgs_ns.gaussians import (
     MeshGaussianLayout,
@@ -28,7 +29,7 @@ from hand4dgs_ns.gaussians import (
     vertex_normals,
 )
 from hand4dgs_ns.geometry.cameras import box_prior, centre_on_box, project_points
-from hand4dgs_ns.geometry.mirror import mirror_boxes, mirror_normalized_boxes, mirror_points, mirror_rotations
+from hand4dgs_ns.geometry.mirror import CROPS_MIRRORED, mirror_boxes, mirror_normalized_boxes, mirror_points, mirror_rotations
 from hand4dgs_ns.geometry.rotations import matrix_to_rotation_6d, rotation_6d_to_matrix
 from hand4dgs_ns.hands.lbs import HandLayer, HandOutput, hand_forward
 from hand4dgs_ns.hands.template import HandTemplate
@@ -165,7 +166,7 @@ class HandBranch(nn.Module):
     def crops_mirrored(self) -> bool:
         """Whether this hand's crops (and feature maps) are cut mirrored: a left hand's always are
         (:mod:`hand4dgs_ns.features.crops`), whether or not its pose path is shared."""
-        return self.hand.template.side == "left"
+        return CROPS_MIRRORED[HAND_SIDES.index(self.hand.template.side)]
 
     @property
     def layout(self) -> MeshGaussianLayout:
