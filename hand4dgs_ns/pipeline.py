@@ -62,6 +62,11 @@ def settle_color_crops(config: Hand4DGSPipelineConfig) -> None:
         )
 
 
+def single_process_key(key: str) -> str:
+    """A pipeline state-dict key as a single process names it: DDP wraps the model as ``_model.module``."""
+    return "_model." + key.removeprefix("_model.module.") if key.startswith("_model.module.") else key
+
+
 class CheckpointMismatch(Hand4DGSError):
     """A checkpoint whose network was built with other options than the run loading it. The
     trainer names the checkpoint in the sentence."""
@@ -85,7 +90,7 @@ class Hand4DGSPipeline(VanillaPipeline):
     def load_pipeline(self, loaded_state: Dict[str, torch.Tensor], step: int) -> None:
         # nerfstudio falls back to loading what matches, and a resumed run's optimizers then fail
         # with a traceback: refuse a checkpoint whose network another set of options built first.
-        saved = {key.removeprefix("module.").replace("_model.module.", "_model.", 1) for key in loaded_state}
+        saved = {single_process_key(key.removeprefix("module.")) for key in loaded_state}
         own = {f"_model.{name}" for name in self.model.state_dict()}
         missing = sorted(f"_model.{name}" for name, _ in self.model.named_parameters() if f"_model.{name}" not in saved)
         extra = sorted(key for key in saved - own if key.startswith("_model.network."))

@@ -27,7 +27,7 @@ from nerfstudio.utils.rich_utils import CONSOLE
 from hand4dgs_ns.cpu_memory import keep_freed_memory
 from hand4dgs_ns.errors import file_error
 from hand4dgs_ns.output_folder import atomic_file
-from hand4dgs_ns.pipeline import CheckpointMismatch, Hand4DGSPipelineConfig, settle_color_crops
+from hand4dgs_ns.pipeline import CheckpointMismatch, Hand4DGSPipelineConfig, settle_color_crops, single_process_key
 
 
 @dataclass
@@ -97,7 +97,7 @@ class Hand4DGSTrainer(Trainer):
         pipeline = self.pipeline.module if hasattr(self.pipeline, "module") else self.pipeline
         state = {
             "step": step,
-            "pipeline": {_single_process_key(key): value for key, value in pipeline.state_dict().items()},
+            "pipeline": {single_process_key(key): value for key, value in pipeline.state_dict().items()},
             "optimizers": {k: v.state_dict() for k, v in self.optimizers.optimizers.items()},
             "schedulers": {k: v.state_dict() for k, v in self.optimizers.schedulers.items()},
             "scalers": self.grad_scaler.state_dict(),
@@ -141,8 +141,3 @@ def stop_viewer_renders(viewer, timeout_s: float = 30.0) -> None:
         machine.running = False
     for machine in machines:
         machine.join(timeout_s)
-
-
-def _single_process_key(key: str) -> str:
-    """A pipeline state-dict key as a single process names it: DDP wraps the model as ``_model.module``."""
-    return "_model." + key.removeprefix("_model.module.") if key.startswith("_model.module.") else key
